@@ -1,0 +1,83 @@
+// swift-tools-version: 6.1
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import PackageDescription
+
+// Dependency rule (see docs/ARCHITECTURE.md): the pure cores — XenABI, XenMemory,
+// XenRing — import only the standard library and swift-atomics. Anything that
+// touches the OS lives in an I/O shell (SystemExtras and above).
+
+let package = Package(
+    name: "Conch",
+    products: [
+        .executable(name: "conch", targets: ["conch"]),
+        .library(name: "XenABI", targets: ["XenABI"]),
+        .library(name: "XenRing", targets: ["XenRing"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+    ],
+    targets: [
+        // MARK: C shim — only what Glibc does not expose.
+        .target(name: "CConchShims"),
+
+        // MARK: Pure cores (no Foundation, no NIO, no I/O).
+        .target(name: "XenABI"),
+        .target(
+            name: "XenMemory",
+            dependencies: [.product(name: "Atomics", package: "swift-atomics")]
+        ),
+        .target(name: "XenRing", dependencies: ["XenABI", "XenMemory"]),
+
+        // MARK: I/O shells.
+        .target(
+            name: "SystemExtras",
+            dependencies: [
+                "CConchShims",
+                "XenMemory",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .target(name: "ConchBench", dependencies: ["XenABI", "XenRing", "XenMemory", "SystemExtras"]),
+
+        // MARK: Test doubles and helpers shared by tests and benchmarks.
+        .target(name: "XenTestKit"),
+
+        // MARK: The one executable.
+        .executableTarget(
+            name: "conch",
+            dependencies: [
+                "ConchBench",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: Tests.
+        .testTarget(
+            name: "XenRingTests",
+            dependencies: [
+                "XenABI", "XenMemory", "XenRing",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        .testTarget(
+            name: "ConformanceTests",
+            dependencies: ["XenABI", "XenMemory", "XenRing"],
+            exclude: ["C"]
+        ),
+        .testTarget(
+            name: "SystemExtrasTests",
+            dependencies: ["SystemExtras", "XenABI", "XenMemory", "XenRing", "ConchBench", "XenTestKit"]
+        ),
+        .testTarget(name: "CLITests", dependencies: ["XenTestKit"]),
+    ]
+)

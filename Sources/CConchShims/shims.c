@@ -1,0 +1,111 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+#define _GNU_SOURCE
+#include "CConchShims.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+int cconch_memfd_create(const char *name) {
+    return memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+}
+
+int cconch_memfd_seal_size(int fd) {
+    return fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
+}
+
+#define CCONCH_MAX_FDS 16
+
+ssize_t cconch_send_fds(int sock, const int *fds, size_t nfds, const void *buf, size_t len) {
+    if (nfds > CCONCH_MAX_FDS || len == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    union {
+        struct cmsghdr align;
+        char bytes[CMSG_SPACE(sizeof(int) * CCONCH_MAX_FDS)];
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nfds > 0) {
+        msg.msg_control = control.bytes;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+        struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * nfds);
+    }
+    ssize_t sent;
+    do {
+        sent = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    return sent;
+}
+
+ssize_t cconch_recv_fds(int sock, int *fds, size_t maxfds, size_t *nfds, void *buf, size_t len) {
+    union {
+        struct cmsghdr align;
+        char bytes[CMSG_SPACE(sizeof(int) * CCONCH_MAX_FDS)];
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.bytes,
+                         .msg_controllen = sizeof(control.bytes)};
+    *nfds = 0;
+    ssize_t got;
+    do {
+        got = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    } while (got < 0 && errno == EINTR);
+    if (got < 0) {
+        return got;
+    }
+    for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+        if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) {
+            continue;
+        }
+        size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        int received[CCONCH_MAX_FDS];
+        memcpy(received, CMSG_DATA(cmsg), sizeof(int) * count);
+        for (size_t i = 0; i < count; i++) {
+            if (*nfds < maxfds) {
+                fds[(*nfds)++] = received[i];
+            } else {
+                close(received[i]);  // more than the caller can take: never leak
+            }
+        }
+    }
+    if (msg.msg_flags & MSG_CTRUNC) {
+        for (size_t i = 0; i < *nfds; i++) {
+            close(fds[i]);
+        }
+        *nfds = 0;
+        errno = EMSGSIZE;
+        return -1;
+    }
+    return got;
+}
+
+int cconch_peer_credentials(int sock, int32_t *pid, uint32_t *uid, uint32_t *gid) {
+    struct ucred cred;
+    socklen_t size = sizeof(cred);
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &size) != 0) {
+        return -1;
+    }
+    *pid = cred.pid;
+    *uid = cred.uid;
+    *gid = cred.gid;
+    return 0;
+}

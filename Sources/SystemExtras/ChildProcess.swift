@@ -1,0 +1,108 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A child process started with `posix_spawn`, with chosen descriptors placed at
+/// chosen numbers in the child (for example a control socket at fd 3).
+public final class ChildProcess: Sendable {
+    public let pid: pid_t
+
+    /// How a child ended.
+    public enum Termination: Hashable, Sendable {
+        case exited(Int32)
+        case signalled(Int32)
+    }
+
+    /// Spawns `executable` with `arguments` (not including argv[0]).
+    ///
+    /// - Parameters:
+    ///   - descriptors: child fd number → descriptor in this process; each is
+    ///     `dup2`'d into place in the child (and so is inherited even if it is
+    ///     close-on-exec here). Standard streams are inherited unless remapped.
+    ///   - environment: the child's environment; nil inherits this process's.
+    public init(
+        executable: String,
+        arguments: [String],
+        descriptors: [Int32: FileDescriptor] = [:],
+        environment: [String: String]? = nil
+    ) throws(Errno) {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for (target, source) in descriptors.sorted(by: { $0.key < $1.key }) {
+            if source.rawValue == target {
+                // dup2 onto itself keeps FD_CLOEXEC; go through a spare number instead.
+                let spare = try retryingSyscall { fcntl(source.rawValue, F_DUPFD_CLOEXEC, 100) }
+                posix_spawn_file_actions_adddup2(&actions, spare, target)
+                posix_spawn_file_actions_addclose(&actions, spare)
+            } else {
+                posix_spawn_file_actions_adddup2(&actions, source.rawValue, target)
+            }
+        }
+
+        let argv = [executable] + arguments
+        let env = environment.map { $0.map { "\($0.key)=\($0.value)" } }
+        var child: pid_t = 0
+        let status = withCStringArray(argv) { cArgv in
+            if let env {
+                return withCStringArray(env) { cEnv in posix_spawn(&child, executable, &actions, nil, cArgv, cEnv) }
+            }
+            return posix_spawn(&child, executable, &actions, nil, cArgv, environ)
+        }
+        guard status == 0 else { throw Errno(rawValue: status) }
+        pid = child
+    }
+
+    /// Waits for the child to end and reaps it.
+    public func wait() throws(Errno) -> Termination {
+        var status: Int32 = 0
+        _ = try retryingSyscall { waitpid(pid, &status, 0) }
+        return Self.decode(status)
+    }
+
+    /// Reaps the child if it has ended; nil while it runs.
+    public func poll() throws(Errno) -> Termination? {
+        var status: Int32 = 0
+        let result = try retryingSyscall { waitpid(pid, &status, WNOHANG) }
+        return result == 0 ? nil : Self.decode(status)
+    }
+
+    /// Sends `signal` to the child.
+    public func kill(_ signal: Int32 = SIGTERM) {
+        _ = Glibc.kill(pid, signal)
+    }
+
+    static func decode(_ status: Int32) -> Termination {
+        // WIFEXITED / WEXITSTATUS / WTERMSIG are macros Swift cannot import.
+        let signal = status & 0x7f
+        return signal == 0 ? .exited((status >> 8) & 0xff) : .signalled(signal)
+    }
+
+    /// The path of the running executable (`/proc/self/exe`), so a process can
+    /// start another copy of itself as a peer.
+    public static func currentExecutable() -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard count > 0 else { return CommandLine.arguments[0] }
+        return String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// Calls `body` with a NULL-terminated array of C strings that lives for the call.
+private func withCStringArray<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+    // SAFETY: strdup'd copies outlive `body` and are freed right after it.
+    var pointers = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for pointer in pointers { free(pointer) } }
+    return body(pointers)
+}

@@ -1,0 +1,119 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import CConchShims
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A connected `AF_UNIX` stream socket that can carry file descriptors
+/// (SCM_RIGHTS) beside its bytes. Used where NIO cannot help: handing memfds and
+/// eventfds to another process.
+public final class UnixSocket: Sendable {
+    public let fileDescriptor: FileDescriptor
+
+    public init(adopting descriptor: FileDescriptor) { fileDescriptor = descriptor }
+
+    deinit { try? fileDescriptor.close() }
+
+    /// A connected pair (`socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)`).
+    public static func pair() throws(Errno) -> (UnixSocket, UnixSocket) {
+        var fds: [Int32] = [-1, -1]
+        _ = try retryingSyscall {
+            socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds)
+        }
+        return (
+            UnixSocket(adopting: FileDescriptor(rawValue: fds[0])),
+            UnixSocket(adopting: FileDescriptor(rawValue: fds[1]))
+        )
+    }
+
+    /// Sends `bytes` (at least one) and `descriptors` in one message. The
+    /// descriptors stay open here; the receiver gets its own copies.
+    public func send(_ bytes: [UInt8], descriptors: [FileDescriptor] = []) throws(Errno) {
+        precondition(!bytes.isEmpty, "SCM_RIGHTS needs at least one data byte")
+        let raw = descriptors.map(\.rawValue)
+        var offset = 0
+        while offset < bytes.count {
+            let chunk = Array(bytes[offset...])
+            let sent = try retryingSyscall {
+                chunk.withUnsafeBytes { buffer in
+                    // Descriptors travel with the first chunk only.
+                    (offset == 0 ? raw : []).withUnsafeBufferPointer { fds in
+                        cconch_send_fds(
+                            fileDescriptor.rawValue,
+                            fds.baseAddress,
+                            fds.count,
+                            buffer.baseAddress,
+                            buffer.count
+                        )
+                    }
+                }
+            }
+            offset += sent
+        }
+    }
+
+    /// Receives up to `maxBytes` bytes and any descriptors sent with them. An
+    /// empty array with no descriptors means the peer closed the connection.
+    public func receive(
+        maxBytes: Int,
+        maxDescriptors: Int = 8
+    ) throws(Errno) -> (bytes: [UInt8], descriptors: [FileDescriptor]) {
+        var bytes = [UInt8](repeating: 0, count: maxBytes)
+        var fds = [Int32](repeating: -1, count: maxDescriptors)
+        var received = 0
+        let got = try retryingSyscall {
+            bytes.withUnsafeMutableBytes { buffer in
+                fds.withUnsafeMutableBufferPointer { fdBuffer in
+                    cconch_recv_fds(
+                        fileDescriptor.rawValue,
+                        fdBuffer.baseAddress,
+                        fdBuffer.count,
+                        &received,
+                        buffer.baseAddress,
+                        buffer.count
+                    )
+                }
+            }
+        }
+        bytes.removeLast(maxBytes - got)
+        return (bytes, fds.prefix(received).map { FileDescriptor(rawValue: $0) })
+    }
+
+    /// Receives exactly `count` bytes (descriptors, if any, arrive with the
+    /// first part). Throws `Errno.connectionReset` if the peer closes early.
+    public func receiveExactly(
+        _ count: Int,
+        maxDescriptors: Int = 8
+    ) throws(Errno) -> (bytes: [UInt8], descriptors: [FileDescriptor]) {
+        var bytes: [UInt8] = []
+        var descriptors: [FileDescriptor] = []
+        while bytes.count < count {
+            let part = try receive(maxBytes: count - bytes.count, maxDescriptors: maxDescriptors)
+            if part.bytes.isEmpty {
+                for descriptor in descriptors + part.descriptors { try? descriptor.close() }
+                throw Errno.connectionReset
+            }
+            bytes += part.bytes
+            descriptors += part.descriptors
+        }
+        return (bytes, descriptors)
+    }
+
+    /// The peer's pid, uid and gid (SO_PEERCRED), as captured at connect time.
+    public func peerCredentials() throws(Errno) -> (pid: Int32, uid: UInt32, gid: UInt32) {
+        var pid: Int32 = 0
+        var uid: UInt32 = 0
+        var gid: UInt32 = 0
+        _ = try retryingSyscall { cconch_peer_credentials(fileDescriptor.rawValue, &pid, &uid, &gid) }
+        return (pid, uid, gid)
+    }
+}

@@ -1,0 +1,77 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Foundation
+
+/// Finds the built `conch` binary for tests that run it as a user would.
+public enum ConchExecutable {
+    public struct NotFound: Error, CustomStringConvertible {
+        public let searched: [String]
+        public var description: String {
+            "the conch executable was not found (looked at \(searched.joined(separator: ", "))); "
+                + "run `swift build` first or set CONCH_EXECUTABLE"
+        }
+    }
+
+    /// `$CONCH_EXECUTABLE`, else `conch` beside the running test bundle (SwiftPM
+    /// builds every product into the same directory as the tests).
+    public static func path() throws -> String {
+        var candidates: [String] = []
+        if let explicit = ProcessInfo.processInfo.environment["CONCH_EXECUTABLE"] { candidates.append(explicit) }
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        var directory = me.deletingLastPathComponent()
+        // Inside an .xctest bundle directory on some platforms; walk up a little.
+        for _ in 0..<3 {
+            candidates.append(directory.appendingPathComponent("conch").path)
+            directory = directory.deletingLastPathComponent()
+        }
+        for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        throw NotFound(searched: candidates)
+    }
+
+    /// Runs conch with `arguments`, returning its exit status and output.
+    public static func run(
+        _ arguments: [String],
+        environment: [String: String]? = nil
+    ) throws -> (
+        status: Int32, stdout: String, stderr: String
+    ) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try path())
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let stdout = Pipe()
+        let stderr = Pipe()
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+        let errorData = Locked(Data())
+        let drainer = Thread { errorData.value = stderr.fileHandleForReading.readDataToEndOfFile() }
+        drainer.start()
+        let out = stdout.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        while !drainer.isFinished { usleep(1000) }
+        return (
+            process.terminationStatus, String(decoding: out, as: UTF8.self),
+            String(decoding: errorData.value, as: UTF8.self)
+        )
+    }
+}
+
+/// A value behind a lock, for handing results between threads in tests.
+public final class Locked<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+    public init(_ value: Value) { stored = value }
+    public var value: Value {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+}

@@ -1,0 +1,87 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import ArgumentParser
+import ConchBench
+import SystemExtras
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure Conch's throughput and latency.",
+        subcommands: [RingBench.self]
+    )
+}
+
+struct RingBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ring",
+        abstract: "Raw console-ring throughput between two processes: the ceiling other figures compare to.",
+        discussion: """
+            A second process writes 2 KiB chunks into the `out` ring of a console page shared
+            through a memfd; this process reads and checks every byte. Modes: busy polling,
+            one eventfd notification per batch, and spin-then-block. Example:
+
+              conch bench ring --json
+            """
+    )
+
+    @Flag(help: "Print one JSON object (keys busy_mbps, eventfd_mbps, hybrid_mbps, …) and nothing else on stdout.")
+    var json = false
+
+    @Option(help: "Bytes moved per run, in MiB.")
+    var mebibytes: UInt64 = 256
+
+    @Option(help: "Runs per mode; the median is reported.")
+    var runs: Int = 3
+
+    func validate() throws {
+        guard mebibytes > 0, runs > 0 else { throw ValidationError("--mebibytes and --runs must be positive") }
+    }
+
+    func run() throws {
+        let result = try RingBenchmark.run(
+            totalBytes: mebibytes << 20,
+            runs: runs,
+            peerExecutable: ChildProcess.currentExecutable(),
+            peerArguments: [RingPeerCommand.configuration.commandName!],
+            progress: { line in if !json { print(line) } }
+        )
+        if json {
+            print(try benchmarkJSON(result))
+        } else {
+            print("ring ceiling (2 KiB writes, \(mebibytes) MiB × \(runs) runs, median):")
+            print("  busy polling      \(Int(result.busyMBps)) MB/s")
+            print(
+                "  eventfd per batch \(Int(result.eventfdMBps)) MB/s  (\(ratio(result.eventfdMBps, result.busyMBps)) of busy)"
+            )
+            print(
+                "  spin-then-block   \(Int(result.hybridMBps)) MB/s  (\(ratio(result.hybridMBps, result.busyMBps)) of busy)"
+            )
+        }
+    }
+
+    private func ratio(_ value: Double, _ base: Double) -> String {
+        let hundredths = Int((value / base * 100).rounded())
+        return "\(hundredths / 100).\(hundredths % 100 < 10 ? "0" : "")\(hundredths % 100)"
+    }
+}
+
+/// The peer side of the ring benchmark and tests: started by Conch itself with a
+/// control socket at fd 3. Not for people to run.
+struct RingPeerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ring-peer",
+        abstract: "Internal: the guest end of a ring benchmark (expects a control socket at fd 3).",
+        shouldDisplay: false
+    )
+
+    func run() throws {
+        let code = try RingPeer.serve(socket: UnixSocket(adopting: .init(rawValue: 3)))
+        if code != 0 { throw ExitCode(code) }
+    }
+}

@@ -1,0 +1,37 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import ArgumentParser
+
+@main
+struct Conch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "conch",
+        abstract: "Xen PV consoles and channels, with a simulated hypervisor, in Swift.",
+        discussion: """
+            Conch implements the Xen PV console and PV channel stack: xenstored, the console
+            backend, the guest frontend and the toolstack. Its simulated hypervisor runs the
+            whole stack on an ordinary Linux machine with real processes, shared memory,
+            ptys and Unix sockets.
+            """,
+        version: ConchVersion.string,
+        subcommands: [Version.self, Bench.self, RingPeerCommand.self]
+    )
+}
+
+enum ConchVersion {
+    static let string = "0.1.0"
+}
+
+struct Version: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print Conch's version.")
+
+    func run() {
+        print("conch \(ConchVersion.string)")
+    }
+}

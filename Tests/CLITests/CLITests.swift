@@ -1,0 +1,52 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Foundation
+import Testing
+import XenTestKit
+
+/// Runs the built `conch` binary as a user would.
+@Suite("conch command line")
+struct CLITests {
+    @Test func helpListsTheSubcommands() throws {
+        let result = try ConchExecutable.run(["--help"])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("USAGE: conch <subcommand>"))
+        #expect(result.stdout.contains("bench"))
+        #expect(!result.stdout.contains("ring-peer"), "internal commands stay hidden")
+    }
+
+    @Test func versionPrintsTheVersion() throws {
+        let result = try ConchExecutable.run(["version"])
+        #expect(result.status == 0)
+        #expect(result.stdout.hasPrefix("conch "))
+        #expect(
+            try ConchExecutable.run(["--version"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                == result.stdout.dropFirst("conch ".count).trimmingCharacters(in: .whitespacesAndNewlines)
+        )
+    }
+
+    @Test func benchRingJSONIsOneObjectWithTheCeilingKeys() throws {
+        let result = try ConchExecutable.run(["bench", "ring", "--json", "--mebibytes", "4", "--runs", "1"])
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        let lines = result.stdout.split(separator: "\n")
+        #expect(lines.count == 1, "exactly one line of JSON on stdout")
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        let json = try #require(object)
+        for key in ["busy_mbps", "eventfd_mbps", "hybrid_mbps"] {
+            let value = try #require(json[key] as? Double, "\(key) must be a number")
+            #expect(value > 0)
+        }
+    }
+
+    @Test func badOptionsNameTheProblem() throws {
+        let result = try ConchExecutable.run(["bench", "ring", "--runs", "0"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("--runs"))
+    }
+}

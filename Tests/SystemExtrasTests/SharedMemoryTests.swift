@@ -1,0 +1,94 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import SystemExtras
+import SystemPackage
+import Testing
+import XenMemory
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("memfd pages, eventfds and descriptor passing")
+struct SharedMemoryTests {
+    @Test func twoMappingsOfAMemfdShareBytes() throws {
+        let file = try SharedMemoryFile(pageCount: 3)
+        let whole = try file.map(pageOffset: 0, pageCount: 3)
+        let second = try file.map(pageOffset: 1)
+        second.write([1, 2, 3], at: 10)
+        #expect(whole.bytes(at: 4096 + 10, count: 3) == [1, 2, 3])
+        whole.store32(0xdead_beef, at: 4096 + 100, ordering: .releasing)
+        #expect(second.load32(at: 100, ordering: .acquiring) == 0xdead_beef)
+        #expect(throws: Errno.invalidArgument) { try file.map(pageOffset: 3) }
+    }
+
+    @Test func memfdSizeIsSealed() throws {
+        let file = try SharedMemoryFile(pageCount: 1)
+        #expect(ftruncate(file.fileDescriptor.rawValue, 0) == -1, "a sealed memfd must refuse to shrink")
+        #expect(errno == EPERM)
+    }
+
+    @Test func readOnlyMappingIsReadOnly() throws {
+        let file = try SharedMemoryFile(pageCount: 1)
+        let writer = try file.map()
+        let reader = try file.map(writable: false)
+        writer.write([42], at: 0)
+        #expect(reader.bytes(at: 0, count: 1) == [42])
+        #expect(!reader.isWritable)
+    }
+
+    @Test func descriptorsTravelOverUnixSockets() throws {
+        let (left, right) = try UnixSocket.pair()
+        let file = try SharedMemoryFile(pageCount: 1)
+        let event = try EventNotifier()
+        try left.send(Array("page".utf8), descriptors: [file.fileDescriptor, event.fileDescriptor])
+        let (bytes, descriptors) = try right.receiveExactly(4)
+        #expect(bytes == Array("page".utf8))
+        try #require(descriptors.count == 2)
+        #expect(descriptors[0].rawValue != file.fileDescriptor.rawValue, "a received fd is a new number")
+        let received = try SharedMemoryFile(adopting: descriptors[0])
+        let mapping = try received.map()
+        try file.map().write(Array("hello".utf8), at: 0)
+        #expect(mapping.bytes(at: 0, count: 5) == Array("hello".utf8))
+        let receivedEvent = EventNotifier(adopting: descriptors[1])
+        try event.signal()
+        #expect(try receivedEvent.wait(timeoutMilliseconds: 10_000) == 1)
+        let credentials = try right.peerCredentials()
+        #expect(credentials.pid == getpid())
+    }
+
+    @Test func eventfdSignalsCoalesce() throws {
+        let event = try EventNotifier()
+        #expect(try event.tryConsume() == nil)
+        #expect(try event.wait(timeoutMilliseconds: 0) == nil)
+        for _ in 0..<5 { try event.signal() }
+        #expect(try event.wait() == 5, "five signals, one wake-up carrying the count")
+        #expect(try event.tryConsume() == nil)
+    }
+
+    @Test func childProcessesReportHowTheyEnded() throws {
+        let exits = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "exit 3"])
+        #expect(try exits.wait() == .exited(3))
+        let sleeper = try ChildProcess(executable: "/bin/sh", arguments: ["-c", "sleep 30"])
+        #expect(try sleeper.poll() == nil)
+        sleeper.kill(SIGKILL)
+        #expect(try sleeper.wait() == .signalled(SIGKILL))
+    }
+
+    @Test func childGetsTheDescriptorAtTheChosenNumber() throws {
+        let (parent, child) = try UnixSocket.pair()
+        let process = try ChildProcess(
+            executable: "/bin/sh",
+            arguments: ["-c", "echo through-fd-3 >&3"],
+            descriptors: [3: child.fileDescriptor]
+        )
+        #expect(try process.wait() == .exited(0))
+        #expect(try parent.receive(maxBytes: 64).bytes == Array("through-fd-3\n".utf8))
+    }
+}
