@@ -23,6 +23,10 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
@@ -37,6 +41,15 @@ let package = Package(
             dependencies: [.product(name: "Atomics", package: "swift-atomics")]
         ),
         .target(name: "XenRing", dependencies: ["XenABI", "XenMemory"]),
+        .target(name: "XenstoreWire", dependencies: ["XenABI"]),
+        .target(
+            name: "XenstoreCore",
+            dependencies: [
+                "XenABI", "XenstoreWire",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "OrderedCollections", package: "swift-collections"),
+            ]
+        ),
 
         // MARK: I/O shells.
         .target(
@@ -47,7 +60,30 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
-        .target(name: "ConchBench", dependencies: ["XenABI", "XenRing", "XenMemory", "SystemExtras"]),
+        .target(
+            name: "XenstoreServer",
+            dependencies: [
+                "XenABI", "XenstoreWire", "XenstoreCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "XenstoreClient",
+            dependencies: [
+                "XenABI", "XenstoreWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "ConchBench",
+            dependencies: [
+                "XenABI", "XenRing", "XenMemory", "SystemExtras", "XenstoreClient", "XenstoreServer",
+            ]
+        ),
 
         // MARK: Test doubles and helpers shared by tests and benchmarks.
         .target(name: "XenTestKit"),
@@ -56,8 +92,10 @@ let package = Package(
         .executableTarget(
             name: "conch",
             dependencies: [
-                "ConchBench",
+                "ConchBench", "XenstoreServer", "XenstoreClient", "XenstoreCore", "XenstoreWire", "XenABI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
 
@@ -70,6 +108,19 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "XenstoreWireTests",
+            dependencies: [
+                "XenABI", "XenstoreWire", .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        .testTarget(
+            name: "XenstoreCoreTests",
+            dependencies: [
+                "XenABI", "XenstoreWire", "XenstoreCore",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        .testTarget(
             name: "ConformanceTests",
             dependencies: ["XenABI", "XenMemory", "XenRing"],
             exclude: ["C"]
@@ -77,6 +128,10 @@ let package = Package(
         .testTarget(
             name: "SystemExtrasTests",
             dependencies: ["SystemExtras", "XenABI", "XenMemory", "XenRing", "ConchBench", "XenTestKit"]
+        ),
+        .testTarget(
+            name: "XenstoredTests",
+            dependencies: ["XenABI", "XenstoreWire", "XenstoreClient", "XenTestKit"]
         ),
         .testTarget(name: "CLITests", dependencies: ["XenTestKit"]),
     ]

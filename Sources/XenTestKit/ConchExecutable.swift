@@ -39,29 +39,12 @@ public enum ConchExecutable {
     /// Runs conch with `arguments`, returning its exit status and output.
     public static func run(
         _ arguments: [String],
-        environment: [String: String]? = nil
-    ) throws -> (
-        status: Int32, stdout: String, stderr: String
-    ) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try path())
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        let stdout = Pipe()
-        let stderr = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try process.run()
-        let errorData = Locked(Data())
-        let drainer = Thread { errorData.value = stderr.fileHandleForReading.readDataToEndOfFile() }
-        drainer.start()
-        let out = stdout.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        while !drainer.isFinished { usleep(1000) }
-        return (
-            process.terminationStatus, String(decoding: out, as: UTF8.self),
-            String(decoding: errorData.value, as: UTF8.self)
-        )
+        environment: [String: String]? = nil,
+        input: String? = nil
+    ) throws
+        -> (status: Int32, stdout: String, stderr: String)
+    {
+        try runProgram(try path(), arguments, environment: environment, input: input)
     }
 }
 

@@ -22,8 +22,8 @@ struct RingBench: ParsableCommand {
         commandName: "ring",
         abstract: "Raw console-ring throughput between two processes: the ceiling other figures compare to.",
         discussion: """
-            A second process writes 2 KiB chunks into the `out` ring of a console page shared
-            through a memfd; this process reads and checks every byte. Modes: busy polling,
+            A second process writes 2 KiB chunks into the `out` ring of a console page shared \
+            through a memfd; this process reads and checks every byte. Modes: busy polling, \
             one eventfd notification per batch, and spin-then-block. Example:
 
               conch bench ring --json

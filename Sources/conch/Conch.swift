@@ -9,18 +9,18 @@
 import ArgumentParser
 
 @main
-struct Conch: ParsableCommand {
+struct Conch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "conch",
         abstract: "Xen PV consoles and channels, with a simulated hypervisor, in Swift.",
         discussion: """
-            Conch implements the Xen PV console and PV channel stack: xenstored, the console
-            backend, the guest frontend and the toolstack. Its simulated hypervisor runs the
-            whole stack on an ordinary Linux machine with real processes, shared memory,
+            Conch implements the Xen PV console and PV channel stack: xenstored, the console \
+            backend, the guest frontend and the toolstack. Its simulated hypervisor runs the \
+            whole stack on an ordinary Linux machine with real processes, shared memory, \
             ptys and Unix sockets.
             """,
         version: ConchVersion.string,
-        subcommands: [Version.self, Bench.self, RingPeerCommand.self]
+        subcommands: [Xenstored.self, Store.self, Bench.self, Version.self, RingPeerCommand.self]
     )
 }
 

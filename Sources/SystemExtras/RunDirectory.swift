@@ -1,0 +1,76 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a Conch host stack keeps its sockets, pid files and logs.
+///
+/// Resolution order: an explicit `--run-dir`, else `$CONCH_RUN_DIR`, else
+/// `$XDG_RUNTIME_DIR/conch`, else `/tmp/conch-$UID`.
+public struct RunDirectory: Hashable, Sendable, CustomStringConvertible {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    public static func resolve(explicit: String?, environment: [String: String]) -> RunDirectory {
+        if let explicit, !explicit.isEmpty { return RunDirectory(path: explicit) }
+        if let dir = environment["CONCH_RUN_DIR"], !dir.isEmpty { return RunDirectory(path: dir) }
+        if let runtime = environment["XDG_RUNTIME_DIR"], !runtime.isEmpty {
+            return RunDirectory(path: runtime + "/conch")
+        }
+        return RunDirectory(path: "/tmp/conch-\(getuid())")
+    }
+
+    public var xenstoredSocket: String { path + "/xenstored.sock" }
+    public var xenstoredPidFile: String { path + "/xenstored.pid" }
+    public var hypervisorSocket: String { path + "/hypervisor.sock" }
+    public var hypervisorPidFile: String { path + "/hypervisor.pid" }
+    public var consoledPidFile: String { path + "/consoled.pid" }
+    public var logDirectory: String { path + "/logs" }
+
+    public var description: String { path }
+
+    /// Creates the directory (mode 0700) if it does not exist.
+    public func create() throws(Errno) {
+        if mkdir(path, 0o700) != 0 && errno != EEXIST { throw Errno(rawValue: errno) }
+    }
+}
+
+/// A pid file: written at start, removed at orderly stop.
+public struct PidFile: Sendable {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    public func write(pid: Int32 = getpid()) throws(Errno) {
+        let text = "\(pid)\n"
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw Errno(rawValue: errno) }
+        defer { close(fd) }
+        let written = text.withCString { Glibc.write(fd, $0, strlen($0)) }
+        guard written == text.utf8.count else { throw Errno(rawValue: errno) }
+    }
+
+    public func remove() { unlink(path) }
+
+    /// The pid recorded in the file, if any.
+    public func read() -> Int32? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let count = Glibc.read(fd, &buffer, buffer.count)
+        guard count > 0 else { return nil }
+        let text = String(decoding: buffer.prefix(count), as: UTF8.self)
+        return Int32(text.split(whereSeparator: { $0 == "\n" || $0 == " " }).first ?? "")
+    }
+}

@@ -1,0 +1,383 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Synchronization
+import XenABI
+import XenstoreWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a xenstore request failed.
+public enum XenstoreClientError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The server answered with an error name from the fixed table.
+    case server(XenstoreError)
+    /// The connection closed before the reply came.
+    case connectionClosed
+    /// The request would exceed `XENSTORE_PAYLOAD_MAX` (libxenstore's E2BIG).
+    case payloadTooLarge
+    /// The server sent something the protocol does not allow.
+    case protocolViolation(String)
+
+    public var description: String {
+        switch self {
+        case .server(let error): error.name
+        case .connectionClosed: "connection to xenstored closed"
+        case .payloadTooLarge: "E2BIG"
+        case .protocolViolation(let what): "protocol violation: \(what)"
+        }
+    }
+}
+
+/// A transaction id (`0` is "no transaction").
+public struct XenstoreTransaction: Hashable, Sendable {
+    public let id: UInt32
+    public init(id: UInt32) { self.id = id }
+    public static let none = XenstoreTransaction(id: 0)
+}
+
+/// A watch event: the path that changed (relative if the watch was) and the token.
+public struct XenstoreWatchEvent: Hashable, Sendable {
+    public let path: String
+    public let token: String
+
+    public init(path: String, token: String) {
+        self.path = path
+        self.token = token
+    }
+}
+
+/// An async/await xenstore client over any ``XenstoreClientTransport``.
+///
+/// Requests carry unique req_ids and are matched to replies by them, so many tasks
+/// may share one client. Watch events arrive through ``watch(_:token:)``'s
+/// `AsyncStream`. ``transaction(_:)`` retries the body on EAGAIN.
+public final class XenstoreClient: Sendable {
+    private let transport: any XenstoreClientTransport
+    private let state: Mutex<State>
+
+    private struct State: ~Copyable {
+        var nextRequestID: UInt32 = 1
+        var pending: [UInt32: CheckedContinuation<XenstoreMessage, any Error>] = [:]
+        var watchers: [String: AsyncStream<XenstoreWatchEvent>.Continuation] = [:]
+        var decoder = XenstoreDecoder()
+        var closed = false
+    }
+
+    /// Connects over `transport` and starts reading.
+    public init(transport: any XenstoreClientTransport) async throws {
+        self.transport = transport
+        self.state = Mutex(State())
+        try await transport.start(Sink(client: self))
+    }
+
+    /// Connects to xenstored's Unix socket: `socketPath` if given, else where
+    /// libxenstore looks — `$XENSTORED_PATH`, else `$XENSTORED_RUNDIR/socket`, else
+    /// `/var/run/xenstored/socket`.
+    public static func connect(socketPath: String? = nil) async throws -> XenstoreClient {
+        try await XenstoreClient(transport: SocketClientTransport(path: socketPath ?? defaultSocketPath()))
+    }
+
+    /// The socket path libxenstore would use (`xs_daemon_socket()`).
+    public static func defaultSocketPath(environment: [String: String] = currentEnvironment()) -> String {
+        if let path = environment["XENSTORED_PATH"], !path.isEmpty { return path }
+        let runDirectory = environment["XENSTORED_RUNDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/var/run/xenstored"
+        return runDirectory + "/socket"
+    }
+
+    public static func currentEnvironment() -> [String: String] {
+        var result: [String: String] = [:]
+        var pointer = environ
+        while let entry = pointer.pointee {
+            let text = String(cString: entry)
+            if let equals = text.firstIndex(of: "=") {
+                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            pointer += 1
+        }
+        return result
+    }
+
+    /// Closes the connection; outstanding requests fail with `.connectionClosed`.
+    public func close() { transport.close() }
+
+    // MARK: - Requests
+
+    /// Sends one request and returns the reply payload, or throws the server's error.
+    public func request(
+        _ type: XenstoreMessageType,
+        _ payload: [UInt8],
+        transaction: XenstoreTransaction = .none
+    ) async throws(XenstoreClientError) -> [UInt8] {
+        guard payload.count <= XenstoreInterface.payloadMax else { throw .payloadTooLarge }
+        let reply: XenstoreMessage
+        do {
+            reply = try await withCheckedThrowingContinuation { continuation in
+                let bytes: [UInt8]? = state.withLock { state in
+                    guard !state.closed else { return nil }
+                    let id = state.nextRequestID
+                    state.nextRequestID = id == UInt32.max ? 1 : id + 1
+                    state.pending[id] = continuation
+                    return XenstoreMessage(type: type, reqID: id, txID: transaction.id, payload: payload).encoded()
+                }
+                guard let bytes else {
+                    continuation.resume(throwing: XenstoreClientError.connectionClosed)
+                    return
+                }
+                transport.send(bytes)
+            }
+        } catch let error as XenstoreClientError {
+            throw error
+        } catch {
+            throw .connectionClosed
+        }
+        if reply.type == .error {
+            throw .server(XenstoreError(wireName: Self.string(reply.payload)))
+        }
+        guard reply.type == type else {
+            throw .protocolViolation("reply type \(reply.type) to a \(type) request")
+        }
+        return reply.payload
+    }
+
+    public func read(
+        _ path: String,
+        transaction: XenstoreTransaction = .none
+    ) async throws(XenstoreClientError) -> [UInt8] {
+        try await request(.read, XenstorePayload.string(path), transaction: transaction)
+    }
+
+    public func readString(
+        _ path: String,
+        transaction: XenstoreTransaction = .none
+    ) async throws(XenstoreClientError)
+        -> String
+    {
+        String(decoding: try await read(path, transaction: transaction), as: UTF8.self)
+    }
+
+    /// Whether `path` can be read (ENOENT and EACCES both mean no, as `xenstore-exists`).
+    public func exists(
+        _ path: String,
+        transaction: XenstoreTransaction = .none
+    ) async throws(XenstoreClientError) -> Bool {
+        do {
+            _ = try await read(path, transaction: transaction)
+            return true
+        } catch .server(.ENOENT), .server(.EACCES) {
+            return false
+        }
+    }
+
+    public func write(
+        _ path: String,
+        _ value: [UInt8],
+        transaction: XenstoreTransaction = .none
+    ) async throws(XenstoreClientError) {
+        _ = try await request(.write, XenstorePayload.string(path) + value, transaction: transaction)
+    }
+
+    public func write(
+        _ path: String,
+        _ value: String,
+        transaction: XenstoreTransaction = .none
+    ) async throws(XenstoreClientError) {
+        try await write(path, Array(value.utf8), transaction: transaction)
+    }
+
+    public func mkdir(_ path: String, transaction: XenstoreTransaction = .none) async throws(XenstoreClientError) {
+        _ = try await request(.mkdir, XenstorePayload.string(path), transaction: transaction)
+    }
+
+    public func remove(_ path: String, transaction: XenstoreTransaction = .none) async throws(XenstoreClientError) {
+        _ = try await request(.rm, XenstorePayload.string(path), transaction: transaction)
+    }
+
+    /// The children of `path`, in creation order.
+    public func directory(
+        _ path: String,
+        transaction: XenstoreTransaction = .none
+    ) async throws(XenstoreClientError)
+        -> [String]
+    {
+        Self.strings(try await request(.directory, XenstorePayload.string(path), transaction: transaction))
+    }
+
+    public func permissions(
+        _ path: String,
+        transaction: XenstoreTransaction = .none
+    ) async throws(XenstoreClientError)
+        -> XenstorePermissions
+    {
+        let payload = try await request(.getPerms, XenstorePayload.string(path), transaction: transaction)
+        guard let permissions = XenstorePermissions(wire: payload) else {
+            throw .protocolViolation("malformed permissions")
+        }
+        return permissions
+    }
+
+    public func setPermissions(
+        _ path: String,
+        _ permissions: XenstorePermissions,
+        transaction: XenstoreTransaction = .none
+    ) async throws(XenstoreClientError) {
+        _ = try await request(.setPerms, XenstorePayload.string(path) + permissions.wire, transaction: transaction)
+    }
+
+    public func getDomainPath(_ domid: DomID) async throws(XenstoreClientError) -> String {
+        Self.string(try await request(.getDomainPath, XenstorePayload.string(String(domid.rawValue))))
+    }
+
+    public func introduce(_ domid: DomID, frame: UInt64, port: EvtchnPort) async throws(XenstoreClientError) {
+        _ = try await request(
+            .introduce,
+            XenstorePayload.strings(["\(domid.rawValue)", "\(frame)", "\(port.rawValue)"])
+        )
+    }
+
+    public func release(_ domid: DomID) async throws(XenstoreClientError) {
+        _ = try await request(.release, XenstorePayload.string(String(domid.rawValue)))
+    }
+
+    public func isDomainIntroduced(_ domid: DomID) async throws(XenstoreClientError) -> Bool {
+        Self.string(try await request(.isDomainIntroduced, XenstorePayload.string(String(domid.rawValue)))) == "T"
+    }
+
+    // MARK: - Transactions
+
+    public func startTransaction() async throws(XenstoreClientError) -> XenstoreTransaction {
+        let reply = Self.string(try await request(.transactionStart, [0]))
+        guard let id = UInt32(reply), id != 0 else { throw .protocolViolation("transaction id \(reply)") }
+        return XenstoreTransaction(id: id)
+    }
+
+    /// Commits (`commit: true`) or aborts a transaction. A conflicting commit throws
+    /// `.server(.EAGAIN)` and applied nothing.
+    public func endTransaction(_ transaction: XenstoreTransaction, commit: Bool) async throws(XenstoreClientError) {
+        _ = try await request(.transactionEnd, commit ? Array("T\0".utf8) : Array("F\0".utf8), transaction: transaction)
+    }
+
+    /// Runs `body` in a transaction and commits it, starting over (after a short
+    /// random back-off) while the commit reports EAGAIN, at most `maxAttempts` times. If `body` throws, the
+    /// transaction is aborted and the error rethrown.
+    public func transaction<T: Sendable>(
+        maxAttempts: Int = 64,
+        _ body: (XenstoreTransaction) async throws -> T
+    ) async throws -> T {
+        var attempt = 0
+        while true {
+            attempt += 1
+            let transaction = try await startTransaction()
+            let result: T
+            do {
+                result = try await body(transaction)
+            } catch {
+                try? await endTransaction(transaction, commit: false)
+                throw error
+            }
+            do {
+                try await endTransaction(transaction, commit: true)
+                return result
+            } catch {
+                // (A `catch .server(.EAGAIN) where …` clause crashes Swift 6.3's SILGen.)
+                guard error == .server(.EAGAIN) && attempt < maxAttempts else { throw error }
+                // Randomised exponential back-off: without it, clients that retry in
+                // lock step can starve one of them forever.
+                let ceiling = 50 << min(attempt, 8)  // µs: 100 … 12 800
+                try? await Task.sleep(for: .microseconds(Int.random(in: 0...ceiling)))
+            }
+        }
+    }
+
+    // MARK: - Watches
+
+    /// Sets a watch and returns its events, starting with the immediate one the
+    /// server sends for the path itself. The stream ends when the connection closes
+    /// or ``unwatch(_:token:)`` is called.
+    public func watch(
+        _ path: String,
+        token: String
+    ) async throws(XenstoreClientError) -> AsyncStream<XenstoreWatchEvent> {
+        let (stream, continuation) = AsyncStream.makeStream(of: XenstoreWatchEvent.self, bufferingPolicy: .unbounded)
+        state.withLock { $0.watchers[token] = continuation }
+        do {
+            _ = try await request(.watch, XenstorePayload.strings([path, token]))
+        } catch {
+            _ = state.withLock { $0.watchers.removeValue(forKey: token) }
+            continuation.finish()
+            throw error
+        }
+        return stream
+    }
+
+    public func unwatch(_ path: String, token: String) async throws(XenstoreClientError) {
+        _ = try await request(.unwatch, XenstorePayload.strings([path, token]))
+        state.withLock { $0.watchers.removeValue(forKey: token) }?.finish()
+    }
+
+    // MARK: - Receiving
+
+    private struct Sink: XenstoreTransportSink {
+        let client: XenstoreClient
+        func received(_ bytes: [UInt8]) { client.received(bytes) }
+        func closed(_ error: (any Error)?) { client.closed() }
+    }
+
+    private func received(_ bytes: [UInt8]) {
+        var replies: [(CheckedContinuation<XenstoreMessage, any Error>, XenstoreMessage)] = []
+        var events: [(AsyncStream<XenstoreWatchEvent>.Continuation, XenstoreWatchEvent)] = []
+        let failed: Bool = state.withLock { state in
+            for message in state.decoder.feed(bytes) {
+                if message.type == .watchEvent {
+                    let parts = Self.strings(message.payload)
+                    guard parts.count >= 2, let watcher = state.watchers[parts[1]] else { continue }
+                    events.append((watcher, XenstoreWatchEvent(path: parts[0], token: parts[1])))
+                } else if let continuation = state.pending.removeValue(forKey: message.reqID) {
+                    replies.append((continuation, message))
+                }
+            }
+            if case .failed = state.decoder.state { return true }
+            return false
+        }
+        // Resume outside the lock: continuations may run code that calls back in.
+        for (continuation, message) in replies { continuation.resume(returning: message) }
+        for (watcher, event) in events { watcher.yield(event) }
+        if failed { transport.close() }
+    }
+
+    private func closed() {
+        let (pending, watchers) = state.withLock { state in
+            state.closed = true
+            defer {
+                state.pending.removeAll()
+                state.watchers.removeAll()
+            }
+            return (Array(state.pending.values), Array(state.watchers.values))
+        }
+        for continuation in pending { continuation.resume(throwing: XenstoreClientError.connectionClosed) }
+        for watcher in watchers { watcher.finish() }
+    }
+
+    // MARK: - Payload helpers
+
+    /// A NUL-terminated (or unterminated) string payload.
+    static func string(_ payload: [UInt8]) -> String {
+        String(decoding: payload.prefix { $0 != 0 }, as: UTF8.self)
+    }
+
+    /// NUL-separated strings; a trailing NUL ends the list.
+    static func strings(_ payload: [UInt8]) -> [String] {
+        guard !payload.isEmpty else { return [] }
+        var parts = payload.split(separator: 0, omittingEmptySubsequences: false).map {
+            String(decoding: $0, as: UTF8.self)
+        }
+        if payload.last == 0 { parts.removeLast() }
+        return parts
+    }
+}

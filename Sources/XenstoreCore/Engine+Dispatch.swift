@@ -1,0 +1,161 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import XenABI
+import XenstoreWire
+
+/// How the engine treats each request type (cxenstored's `wire_funcs[]` flags).
+struct OperationTraits {
+    /// Only privileged connections may send it; others get EACCES.
+    let requiresPrivilege: Bool
+    /// The header's tx_id is not looked up (WATCH, UNWATCH, RESET_WATCHES).
+    let ignoresTransaction: Bool
+
+    /// Nil for types a client may not send: RESTRICT (20), WATCH_EVENT, ERROR, and anything
+    /// above 26 — all answered ENOSYS.
+    static func of(_ type: XenstoreMessageType) -> OperationTraits? {
+        switch type {
+        case .directory, .read, .getPerms, .transactionStart, .transactionEnd, .getDomainPath, .write, .mkdir,
+            .rm, .setPerms, .directoryPart, .getFeature:
+            OperationTraits(requiresPrivilege: false, ignoresTransaction: false)
+        case .watch, .unwatch, .resetWatches:
+            OperationTraits(requiresPrivilege: false, ignoresTransaction: true)
+        case .control, .introduce, .release, .isDomainIntroduced, .resume, .setTarget, .setFeature, .getQuota,
+            .setQuota:
+            OperationTraits(requiresPrivilege: true, ignoresTransaction: false)
+        default:
+            nil
+        }
+    }
+}
+
+extension XenstoreEngine {
+    /// Checks type, privilege and transaction (in cxenstored's order), then runs the handler.
+    mutating func dispatch(_ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
+        guard let traits = OperationTraits.of(request.type) else { throw .ENOSYS }
+        if traits.requiresPrivilege && !request.connection.privileged { throw .EACCES }
+        if !traits.ignoresTransaction && request.message.txID != 0 && request.transaction == nil { throw .ENOENT }
+
+        switch request.type {
+        case .read: return try read(request)
+        case .directory: return try directory(request)
+        case .directoryPart: return try directoryPart(request)
+        case .getPerms: return try getPerms(request)
+        case .write: return try write(request, mkdir: false)
+        case .mkdir: return try write(request, mkdir: true)
+        case .rm: return try remove(request)
+        case .setPerms: return try setPerms(request)
+        case .watch: return try watch(request)
+        case .unwatch: return try unwatch(request)
+        case .resetWatches: return resetWatches(request)
+        case .transactionStart: return try transactionStart(request)
+        case .transactionEnd: return try transactionEnd(request)
+        case .introduce: return try introduce(request)
+        case .release: return try release(request)
+        case .resume: return try resume(request)
+        case .isDomainIntroduced: return try isDomainIntroduced(request)
+        case .getDomainPath: return try getDomainPath(request)
+        case .setTarget: return try setTarget(request)
+        case .control: return try control(request)
+        case .getFeature: return try getFeature(request)
+        case .setFeature: return try setFeature(request)
+        case .getQuota: return try getQuota(request)
+        case .setQuota: return try setQuota(request)
+        default: throw .ENOSYS
+        }
+    }
+
+    // MARK: Shared helpers
+
+    /// The access `connection` has under `perms`, and whether it counts as the owner.
+    /// Privileged connections have everything; a SET_TARGET'd domain acts as itself and its target.
+    func access(_ connection: Connection, _ perms: XenstorePermissions) -> (access: XenstoreAccess, owner: Bool) {
+        if connection.privileged { return (.both, true) }
+        var ids = [connection.domid]
+        if let target = targets[connection.domid] { ids.append(target) }
+        if ids.contains(perms.owner.domid) { return (.both, true) }
+        return (ids.reduce(XenstoreAccess.none) { $0.union(perms.access(for: $1)) }, false)
+    }
+
+    func canRead(_ connection: Connection, _ perms: XenstorePermissions) -> Bool {
+        access(connection, perms).access.canRead
+    }
+
+    func canWrite(_ connection: Connection, _ perms: XenstorePermissions) -> Bool {
+        access(connection, perms).access.canWrite
+    }
+
+    /// Resolves a path argument for `request`'s connection.
+    func resolve(
+        _ bytes: [UInt8],
+        _ request: RequestContext,
+        allowSpecial: Bool = false
+    ) throws(XenstoreError)
+        -> XenstorePath
+    {
+        let connection = request.connection
+        let limit = connection.privileged ? nil : quotas(for: connection.domid).effectivePathLength
+        return try XenstorePath.resolve(
+            bytes,
+            relativeTo: connection.basePath,
+            allowSpecial: allowSpecial,
+            pathLimit: limit
+        )
+    }
+
+    /// Unprivileged connections are held to quotas; privileged ones are not.
+    func limits(_ request: RequestContext) -> Quotas? {
+        request.connection.privileged ? nil : quotas(for: request.connection.domid)
+    }
+
+    /// Unprivileged connections of `domid` (quotas are per domain).
+    func unprivilegedConnections(of domid: DomID) -> some Sequence<Connection> {
+        connections.values.lazy.filter { $0.domid == domid && !$0.privileged }
+    }
+
+    /// Watch events for every registered watch the triggers match, trigger by trigger.
+    func fire(_ triggers: [WatchTrigger]) -> [XenstoreEffect] {
+        var effects: [XenstoreEffect] = []
+        for trigger in triggers {
+            for (id, connection) in connections {
+                guard connection.watches.contains(where: { matches($0, trigger) }),
+                    mayObserve(connection, trigger)
+                else { continue }
+                for watch in connection.watches where matches(watch, trigger) {
+                    let event = XenstoreMessage.watchEvent(
+                        path: reportedPath(trigger.path, for: watch, connection),
+                        token: watch.token
+                    )
+                    // Events longer than the payload limit are dropped silently, as cxenstored does.
+                    if event.fitsOnWire { effects.append(.send(to: id, event)) }
+                }
+            }
+        }
+        return effects
+    }
+
+    private func matches(_ watch: Watch, _ trigger: WatchTrigger) -> Bool {
+        if trigger.exactOnly || trigger.path.isSpecial || watch.path.isSpecial { return watch.path == trigger.path }
+        return trigger.path.isDescendant(ofOrEqualTo: watch.path)
+    }
+
+    private func mayObserve(_ connection: Connection, _ trigger: WatchTrigger) -> Bool {
+        if connection.privileged { return true }
+        if trigger.path.isSpecial {
+            return specialPerms[trigger.path.rawValue].map { canRead(connection, $0) } ?? false
+        }
+        return trigger.perms.contains { canRead(connection, $0) }
+    }
+
+    /// A relative watch hears relative paths (the domain path and its `/` stripped).
+    func reportedPath(_ path: XenstorePath, for watch: Watch, _ connection: Connection) -> String {
+        let prefix = connection.basePath + "/"
+        guard watch.path.wasRelative, path.rawValue.hasPrefix(prefix) else { return path.rawValue }
+        return String(path.rawValue.dropFirst(prefix.count))
+    }
+}

@@ -1,0 +1,298 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import XenABI
+import XenstoreWire
+
+/// The tree a request works on: the store, or its transaction's copy. Handlers mutate a
+/// `StoreView` and ``XenstoreEngine/commit(_:_:)`` keeps it only if the request succeeded.
+struct StoreView {
+    var tree: Tree
+    /// The transaction's snapshot, nil outside transactions.
+    let base: Tree?
+    var touched: [XenstorePath: UInt64?]
+    var log: [TreeOperation]
+    var triggers: [WatchTrigger] = []
+
+    /// Records that the request read or wrote `path` (only inside a transaction).
+    mutating func touch(_ path: XenstorePath) {
+        guard let base, touched.index(forKey: path) == nil else { return }
+        touched.updateValue(base.node(at: path)?.generation, forKey: path)
+    }
+}
+
+extension XenstoreEngine {
+    func view(for request: RequestContext) -> StoreView {
+        if let transaction = request.transaction {
+            return StoreView(
+                tree: transaction.tree,
+                base: transaction.base,
+                touched: transaction.touched,
+                log: transaction.log
+            )
+        }
+        return StoreView(tree: store, base: nil, touched: [:], log: [])
+    }
+
+    /// Keeps a successful request's changes: in its transaction (events wait for commit), or
+    /// in the store (events fire now).
+    ///
+    /// - Throws: ENOSPC if an unprivileged transaction now touches too many nodes.
+    mutating func commit(_ view: StoreView, _ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
+        guard request.transaction != nil else {
+            store = view.tree
+            return fire(view.triggers)
+        }
+        if let limits = limits(request), view.touched.count.exceeds(limits.transactionNodes) { throw .ENOSPC }
+        connections[request.id]?.transactions[request.message.txID]?.tree = view.tree
+        connections[request.id]?.transactions[request.message.txID]?.touched = view.touched
+        connections[request.id]?.transactions[request.message.txID]?.log = view.log
+        connections[request.id]?.transactions[request.message.txID]?.triggers += view.triggers
+        return []
+    }
+
+    /// The error for a missing node that does not leak existence: ENOENT only if the caller
+    /// may read the nearest existing ancestor, EACCES otherwise.
+    func missing(_ path: XenstorePath, in tree: Tree, _ request: RequestContext) -> XenstoreError {
+        canRead(request.connection, tree.nearestExisting(path).node.perms) ? .ENOENT : .EACCES
+    }
+
+    /// The node at `path`, which the caller must be allowed to read.
+    func readable(
+        _ path: XenstorePath,
+        _ view: inout StoreView,
+        _ request: RequestContext
+    ) throws(XenstoreError)
+        -> Node
+    {
+        view.touch(path)
+        guard let node = view.tree.node(at: path) else { throw missing(path, in: view.tree, request) }
+        guard canRead(request.connection, node.perms) else { throw .EACCES }
+        return node
+    }
+
+    /// Records inside a transaction that `path` was read, before the read can fail: ENOENT is an
+    /// observation too, and if the node appears before commit the transaction must not commit.
+    ///
+    /// - Throws: ENOSPC if an unprivileged transaction would touch too many nodes.
+    mutating func observe(_ path: XenstorePath, _ request: RequestContext) throws(XenstoreError) {
+        let txID = request.message.txID
+        guard txID != 0, let transaction = connections[request.id]?.transactions[txID],
+            transaction.touched.index(forKey: path) == nil
+        else { return }
+        if let limits = limits(request), (transaction.touched.count + 1).exceeds(limits.transactionNodes) {
+            throw .ENOSPC
+        }
+        connections[request.id]?.transactions[txID]?.touched.updateValue(
+            transaction.base.node(at: path)?.generation,
+            forKey: path
+        )
+    }
+
+    mutating func nextGeneration() -> UInt64 {
+        generation &+= 1  // a 64-bit counter bumped once per change: wrap is unreachable in practice
+        return generation
+    }
+
+    // MARK: READ, DIRECTORY, DIRECTORY_PART, GET_PERMS
+
+    /// READ `path|` → the raw value, no NUL.
+    mutating func read(_ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
+        let path = try resolve(XenstorePayload.singleArgument(request.message.payload), request)
+        try observe(path, request)
+        var view = view(for: request)
+        let node = try readable(path, &view, request)
+        return [request.reply(node.value)] + (try commit(view, request))
+    }
+
+    /// DIRECTORY `path|` → child names each followed by NUL; E2BIG if that exceeds 4096 bytes.
+    mutating func directory(_ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
+        let path = try resolve(XenstorePayload.singleArgument(request.message.payload), request)
+        try observe(path, request)
+        var view = view(for: request)
+        let listing = try readable(path, &view, request).listing
+        guard listing.count <= XenstoreInterface.payloadMax else { throw .E2BIG }
+        return [request.reply(listing)] + (try commit(view, request))
+    }
+
+    /// DIRECTORY_PART `path|offset|` → `generation|` then the names from byte `offset` of the
+    /// full listing, whole names only, as many as fit; if the listing ends in this chunk one
+    /// extra NUL follows. An offset at or past the end gives `generation||`.
+    mutating func directoryPart(_ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
+        let arguments = try XenstorePayload.arguments(request.message.payload, count: 2)
+        let path = try resolve(arguments[0], request)
+        guard let offset = XenstorePayload.decimal(arguments[1], as: UInt64.self) else { throw .EINVAL }
+        try observe(path, request)
+        var view = view(for: request)
+        let node = try readable(path, &view, request)
+        let listing = node.listing
+        var reply = XenstorePayload.string(String(node.generation))
+        let start = Int(exactly: offset).map { min($0, listing.count) } ?? listing.count
+        let remaining = listing[start...]
+        let budget = XenstoreInterface.payloadMax - reply.count - 1
+        if remaining.count <= budget {
+            reply += remaining
+            reply.append(0)
+        } else {
+            // Cut after the last NUL that fits, so only whole names go out.
+            guard let cut = remaining.prefix(budget).lastIndex(of: 0) else { throw .E2BIG }
+            reply += remaining[...cut]
+        }
+        return [request.reply(reply)] + (try commit(view, request))
+    }
+
+    /// GET_PERMS `path|` → each permission string followed by NUL, owner first.
+    mutating func getPerms(_ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
+        let path = try resolve(XenstorePayload.singleArgument(request.message.payload), request, allowSpecial: true)
+        if path.isSpecial {
+            guard let perms = specialPerms[path.rawValue] else { throw .ENOENT }
+            guard canRead(request.connection, perms) else { throw .EACCES }
+            return [request.reply(perms.wire)]
+        }
+        try observe(path, request)
+        var view = view(for: request)
+        let node = try readable(path, &view, request)
+        return [request.reply(node.perms.wire)] + (try commit(view, request))
+    }
+
+    // MARK: WRITE, MKDIR
+
+    /// WRITE `path|value` / MKDIR `path|`. Missing ancestors are created with empty values.
+    /// New nodes copy the nearest existing ancestor's permissions; an unprivileged creator
+    /// becomes their owner. MKDIR of an existing node changes nothing and fires nothing.
+    mutating func write(_ request: RequestContext, mkdir: Bool) throws(XenstoreError) -> [XenstoreEffect] {
+        let pathBytes: [UInt8]
+        let value: [UInt8]?
+        if mkdir {
+            pathBytes = try XenstorePayload.singleArgument(request.message.payload)
+            value = nil
+        } else {
+            (pathBytes, value) = try XenstorePayload.splitFirst(request.message.payload)
+        }
+        let path = try resolve(pathBytes, request)
+        let connection = request.connection
+        let limits = limits(request)
+        var view = view(for: request)
+        view.touch(path)
+
+        let old = view.tree.node(at: path)
+        let (existingPath, existing) = view.tree.nearestExisting(path)
+        if let old {
+            guard canWrite(connection, old.perms) else { throw .EACCES }
+            if mkdir { return [request.ok] + (try commit(view, request)) }
+        } else {
+            guard canWrite(connection, existing.perms) else { throw .EACCES }
+            let newNodes = path.components.count - existingPath.components.count
+            if let limits, (view.tree.nodeCount(ownedBy: connection.domid) + newNodes).exceeds(limits.nodes) {
+                throw .ENOSPC
+            }
+            view.touch(existingPath)
+            var cursor = path
+            for _ in 1..<newNodes {
+                cursor = cursor.parent ?? cursor
+                view.touch(cursor)
+            }
+        }
+
+        let newOwner = connection.privileged ? nil : connection.domid
+        let result = view.tree.write(path, value: value, newOwner: newOwner, generation: nextGeneration())
+        view.log.append(.write(path, value: value, newOwner: newOwner))
+        if let limits, limits.nodeSize > 0 {
+            for changed in [path, result.extended].compactMap({ $0 }) {
+                if let node = view.tree.node(at: changed), node.recordSize >= limits.nodeSize { throw .ENOSPC }
+            }
+        }
+        guard let new = view.tree.node(at: path) else { throw .EINVAL }
+        let parentPerms = path.parent.flatMap { view.tree.node(at: $0)?.perms }
+        view.triggers.append(
+            WatchTrigger(path: path, perms: [old?.perms, new.perms, parentPerms].compactMap { $0 })
+        )
+        return [request.ok] + (try commit(view, request))
+    }
+
+    // MARK: RM
+
+    /// RM `path|`: removes the subtree. A missing node whose parent exists is not an error.
+    /// Fires one event for the subtree root (ancestor watches see it) and an exact-match event
+    /// for each removed descendant.
+    mutating func remove(_ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
+        let path = try resolve(XenstorePayload.singleArgument(request.message.payload), request)
+        guard !path.isRoot, let parent = path.parent else { throw .EINVAL }
+        var view = view(for: request)
+        view.touch(path)
+        guard let node = view.tree.node(at: path) else {
+            view.touch(parent)
+            guard let parentNode = view.tree.node(at: parent) else { throw missing(path, in: view.tree, request) }
+            guard canRead(request.connection, parentNode.perms) else { throw .EACCES }
+            return [request.ok] + (try commit(view, request))
+        }
+        guard canWrite(request.connection, node.perms) else { throw .EACCES }
+        let parentPerms = view.tree.node(at: parent)?.perms
+        view.touch(parent)
+        let removed = view.tree.remove(path, generation: nextGeneration())
+        view.log.append(.remove(path))
+        view.triggers += removalTriggers(removed, parentPerms: parentPerms)
+        for entry in removed { view.touch(entry.path) }
+        return [request.ok] + (try commit(view, request))
+    }
+
+    /// Events for a removed subtree (pre-order list from ``Tree/remove(_:generation:)``).
+    func removalTriggers(
+        _ removed: [(path: XenstorePath, perms: XenstorePermissions)],
+        parentPerms: XenstorePermissions?
+    )
+        -> [WatchTrigger]
+    {
+        var permsByPath: [XenstorePath: XenstorePermissions] = [:]
+        var triggers: [WatchTrigger] = []
+        for (index, entry) in removed.enumerated() {
+            permsByPath[entry.path] = entry.perms
+            let parent = index == 0 ? parentPerms : entry.path.parent.flatMap { permsByPath[$0] }
+            triggers.append(
+                WatchTrigger(path: entry.path, exactOnly: index > 0, perms: [entry.perms, parent].compactMap { $0 })
+            )
+        }
+        return triggers
+    }
+
+    // MARK: SET_PERMS
+
+    /// SET_PERMS `path|perm|perm|...`: only the owner (or a privileged connection); only
+    /// privileged connections may change the owner (EPERM). `@introduceDomain` and
+    /// `@releaseDomain` accept it too (their default is `n0`).
+    mutating func setPerms(_ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
+        let (pathBytes, rest) = try XenstorePayload.splitFirst(request.message.payload)
+        let path = try resolve(pathBytes, request, allowSpecial: true)
+        guard let perms = XenstorePermissions(wire: rest) else { throw .EINVAL }
+        let limits = limits(request)
+        if let limits, perms.entries.count.exceeds(limits.permissions) { throw .ENOSPC }
+        let connection = request.connection
+
+        if path.isSpecial {
+            guard let old = specialPerms[path.rawValue] else { throw .ENOENT }
+            guard access(connection, old).owner else { throw .EACCES }
+            if perms.owner.domid != old.owner.domid && !connection.privileged { throw .EPERM }
+            specialPerms[path.rawValue] = perms
+            return [request.ok]
+        }
+
+        var view = view(for: request)
+        view.touch(path)
+        guard let node = view.tree.node(at: path) else { throw missing(path, in: view.tree, request) }
+        guard access(connection, node.perms).owner else { throw .EACCES }
+        if perms.owner.domid != node.perms.owner.domid && !connection.privileged { throw .EPERM }
+        view.tree.setPerms(path, perms, generation: nextGeneration())
+        view.log.append(.setPerms(path, perms))
+        if let limits, limits.nodeSize > 0, let new = view.tree.node(at: path), new.recordSize >= limits.nodeSize {
+            throw .ENOSPC
+        }
+        let parentPerms = path.parent.flatMap { view.tree.node(at: $0)?.perms }
+        view.triggers.append(WatchTrigger(path: path, perms: [node.perms, perms, parentPerms].compactMap { $0 }))
+        return [request.ok] + (try commit(view, request))
+    }
+}

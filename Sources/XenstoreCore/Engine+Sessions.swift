@@ -1,0 +1,119 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import XenABI
+import XenstoreWire
+
+/// Watches and transactions: per-connection state.
+///
+/// Transaction conflict detection, with G the store generation and g(X) node X's:
+///
+/// 1. T starts at G=10 and reads /a (g=4). Nobody touches /a. Commit: g(/a) still 4 → OK,
+///    T's log is replayed onto the store.
+/// 2. T reads /a (g=4); another connection writes /a (g becomes 11). Commit: 11 ≠ 4 → EAGAIN,
+///    nothing applied.
+/// 3. T writes /b, which did not exist (recorded as absent); another connection creates /b.
+///    Commit: /b now exists → EAGAIN. (cxenstored skips nodes T wrote; we check them too.)
+/// 4. T creates /c/d under /c; another connection adds /c/e, bumping g(/c). T touched /c
+///    (its child list changed) → EAGAIN. Strict, but never wrong: the client retries.
+extension XenstoreEngine {
+    // MARK: WATCH, UNWATCH, RESET_WATCHES
+
+    /// WATCH `path|token|` → OK, then one WATCH_EVENT for the path itself. tx_id is ignored.
+    /// EEXIST for a duplicate path/token on this connection; E2BIG once an unprivileged
+    /// domain already holds more than the watch quota.
+    mutating func watch(_ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
+        let arguments = try XenstorePayload.arguments(request.message.payload, count: 2)
+        let path = try resolve(arguments[0], request, allowSpecial: true)
+        let token = arguments[1]
+        let connection = request.connection
+        if connection.watches.contains(where: { $0.path.rawValue == path.rawValue && $0.token == token }) {
+            throw .EEXIST
+        }
+        if let limits = limits(request) {
+            let held = unprivilegedConnections(of: connection.domid).reduce(0) { $0 + $1.watches.count }
+            if held.exceeds(limits.watches) { throw .E2BIG }
+        }
+        let watch = Watch(path: path, token: token)
+        connections[request.id]?.watches.append(watch)
+        let event = XenstoreMessage.watchEvent(path: reportedPath(path, for: watch, connection), token: token)
+        return [request.ok] + (event.fitsOnWire ? [.send(to: request.id, event)] : [])
+    }
+
+    /// UNWATCH `path|token|` → OK, or ENOENT if this connection has no such watch.
+    mutating func unwatch(_ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
+        let arguments = try XenstorePayload.arguments(request.message.payload, count: 2)
+        let path = try resolve(arguments[0], request, allowSpecial: true)
+        guard
+            let index = request.connection.watches.firstIndex(where: {
+                $0.path.rawValue == path.rawValue && $0.token == arguments[1]
+            })
+        else { throw .ENOENT }
+        connections[request.id]?.watches.remove(at: index)
+        return [request.ok]
+    }
+
+    /// RESET_WATCHES (payload ignored) → OK; drops the caller's watches and transactions.
+    mutating func resetWatches(_ request: RequestContext) -> [XenstoreEffect] {
+        connections[request.id]?.watches = []
+        connections[request.id]?.transactions = [:]
+        return [request.ok]
+    }
+
+    // MARK: TRANSACTION_START, TRANSACTION_END
+
+    /// TRANSACTION_START (payload ignored) → the new id in decimal plus NUL. Ids are per
+    /// connection and start at 1. EBUSY inside a transaction; ENOSPC once an unprivileged
+    /// domain already has more than the transaction quota open.
+    mutating func transactionStart(_ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
+        if request.message.txID != 0 { throw .EBUSY }
+        let connection = request.connection
+        if let limits = limits(request) {
+            let open = unprivilegedConnections(of: connection.domid).reduce(0) { $0 + $1.transactions.count }
+            if open.exceeds(limits.transactions) { throw .ENOSPC }
+        }
+        var id = connection.nextTransactionID
+        while id == 0 || connection.transactions[id] != nil { id &+= 1 }  // ids wrap; 0 means "none"
+        connections[request.id]?.nextTransactionID = id &+ 1
+        connections[request.id]?.transactions[id] = Transaction(base: store, tree: store)
+        return [request.reply(XenstorePayload.string(String(id)))]
+    }
+
+    /// TRANSACTION_END `T|` commits, `F|` aborts; the header's tx_id names the transaction.
+    /// Commit → OK and the transaction's watch events, or EAGAIN with nothing applied.
+    mutating func transactionEnd(_ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
+        let argument = try XenstorePayload.singleArgument(request.message.payload)
+        let commit: Bool
+        switch argument {
+        case [UInt8(ascii: "T")]: commit = true
+        case [UInt8(ascii: "F")]: commit = false
+        default: throw .EINVAL
+        }
+        guard let transaction = request.transaction else { throw .ENOENT }
+        connections[request.id]?.transactions[request.message.txID] = nil
+        guard commit else { return [request.ok] }
+
+        for (path, seen) in transaction.touched where store.node(at: path)?.generation != seen {
+            throw .EAGAIN
+        }
+        var tree = store
+        let generation = nextGeneration()
+        for operation in transaction.log {
+            switch operation {
+            case .write(let path, let value, let newOwner):
+                tree.write(path, value: value, newOwner: newOwner, generation: generation)
+            case .remove(let path):
+                tree.remove(path, generation: generation)
+            case .setPerms(let path, let perms):
+                tree.setPerms(path, perms, generation: generation)
+            }
+        }
+        store = tree
+        return [request.ok] + fire(transaction.triggers)
+    }
+}

@@ -1,0 +1,256 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import OrderedCollections
+import XenABI
+import XenstoreWire
+
+/// Names one client connection of the engine: a Unix-socket client or a domain's ring.
+/// The I/O shell allocates the ids; the engine only compares them.
+public struct ConnectionID: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
+    public static func < (lhs: ConnectionID, rhs: ConnectionID) -> Bool { lhs.rawValue < rhs.rawValue }
+    public var description: String { "conn\(rawValue)" }
+}
+
+/// Something the I/O shell must do as a result of an engine call, in array order.
+public enum XenstoreEffect: Hashable, Sendable {
+    /// Write `message` to connection `to` (a reply or a WATCH_EVENT). Messages for one
+    /// connection appear in the order they must be written. A shell ignores sends to a
+    /// connection it has already closed.
+    case send(to: ConnectionID, XenstoreMessage)
+    /// A domain was introduced: map its ring page (`frame`, or grant 1), bind `port`, then call
+    /// ``XenstoreEngine/connect(_:domid:privileged:)`` for the new ring connection.
+    case introduceDomain(DomID, frame: UInt64, port: UInt32)
+    /// INTRODUCE of a domain already introduced: rebind its event channel to `port`, reset the
+    /// ring indices to 0 and, if the page says RECONNECT, set CONNECTED and notify the guest.
+    case rebindDomain(DomID, port: UInt32)
+    /// The domain was released or destroyed: unmap its ring, unbind its port, and
+    /// ``XenstoreEngine/disconnect(_:)`` its ring connection.
+    case releaseDomain(DomID)
+    /// CONTROL `print`: a line for the daemon's log.
+    case log(String)
+}
+
+/// The xenstore server core: a pure request → effects function over the node tree, the
+/// connections' watches and transactions, and the domain table. No I/O, no clocks.
+///
+/// Use it from one actor or event loop. Each call returns the effects to carry out, in order.
+/// Replies echo the request's req_id and tx_id and carry its type, or ERROR with a name from
+/// the fixed table; each handler's comment gives its wire format.
+///
+/// Request processing (cxenstored's order): unknown type → ENOSYS; privileged-only type from an
+/// unprivileged connection → EACCES; tx_id naming no open transaction of this connection →
+/// ENOENT (except WATCH, UNWATCH, RESET_WATCHES, which ignore it); then the handler.
+///
+/// Invariants:
+/// - A request answered with an error leaves the tree unchanged: handlers work on a scratch
+///   copy (O(1) thanks to copy-on-write) and keep it only on success. Two deliberate
+///   exceptions concern transaction bookkeeping only: TRANSACTION_END ends the transaction
+///   even when it answers EAGAIN, and a read inside a transaction is recorded even when it
+///   answers ENOENT/EACCES (the absence was observed).
+/// - A transaction is a snapshot of the root. It commits only if no node it read or wrote
+///   changed in the store since the snapshot (generation counts), and then by replaying its
+///   log onto the store, so a commit is all or nothing; its watch events fire only then.
+/// - Reply-then-events: a request's reply precedes the watch events it causes (WATCH's OK
+///   precedes its first event), except that `.introduceDomain`/`.rebindDomain` precede the
+///   INTRODUCE reply and `.releaseDomain` comes last.
+public struct XenstoreEngine: Sendable {
+    /// Global quotas: the defaults for every domain (SET_QUOTA without a domid changes them).
+    public var quotas: Quotas
+    /// The features this server supports (GET_FEATURE; SET_FEATURE may only narrow them).
+    public let supportedFeatures: XenstoreServerFeatures
+
+    var store: Tree
+    var generation: UInt64 = 1
+    var connections: OrderedDictionary<ConnectionID, Connection> = [:]
+    var domains: [DomID: DomainEntry] = [:]
+    var targets: [DomID: DomID] = [:]
+    var pendingFeatures: [DomID: XenstoreServerFeatures] = [:]
+    var domainQuotas: [DomID: Quotas] = [:]
+    var specialPerms: [String: XenstorePermissions] = [
+        SpecialPath.introduceDomain: XenstorePermissions(owner: .dom0),
+        SpecialPath.releaseDomain: XenstorePermissions(owner: .dom0),
+    ]
+
+    public init(quotas: Quotas = .cxenstored417, supportedFeatures: XenstoreServerFeatures = []) {
+        self.quotas = quotas
+        self.supportedFeatures = supportedFeatures
+        self.store = Tree(generation: 0)
+    }
+
+    // MARK: Connections
+
+    /// Registers a connection. Unix-socket clients are `domid: .dom0, privileged: true`; a
+    /// domain's ring connection is its domid, privileged only for dom0 or a `--priv-domid`.
+    /// Registering an id again resets it.
+    public mutating func connect(_ id: ConnectionID, domid: DomID, privileged: Bool) {
+        connections[id] = Connection(domid: domid, privileged: privileged)
+    }
+
+    /// Forgets a connection with its watches and open transactions. Nothing is sent to anyone.
+    public mutating func disconnect(_ id: ConnectionID) {
+        connections.removeValue(forKey: id)
+    }
+
+    /// Handles one request from `id`. Unknown connections get nothing (a shell bug).
+    public mutating func handle(_ request: XenstoreMessage, from id: ConnectionID) -> [XenstoreEffect] {
+        guard let connection = connections[id] else { return [] }
+        let context = RequestContext(message: request, id: id, connection: connection)
+        do {
+            return try dispatch(context)
+        } catch {
+            return [.send(to: id, .error(error, replyingTo: request))]
+        }
+    }
+
+    // MARK: Hypervisor events
+
+    /// The hypervisor reports that `domid` shut down or crashed. Fires `@releaseDomain` once;
+    /// further calls do nothing until RESUME. Unknown domains are ignored.
+    public mutating func domainShutdown(_ domid: DomID) -> [XenstoreEffect] {
+        guard var entry = domains[domid], !entry.shutdownReported else { return [] }
+        entry.shutdownReported = true
+        domains[domid] = entry
+        return fire([WatchTrigger(special: SpecialPath.releaseDomain)])
+    }
+
+    /// The hypervisor reports that `domid` no longer exists: as RELEASE without a reply.
+    public mutating func domainDestroyed(_ domid: DomID) -> [XenstoreEffect] {
+        guard domains[domid] != nil else { return [] }
+        return teardown(domid)
+    }
+
+    // MARK: Introspection (for shells and tests; never changes anything)
+
+    /// The value at an absolute path, or nil if there is no such node.
+    public func value(at path: String) -> [UInt8]? { store.node(at: XenstorePath(trusted: path))?.value }
+
+    /// The children of an absolute path in creation order, or nil if there is no such node.
+    public func children(of path: String) -> [String]? {
+        store.node(at: XenstorePath(trusted: path)).map { Array($0.children.keys) }
+    }
+
+    /// The permissions of an absolute or special path.
+    public func permissions(of path: String) -> XenstorePermissions? {
+        if path.hasPrefix("@") { return specialPerms[path] }
+        return store.node(at: XenstorePath(trusted: path))?.perms
+    }
+
+    /// How many nodes `domid` owns.
+    public func nodeCount(ownedBy domid: DomID) -> Int { store.nodeCount(ownedBy: domid) }
+
+    /// Whether `domid` has been introduced and not released.
+    public func isIntroduced(_ domid: DomID) -> Bool { domains[domid] != nil }
+
+    /// The features a domain's ring should advertise in `server_features`.
+    public func serverFeatures(for domid: DomID) -> XenstoreServerFeatures {
+        domains[domid]?.features ?? pendingFeatures[domid] ?? supportedFeatures
+    }
+
+    /// The quotas in force for `domid`.
+    public func quotas(for domid: DomID) -> Quotas { domainQuotas[domid] ?? quotas }
+
+    /// The connections currently registered, in registration order.
+    public var connectionIDs: [ConnectionID] { Array(connections.keys) }
+
+    /// The number of watches `id` holds.
+    public func watchCount(of id: ConnectionID) -> Int { connections[id]?.watches.count ?? 0 }
+
+    /// The ids of `id`'s open transactions, ascending.
+    public func openTransactions(of id: ConnectionID) -> [UInt32] {
+        connections[id].map { $0.transactions.keys.sorted() } ?? []
+    }
+}
+
+// MARK: - Internal state
+
+enum SpecialPath {
+    static let introduceDomain = "@introduceDomain"
+    static let releaseDomain = "@releaseDomain"
+}
+
+struct DomainEntry: Sendable {
+    var frame: UInt64
+    var port: UInt32
+    var features: XenstoreServerFeatures
+    var shutdownReported = false
+}
+
+struct Watch: Sendable {
+    /// Absolute or `@`; `wasRelative` says whether events are reported relative.
+    let path: XenstorePath
+    let token: [UInt8]
+}
+
+/// A change that may fire watches.
+struct WatchTrigger: Sendable {
+    let path: XenstorePath
+    /// Descendants of a recursive removal match only watches set exactly on them.
+    let exactOnly: Bool
+    /// A watcher sees the event if any of these lets it read: the node's old and new
+    /// permissions and its parent's, so a watcher that just lost access still hears of it.
+    let perms: [XenstorePermissions]
+
+    init(path: XenstorePath, exactOnly: Bool = false, perms: [XenstorePermissions]) {
+        self.path = path
+        self.exactOnly = exactOnly
+        self.perms = perms
+    }
+
+    init(special: String) {
+        self.init(path: XenstorePath(trusted: special), perms: [])
+    }
+}
+
+/// A tree mutation, recorded so that a transaction's commit can replay it.
+enum TreeOperation: Sendable {
+    case write(XenstorePath, value: [UInt8]?, newOwner: DomID?)
+    case remove(XenstorePath)
+    case setPerms(XenstorePath, XenstorePermissions)
+}
+
+struct Transaction: Sendable {
+    /// The store as it was at TRANSACTION_START.
+    let base: Tree
+    var tree: Tree
+    /// Every node read or written, with its generation in `base` (nil: it did not exist).
+    var touched: [XenstorePath: UInt64?] = [:]
+    var log: [TreeOperation] = []
+    var triggers: [WatchTrigger] = []
+}
+
+struct Connection: Sendable {
+    let domid: DomID
+    let privileged: Bool
+    var watches: [Watch] = []
+    var transactions: [UInt32: Transaction] = [:]
+    var nextTransactionID: UInt32 = 1
+
+    init(domid: DomID, privileged: Bool) {
+        self.domid = domid
+        self.privileged = privileged
+    }
+
+    /// The base of relative paths.
+    var basePath: String { XenstorePath.domainPath(domid) }
+}
+
+struct RequestContext {
+    let message: XenstoreMessage
+    let id: ConnectionID
+    let connection: Connection
+
+    var type: XenstoreMessageType { message.type }
+    var transaction: Transaction? { message.txID == 0 ? nil : connection.transactions[message.txID] }
+
+    func reply(_ payload: [UInt8]) -> XenstoreEffect { .send(to: id, .reply(to: message, payload: payload)) }
+    var ok: XenstoreEffect { .send(to: id, .ok(replyingTo: message)) }
+}

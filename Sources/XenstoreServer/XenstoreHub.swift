@@ -1,0 +1,188 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Logging
+import NIOCore
+import XenABI
+import XenstoreCore
+import XenstoreWire
+
+/// One peer of xenstored as a transport sees it: a Unix-socket client today, a
+/// guest's shared ring tomorrow. The hub calls these on its event loop only.
+public protocol XenstoreEndpoint: AnyObject {
+    /// Whether the transport can take another message without growing its own buffer
+    /// past its bound. The hub keeps the rest in the connection's ``OutboundQueue``,
+    /// where identical unsent watch events coalesce.
+    var isWritable: Bool { get }
+    /// Queues one encoded message for the peer.
+    func write(_ bytes: [UInt8])
+    /// Pushes queued messages to the peer.
+    func flush()
+    /// Stops (or resumes) reading requests: backpressure on a client that does not
+    /// read its replies.
+    func setReading(_ enabled: Bool)
+    /// Drops the connection. The transport then calls ``XenstoreHub/detach(_:)``.
+    func close()
+}
+
+/// What to do with a domain's shared ring when the engine introduces or releases it.
+/// The hypervisor-backed ring transport implements this; a socket-only daemon has none.
+public protocol XenstoreDomainRings: AnyObject {
+    func introduce(_ domid: DomID, frame: UInt64, port: UInt32, hub: XenstoreHub)
+    func rebind(_ domid: DomID, port: UInt32, hub: XenstoreHub)
+    func release(_ domid: DomID, hub: XenstoreHub)
+}
+
+/// The xenstored core loop: owns the pure ``XenstoreEngine`` and every connection's
+/// decoder and outbound queue, and carries out the engine's effects.
+///
+/// Confinement: every method runs on ``eventLoop`` (checked), so the engine needs no
+/// lock. Transports hop to it before calling in. That is why the type is
+/// `@unchecked Sendable`: it may be *referenced* from any thread, used from one.
+public final class XenstoreHub: @unchecked Sendable {
+    public let eventLoop: any EventLoop
+    public let logger: Logger
+    public weak var domainRings: (any XenstoreDomainRings)?
+    /// Replies queued for a connection beyond which it is no longer read.
+    public let maxQueuedMessages: Int
+
+    private var engine: XenstoreEngine
+    private var connections: [ConnectionID: Connection] = [:]
+    private var nextID: UInt64 = 1
+
+    private final class Connection {
+        let endpoint: any XenstoreEndpoint
+        let domid: DomID
+        var decoder = XenstoreDecoder()
+        var outbound = OutboundQueue()
+        var readingPaused = false
+
+        init(endpoint: any XenstoreEndpoint, domid: DomID) {
+            self.endpoint = endpoint
+            self.domid = domid
+        }
+    }
+
+    public init(eventLoop: any EventLoop, quotas: Quotas = .cxenstored417, maxQueuedMessages: Int = 256, logger: Logger)
+    {
+        self.eventLoop = eventLoop
+        self.engine = XenstoreEngine(quotas: quotas)
+        self.maxQueuedMessages = maxQueuedMessages
+        self.logger = logger
+    }
+
+    /// Registers a new peer; socket clients are privileged dom0.
+    public func attach(_ endpoint: any XenstoreEndpoint, domid: DomID = .dom0, privileged: Bool = true) -> ConnectionID
+    {
+        eventLoop.preconditionInEventLoop()
+        let id = ConnectionID(nextID)
+        nextID += 1
+        connections[id] = Connection(endpoint: endpoint, domid: domid)
+        engine.connect(id, domid: domid, privileged: privileged)
+        logger.debug("connection attached", metadata: ["connection": "\(id)", "domid": "\(domid)"])
+        return id
+    }
+
+    /// Forgets a peer: its watches and transactions go with it.
+    public func detach(_ id: ConnectionID) {
+        eventLoop.preconditionInEventLoop()
+        guard connections.removeValue(forKey: id) != nil else { return }
+        engine.disconnect(id)
+        logger.debug("connection detached", metadata: ["connection": "\(id)"])
+    }
+
+    /// Bytes arrived from a peer, split anywhere.
+    public func received(_ bytes: some Sequence<UInt8>, from id: ConnectionID) {
+        eventLoop.preconditionInEventLoop()
+        guard let connection = connections[id] else { return }
+        let messages = connection.decoder.feed(bytes)
+        for message in messages {
+            apply(engine.handle(message, from: id))
+        }
+        if case .failed(let error) = connection.decoder.state {
+            // cxenstored drops a connection that announces an oversize payload.
+            logger.notice(
+                "dropping connection: \(error)",
+                metadata: ["connection": "\(id)", "domid": "\(connection.domid)"]
+            )
+            connection.endpoint.close()
+        }
+    }
+
+    /// The transport can take more: move queued messages to it.
+    public func writable(_ id: ConnectionID) {
+        eventLoop.preconditionInEventLoop()
+        if let connection = connections[id] { drain(connection) }
+    }
+
+    /// The hypervisor reports a domain shut down or crashed.
+    public func domainShutdown(_ domid: DomID) {
+        eventLoop.preconditionInEventLoop()
+        apply(engine.domainShutdown(domid))
+    }
+
+    /// The hypervisor reports a domain destroyed.
+    public func domainDestroyed(_ domid: DomID) {
+        eventLoop.preconditionInEventLoop()
+        apply(engine.domainDestroyed(domid))
+    }
+
+    /// Closes every connection (orderly shutdown).
+    public func closeAll() {
+        eventLoop.preconditionInEventLoop()
+        for connection in connections.values { connection.endpoint.close() }
+    }
+
+    public var connectionCount: Int { connections.count }
+
+    private func apply(_ effects: [XenstoreEffect]) {
+        var touched: [ConnectionID] = []
+        for effect in effects {
+            switch effect {
+            case .send(let to, let message):
+                guard let connection = connections[to] else { continue }
+                if !connection.outbound.enqueue(message) {
+                    logger.debug("watch event dropped: queue full", metadata: ["connection": "\(to)"])
+                }
+                touched.append(to)
+            case .introduceDomain(let domid, let frame, let port):
+                logger.info(
+                    "domain introduced",
+                    metadata: ["domid": "\(domid)", "frame": "\(frame)", "port": "\(port)"]
+                )
+                domainRings?.introduce(domid, frame: frame, port: port, hub: self)
+            case .rebindDomain(let domid, let port):
+                domainRings?.rebind(domid, port: port, hub: self)
+            case .releaseDomain(let domid):
+                logger.info("domain released", metadata: ["domid": "\(domid)"])
+                domainRings?.release(domid, hub: self)
+            case .log(let line):
+                logger.info("\(line)")
+            }
+        }
+        for id in touched {
+            if let connection = connections[id] { drain(connection) }
+        }
+    }
+
+    private func drain(_ connection: Connection) {
+        var wrote = false
+        while connection.endpoint.isWritable, let message = connection.outbound.dequeue() {
+            connection.endpoint.write(message.encoded())
+            wrote = true
+        }
+        if wrote { connection.endpoint.flush() }
+        // A client that stops reading its replies stops being read (cxenstored's
+        // "outstanding requests" limit), so its queue stays bounded.
+        let overloaded = connection.outbound.count >= maxQueuedMessages
+        if overloaded != connection.readingPaused {
+            connection.readingPaused = overloaded
+            connection.endpoint.setReading(!overloaded)
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import XenstoreCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `conch xenstored`: serves the xenstore protocol on a Unix socket (mode 0600) to
+/// dom0 tools, until graceful shutdown (SIGTERM/SIGINT through the ServiceGroup).
+public struct XenstoredService: Service {
+    public struct Configuration: Sendable {
+        public var socketPath: String
+        public var quotas: Quotas
+        /// Replies queued for one client before it stops being read.
+        public var maxQueuedMessages: Int
+
+        public init(socketPath: String, quotas: Quotas = .cxenstored417, maxQueuedMessages: Int = 256) {
+            self.socketPath = socketPath
+            self.quotas = quotas
+            self.maxQueuedMessages = maxQueuedMessages
+        }
+    }
+
+    public let configuration: Configuration
+    public let logger: Logger
+    private let ready: (@Sendable () -> Void)?
+
+    /// - Parameter ready: called once the socket accepts connections.
+    public init(configuration: Configuration, logger: Logger, ready: (@Sendable () -> Void)? = nil) {
+        self.configuration = configuration
+        self.logger = logger
+        self.ready = ready
+    }
+
+    public func run() async throws {
+        // One thread: the engine is confined to it, so requests need no locks.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let hub = XenstoreHub(
+            eventLoop: group.next(),
+            quotas: configuration.quotas,
+            maxQueuedMessages: configuration.maxQueuedMessages,
+            logger: logger
+        )
+        let path = configuration.socketPath
+        // Created 0600 from the start: no window in which another user could connect.
+        let previousMask = umask(0o177)
+        let server: any Channel
+        do {
+            server = try await ServerBootstrap(group: group)
+                .serverChannelOption(ChannelOptions.backlog, value: 512)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(XenstoreSocketHandler(hub: hub))
+                    }
+                }
+                .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+                .get()
+            umask(previousMask)
+        } catch {
+            umask(previousMask)
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        logger.info("xenstored listening", metadata: ["socket": "\(path)"])
+        ready?()
+
+        await withGracefulShutdownHandler {
+            try? await server.closeFuture.get()
+        } onGracefulShutdown: {
+            server.close(promise: nil)
+        }
+        try? await group.next().submit { hub.closeAll() }.get()
+        unlink(path)
+        try? await group.shutdownGracefully()
+        logger.info("xenstored stopped")
+    }
+}

@@ -1,0 +1,43 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import ArgumentParser
+import Logging
+import SystemExtras
+import XenstoreClient
+
+/// `--run-dir`, shared by every subcommand that touches the host stack.
+struct RunDirectoryOptions: ParsableArguments {
+    @Option(
+        name: .customLong("run-dir"),
+        help: "Run directory (default: $CONCH_RUN_DIR, else $XDG_RUNTIME_DIR/conch, else /tmp/conch-$UID)."
+    )
+    var explicitPath: String?
+
+    var runDirectory: RunDirectory {
+        RunDirectory.resolve(explicit: explicitPath, environment: XenstoreClient.currentEnvironment())
+    }
+}
+
+/// `--log-level`, shared by the daemons.
+struct LoggingOptions: ParsableArguments {
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func makeLogger(label: String) -> Logger {
+        let level = logLevel
+        LoggingSystem.bootstrap { name in
+            var handler = StreamLogHandler.standardError(label: name)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: label)
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
