@@ -51,6 +51,17 @@ let package = Package(
             ]
         ),
 
+        // MARK: The hypervisor seam (protocols only) and its simulated implementation.
+        .target(name: "XenHypervisor", dependencies: ["XenABI", "XenMemory"]),
+        .target(
+            name: "XenSim",
+            dependencies: [
+                "XenABI", "XenMemory", "XenRing", "XenHypervisor", "SystemExtras", "CConchShims",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // MARK: I/O shells.
         .target(
             name: "SystemExtras",
@@ -85,6 +96,10 @@ let package = Package(
             ]
         ),
 
+        // MARK: Fuzzing: harnesses are a library so unit tests replay kept crashes.
+        .target(name: "FuzzHarnesses", dependencies: ["XenABI", "XenstoreWire", "XenstoreCore"]),
+        .executableTarget(name: "FuzzXenstore", dependencies: ["FuzzHarnesses"]),
+
         // MARK: Test doubles and helpers shared by tests and benchmarks.
         .target(name: "XenTestKit"),
 
@@ -93,6 +108,7 @@ let package = Package(
             name: "conch",
             dependencies: [
                 "ConchBench", "XenstoreServer", "XenstoreClient", "XenstoreCore", "XenstoreWire", "XenABI",
+                "XenHypervisor", "XenSim", "SystemExtras",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -116,7 +132,7 @@ let package = Package(
         .testTarget(
             name: "XenstoreCoreTests",
             dependencies: [
-                "XenABI", "XenstoreWire", "XenstoreCore",
+                "XenABI", "XenstoreWire", "XenstoreCore", "FuzzHarnesses",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
@@ -132,6 +148,10 @@ let package = Package(
         .testTarget(
             name: "XenstoredTests",
             dependencies: ["XenABI", "XenstoreWire", "XenstoreClient", "XenTestKit"]
+        ),
+        .testTarget(
+            name: "HypervisorTests",
+            dependencies: ["XenABI", "XenMemory", "XenRing", "XenHypervisor", "XenSim", "SystemExtras", "XenTestKit"]
         ),
         .testTarget(name: "CLITests", dependencies: ["XenTestKit"]),
     ]

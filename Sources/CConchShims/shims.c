@@ -14,6 +14,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -108,4 +111,45 @@ int cconch_peer_credentials(int sock, int32_t *pid, uint32_t *uid, uint32_t *gid
     *uid = cred.uid;
     *gid = cred.gid;
     return 0;
+}
+
+int cconch_pidfd_open(int pid) {
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int cconch_signal_pipe[2] = {-1, -1};
+
+static void cconch_signal_handler(int signo) {
+    int saved = errno;
+    unsigned char byte = (unsigned char)signo;
+    ssize_t ignored = write(cconch_signal_pipe[1], &byte, 1);
+    (void)ignored;
+    errno = saved;
+}
+
+int cconch_termination_signalfd(void) {
+    if (cconch_signal_pipe[0] >= 0) {
+        return cconch_signal_pipe[0];
+    }
+    if (pipe2(cconch_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        return -1;
+    }
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_handler = cconch_signal_handler;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGTERM, &action, NULL);
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGHUP, &action, NULL);
+    return cconch_signal_pipe[0];
+}
+
+int cconch_read_signal(int fd) {
+    unsigned char byte;
+    ssize_t got;
+    do {
+        got = read(fd, &byte, 1);
+    } while (got < 0 && errno == EINTR);
+    return got == 1 ? (int)byte : -1;
 }

@@ -19,6 +19,9 @@ public final class SocketClientTransport: XenstoreClientTransport {
     private let path: String
     private let group: any EventLoopGroup
     private let channelBox = Mutex<(any Channel)?>(nil)
+    private let executorBox = Mutex<EventLoopTaskExecutor?>(nil)
+
+    public var preferredExecutor: (any TaskExecutor)? { executorBox.withLock { $0 } }
 
     public init(path: String, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.path = path
@@ -40,6 +43,7 @@ public final class SocketClientTransport: XenstoreClientTransport {
                     .connect(unixDomainSocketPath: path)
                     .get()
                 channelBox.withLock { $0 = channel }
+                executorBox.withLock { $0 = EventLoopTaskExecutor(eventLoop: channel.eventLoop) }
                 return
             } catch let error as IOError where error.errnoCode == EAGAIN && delay < 4096 {
                 try await Task.sleep(for: .milliseconds(delay))

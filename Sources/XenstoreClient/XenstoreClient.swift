@@ -104,6 +104,11 @@ public final class XenstoreClient: Sendable {
         return result
     }
 
+    /// The executor that owns this client's connection. Latency-sensitive callers
+    /// can run under `withTaskExecutorPreference(client.preferredExecutor)` so a
+    /// request and its reply never change threads.
+    public var preferredExecutor: (any TaskExecutor)? { transport.preferredExecutor }
+
     /// Closes the connection; outstanding requests fail with `.connectionClosed`.
     public func close() { transport.close() }
 

@@ -24,4 +24,7 @@ public protocol XenstoreClientTransport: Sendable {
     func send(_ bytes: [UInt8])
     /// Closes the transport; the sink's `closed` follows.
     func close()
+    /// The executor on which the transport delivers bytes, if it has one. Tasks that
+    /// prefer it avoid a thread hand-off per reply.
+    var preferredExecutor: (any TaskExecutor)? { get }
 }

@@ -8,12 +8,13 @@
 
 import ArgumentParser
 import ConchBench
+import Foundation
 import SystemExtras
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure Conch's throughput and latency.",
-        subcommands: [RingBench.self]
+        subcommands: [RingBench.self, XenstoreBench.self]
     )
 }
 
@@ -83,5 +84,47 @@ struct RingPeerCommand: ParsableCommand {
     func run() throws {
         let code = try RingPeer.serve(socket: UnixSocket(adopting: .init(rawValue: 3)))
         if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct XenstoreBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "xenstore",
+        abstract: "xenstored latency and throughput over its Unix socket, against a freshly started daemon.",
+        discussion: """
+            Measures read, write, directory, an empty transaction and a read-modify-write \
+            transaction through the async client (ops/s, p50 and p99 µs), 16 concurrent clients, \
+            and, as the baseline, a blocking raw-socket read. Build with -c release. Example:
+
+              swift run -c release conch bench xenstore --json
+            """
+    )
+
+    @Flag(help: "Print one JSON object and nothing else on stdout.")
+    var json = false
+
+    @Option(help: "Operations per measurement.")
+    var operations = 20_000
+
+    func validate() throws {
+        guard operations >= 100 else { throw ValidationError("--operations must be at least 100") }
+    }
+
+    func run() async throws {
+        if isDebugBuild {
+            FileHandle.standardError.write(Data("note: debug build; use `swift run -c release conch bench …`\n".utf8))
+        }
+        let result = try await XenstoreBenchmark.run(
+            conchExecutable: ChildProcess.currentExecutable(),
+            operations: operations,
+            progress: { line in if !json { print(line) } }
+        )
+        if json {
+            print(try benchmarkJSON(result))
+        } else {
+            print(
+                "read p50 \(result.readP50) µs = \(result.readP50VersusRaw) × the raw blocking-socket read (\(result.rawReadP50) µs)"
+            )
+        }
     }
 }

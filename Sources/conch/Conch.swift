@@ -20,7 +20,10 @@ struct Conch: AsyncParsableCommand {
             ptys and Unix sockets.
             """,
         version: ConchVersion.string,
-        subcommands: [Xenstored.self, Store.self, Bench.self, Version.self, RingPeerCommand.self]
+        subcommands: [
+            Hypervisor.self, Xenstored.self, Store.self, Dmesg.self, Bench.self, Version.self, RingPeerCommand.self,
+            TestGuest.self,
+        ]
     )
 }
 

@@ -37,4 +37,15 @@ ssize_t cconch_recv_fds(int sock, int *fds, size_t maxfds, size_t *nfds, void *b
 /// Reads the peer's credentials of a connected Unix socket (SO_PEERCRED).
 int cconch_peer_credentials(int sock, int32_t *pid, uint32_t *uid, uint32_t *gid);
 
+/// pidfd_open(pid, 0): a descriptor that becomes readable when the process exits.
+int cconch_pidfd_open(int pid);
+
+/// Installs process-wide handlers for SIGTERM, SIGINT and SIGHUP that write the
+/// signal number into a self-pipe, and returns the pipe's (non-blocking) read end
+/// to poll; -1 and errno on failure. Works whatever thread the signal lands on.
+int cconch_termination_signalfd(void);
+
+/// Reads one signal number from that pipe; -1 when none is pending.
+int cconch_read_signal(int fd);
+
 #endif

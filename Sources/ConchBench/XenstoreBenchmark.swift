@@ -1,0 +1,221 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import SystemExtras
+import SystemPackage
+import XenABI
+import XenstoreClient
+import XenstoreWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Figures from `conch bench xenstore`.
+public struct XenstoreBenchmarkResult: Sendable, Codable {
+    public var readOpsPerSecond: Double
+    public var readP50: Double
+    public var readP99: Double
+    /// The same read from a task on the global executor (two extra thread hand-offs).
+    public var readDefaultExecutorP50: Double
+    public var writeOpsPerSecond: Double
+    public var writeP50: Double
+    public var directoryOpsPerSecond: Double
+    public var directoryP50: Double
+    public var emptyTransactionOpsPerSecond: Double
+    public var emptyTransactionP50: Double
+    public var readModifyWriteOpsPerSecond: Double
+    public var readModifyWriteP50: Double
+    public var clients16OpsPerSecond: Double
+    /// Baseline in the same run: a blocking raw-socket READ round trip, as
+    /// libxenstore does it, without the async client.
+    public var rawReadP50: Double
+    public var readP50VersusRaw: Double
+    public var operationsPerMeasurement: Int
+
+    enum CodingKeys: String, CodingKey {
+        case readOpsPerSecond = "read_ops_per_s"
+        case readP50 = "read_p50_us"
+        case readP99 = "read_p99_us"
+        case readDefaultExecutorP50 = "read_default_executor_p50_us"
+        case writeOpsPerSecond = "write_ops_per_s"
+        case writeP50 = "write_p50_us"
+        case directoryOpsPerSecond = "directory_ops_per_s"
+        case directoryP50 = "directory_p50_us"
+        case emptyTransactionOpsPerSecond = "tx_empty_ops_per_s"
+        case emptyTransactionP50 = "tx_empty_p50_us"
+        case readModifyWriteOpsPerSecond = "tx_rmw_ops_per_s"
+        case readModifyWriteP50 = "tx_rmw_p50_us"
+        case clients16OpsPerSecond = "clients16_ops_per_s"
+        case rawReadP50 = "raw_socket_read_p50_us"
+        case readP50VersusRaw = "read_p50_vs_raw_ratio"
+        case operationsPerMeasurement = "ops_per_measurement"
+    }
+}
+
+/// `conch bench xenstore`: starts a fresh `conch xenstored`, then measures each
+/// operation through the async client over its Unix socket.
+public enum XenstoreBenchmark {
+    public struct DaemonDidNotStart: Error, CustomStringConvertible {
+        public var description: String { "conch xenstored did not start listening" }
+    }
+
+    public static func run(
+        conchExecutable: String,
+        operations: Int = 20_000,
+        progress: (String) -> Void = { _ in }
+    ) async throws -> XenstoreBenchmarkResult {
+        var template = Array("/tmp/conch-bench-XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw Errno(rawValue: errno)
+        }
+        let scratch = String(cString: made)
+        let socketPath = scratch + "/xenstored.sock"
+        let daemon = try ChildProcess(
+            executable: conchExecutable,
+            arguments: ["xenstored", "--socket", socketPath, "--log-level", "warning"]
+        )
+        defer {
+            daemon.kill(SIGTERM)
+            _ = try? daemon.wait()
+            unlink(socketPath)
+            rmdir(scratch)
+        }
+        var client: XenstoreClient?
+        for _ in 0..<500 where client == nil {
+            client = try? await XenstoreClient.connect(socketPath: socketPath)
+            if client == nil { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        guard let client else { throw DaemonDidNotStart() }
+        defer { client.close() }
+
+        let path = "/local/domain/0/bench/value"
+        try await client.write(path, "0")
+
+        func measure(
+            _ name: String,
+            _ body: () async throws -> Void
+        ) async throws -> (opsPerSecond: Double, samples: LatencySamples) {
+            for _ in 0..<min(1000, operations / 10) { try await body() }  // warm up
+            var samples = LatencySamples()
+            let clock = ContinuousClock()
+            let started = clock.now
+            for _ in 0..<operations {
+                let start = clock.now
+                try await body()
+                samples.record(clock.now - start)
+            }
+            let rate = Double(operations) / (clock.now - started).seconds
+            progress("\(name): \(Int(rate)) ops/s, p50 \(rounded(samples.p50)) µs, p99 \(rounded(samples.p99)) µs")
+            return (rate, samples)
+        }
+
+        // For comparison: the same read from a task on the default (global) executor,
+        // which pays two thread hand-offs per round trip.
+        let readDefaultExecutor = try await measure("read (default executor)") { _ = try await client.read(path) }
+
+        // The measurements proper run on the connection's own event loop, as the
+        // client documents for latency-sensitive callers.
+        let (read, write, directory, empty, rmw) = try await withTaskExecutorPreference(client.preferredExecutor) {
+            let read = try await measure("read") { _ = try await client.read(path) }
+            let write = try await measure("write") { try await client.write(path, "value") }
+            let directory = try await measure("directory") { _ = try await client.directory("/local/domain/0/bench") }
+            let empty = try await measure("empty transaction") {
+                let transaction = try await client.startTransaction()
+                try await client.endTransaction(transaction, commit: true)
+            }
+            let rmw = try await measure("read-modify-write transaction") {
+                try await client.transaction { transaction in
+                    let value = Int(try await client.readString(path, transaction: transaction)) ?? 0
+                    try await client.write(path, String(value + 1), transaction: transaction)
+                }
+            }
+            return (read, write, directory, empty, rmw)
+        }
+
+        // 16 clients, each with its own connection, reading in a loop.
+        let perClient = operations / 4
+        let clock = ContinuousClock()
+        let started = clock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<16 {
+                group.addTask {
+                    let own = try await XenstoreClient.connect(socketPath: socketPath)
+                    defer { own.close() }
+                    try await withTaskExecutorPreference(own.preferredExecutor) {
+                        for _ in 0..<perClient { _ = try await own.read(path) }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let aggregate = Double(16 * perClient) / (clock.now - started).seconds
+        progress("16 clients: \(Int(aggregate)) ops/s")
+
+        let raw = try rawReadLatency(socketPath: socketPath, path: path, operations: operations)
+        progress("raw blocking socket read: p50 \(rounded(raw.p50)) µs")
+
+        return XenstoreBenchmarkResult(
+            readOpsPerSecond: rounded(read.opsPerSecond),
+            readP50: rounded(read.samples.p50),
+            readP99: rounded(read.samples.p99),
+            readDefaultExecutorP50: rounded(readDefaultExecutor.samples.p50),
+            writeOpsPerSecond: rounded(write.opsPerSecond),
+            writeP50: rounded(write.samples.p50),
+            directoryOpsPerSecond: rounded(directory.opsPerSecond),
+            directoryP50: rounded(directory.samples.p50),
+            emptyTransactionOpsPerSecond: rounded(empty.opsPerSecond),
+            emptyTransactionP50: rounded(empty.samples.p50),
+            readModifyWriteOpsPerSecond: rounded(rmw.opsPerSecond),
+            readModifyWriteP50: rounded(rmw.samples.p50),
+            clients16OpsPerSecond: rounded(aggregate),
+            rawReadP50: rounded(raw.p50),
+            readP50VersusRaw: rounded(read.samples.p50 / max(raw.p50, 0.001), places: 2),
+            operationsPerMeasurement: operations
+        )
+    }
+
+    /// READ round trips over a blocking socket: encode, `send`, `recv` until the
+    /// reply is complete — the shape of libxenstore's own client.
+    static func rawReadLatency(socketPath: String, path: String, operations: Int) throws -> LatencySamples {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Errno(rawValue: errno) }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let pathBytes = Array(socketPath.utf8)
+        guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw Errno.fileNameTooLong }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            // SAFETY: length checked against sun_path above.
+            raw.copyBytes(from: pathBytes)
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard connected == 0 else { throw Errno(rawValue: errno) }
+        let request = XenstoreMessage(type: .read, reqID: 0, payload: XenstorePayload.string(path)).encoded()
+        var buffer = [UInt8](repeating: 0, count: 8192)
+        var samples = LatencySamples()
+        let clock = ContinuousClock()
+        for index in 0..<(operations + operations / 10) {
+            let start = clock.now
+            _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            var decoder = XenstoreDecoder()
+            var reply: [XenstoreMessage] = []
+            while reply.isEmpty {
+                let got = recv(fd, &buffer, buffer.count, 0)
+                guard got > 0 else { throw Errno.connectionReset }
+                reply = decoder.feed(buffer.prefix(got))
+            }
+            if index >= operations / 10 { samples.record(clock.now - start) }
+        }
+        return samples
+    }
+}

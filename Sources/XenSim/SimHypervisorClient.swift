@@ -1,0 +1,251 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Foundation
+import Synchronization
+import SystemExtras
+import SystemPackage
+import XenABI
+import XenHypervisor
+import XenMemory
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A bound port in this process: notify writes the peer's eventfd directly.
+public final class SimEventChannel: EventChannelEndpoint {
+    public let port: EvtchnPort
+    let notifier: EventNotifier
+    let waiter: EventNotifier
+
+    init(port: EvtchnPort, notifier: EventNotifier, waiter: EventNotifier) {
+        self.port = port
+        self.notifier = notifier
+        self.waiter = waiter
+    }
+
+    public var waitDescriptor: Int32 { waiter.fileDescriptor.rawValue }
+    public func notify() throws { try notifier.signal() }
+    public func wait(timeoutMilliseconds: Int32) throws -> Bool {
+        try waiter.wait(timeoutMilliseconds: timeoutMilliseconds) != nil
+    }
+    public func consumePending() throws -> Bool { try waiter.tryConsume() != nil }
+}
+
+/// A connection to the simulated hypervisor: privileged through `hypervisor.sock`,
+/// or a guest's own connection inherited at fd 3. One request at a time.
+public final class SimHypervisorClient: PrivilegedHypervisor, GuestHypervisor, @unchecked Sendable {
+    private let socket: Int32
+    private let lock = Mutex(())
+    public let domid: DomID
+    public let isPrivileged: Bool
+    private let cachedStartInfo: StartInfo?
+
+    /// Connects to `<run-dir>/hypervisor.sock` as privileged dom0.
+    public static func connect(runDirectory: RunDirectory) throws -> SimHypervisorClient {
+        let path = runDirectory.hypervisorSocket
+        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Errno(rawValue: errno) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            Glibc.close(fd)
+            throw HypervisorError.invalidArgument("socket path too long: \(path)")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            // SAFETY: length checked against sun_path above.
+            raw.copyBytes(from: bytes)
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard connected == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw HypervisorError.unavailable(
+                "cannot connect to \(path): \(Errno(rawValue: code)) (is `conch hypervisor` or `conch up` running?)"
+            )
+        }
+        return try SimHypervisorClient(socket: fd)
+    }
+
+    /// A guest's own connection: the descriptor in `$CONCH_HYPERVISOR_FD` (3).
+    public static func guest(
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws
+        -> SimHypervisorClient
+    {
+        guard let text = environment["CONCH_HYPERVISOR_FD"], let fd = Int32(text) else {
+            throw HypervisorError.unavailable("CONCH_HYPERVISOR_FD is not set: this program was not started as a guest")
+        }
+        return try SimHypervisorClient(socket: fd)
+    }
+
+    private init(socket: Int32) throws {
+        self.socket = socket
+        let (identity, _) = try Self.exchange(socket, .identify)
+        guard case .identity(let domid, let privileged) = identity else {
+            throw HypervisorError.unavailable("unexpected answer to identify")
+        }
+        self.domid = domid
+        self.isPrivileged = privileged
+        if !privileged, case .startInfo(let info) = try Self.exchange(socket, .startInfo).0 {
+            cachedStartInfo = info
+        } else {
+            cachedStartInfo = nil
+        }
+    }
+
+    deinit { Glibc.close(socket) }
+
+    private static func exchange(_ socket: Int32, _ request: SimRequest) throws -> (SimResponse, [FileDescriptor]) {
+        try SimWire.send(request, on: socket)
+        guard let reply = try SimWire.receive(SimResponse.self, on: socket) else {
+            throw HypervisorError.unavailable("the hypervisor closed the connection")
+        }
+        if case .error(let error) = reply.0 {
+            for descriptor in reply.1 { try? descriptor.close() }
+            throw error
+        }
+        return reply
+    }
+
+    private func call(_ request: SimRequest) throws -> (SimResponse, [FileDescriptor]) {
+        try lock.withLock { _ in try Self.exchange(socket, request) }
+    }
+
+    private func expectOK(_ request: SimRequest) throws {
+        guard case .ok = try call(request).0 else { throw HypervisorError.unavailable("unexpected answer") }
+    }
+
+    private func page(_ request: SimRequest) throws -> GuestPage {
+        let (response, descriptors) = try call(request)
+        guard case .page(let readOnly) = response, descriptors.count == 1 else {
+            for descriptor in descriptors { try? descriptor.close() }
+            throw HypervisorError.unavailable("unexpected answer to a page request")
+        }
+        defer { try? descriptors[0].close() }
+        let mapping = try MappedMemory(fileDescriptor: descriptors[0], pageOffset: 0, pageCount: 1, writable: !readOnly)
+        return GuestPage(region: mapping.region, isWritable: !readOnly, owner: mapping)
+    }
+
+    private func channel(_ request: SimRequest) throws -> any EventChannelEndpoint {
+        let (response, descriptors) = try call(request)
+        guard case .port(let port) = response, descriptors.count == 2 else {
+            for descriptor in descriptors { try? descriptor.close() }
+            throw HypervisorError.unavailable("unexpected answer to a port request")
+        }
+        return SimEventChannel(
+            port: port,
+            notifier: EventNotifier(adopting: descriptors[0]),
+            waiter: EventNotifier(adopting: descriptors[1])
+        )
+    }
+
+    // MARK: DomainControl
+
+    public func createDomain(_ spec: DomainSpec) throws -> DomainInfo {
+        guard case .domain(let info) = try call(.createDomain(spec)).0 else {
+            throw HypervisorError.unavailable("unexpected answer to create")
+        }
+        return info
+    }
+    public func unpause(_ domid: DomID) throws { try expectOK(.unpause(domid)) }
+    public func pause(_ domid: DomID) throws { try expectOK(.pause(domid)) }
+    public func shutdown(_ domid: DomID, reason: ShutdownReason) throws { try expectOK(.shutdownDomain(domid, reason)) }
+    public func destroy(_ domid: DomID) throws { try expectOK(.destroy(domid)) }
+    public func listDomains() throws -> [DomainInfo] {
+        guard case .domains(let list) = try call(.listDomains).0 else {
+            throw HypervisorError.unavailable("unexpected answer to list")
+        }
+        return list
+    }
+    public func allocateUnboundPort(in domid: DomID, remote: DomID) throws -> EvtchnPort {
+        guard case .port(let port) = try call(.allocateUnboundPort(domid: domid, remote: remote)).0 else {
+            throw HypervisorError.unavailable("unexpected answer to alloc-unbound")
+        }
+        return port
+    }
+
+    // MARK: Memory
+
+    public func mapForeign(_ domid: DomID, frame: PageFrame, readOnly: Bool) throws -> GuestPage {
+        try page(.mapForeign(domid: domid, frame: frame, readOnly: readOnly))
+    }
+    public func mapGrant(_ domid: DomID, ref: GrantRef, readOnly: Bool) throws -> GuestPage {
+        try page(.mapGrant(domid: domid, ref: ref, readOnly: readOnly))
+    }
+    public func mapOwnFrame(_ frame: PageFrame) throws -> GuestPage { try page(.mapOwnFrame(frame)) }
+
+    // MARK: EventChannels
+
+    public func allocateUnbound(remote: DomID) throws -> any EventChannelEndpoint {
+        try channel(.allocateUnbound(remote: remote))
+    }
+    public func bindInterdomain(remote: DomID, remotePort: EvtchnPort) throws -> any EventChannelEndpoint {
+        try channel(.bindInterdomain(remote: remote, remotePort: remotePort))
+    }
+    public func bindVirq(_ virq: Virq) throws -> any EventChannelEndpoint { try channel(.bindVirq(virq)) }
+    public func attach(_ port: EvtchnPort) throws -> any EventChannelEndpoint { try channel(.attachPort(port)) }
+    public func close(_ port: EvtchnPort) throws { try expectOK(.closePort(port)) }
+
+    // MARK: Console
+
+    public func consoleWrite(_ bytes: [UInt8]) throws {
+        var offset = 0
+        repeat {
+            let end = min(bytes.count, offset + SimWire.consoleChunk)
+            try expectOK(.consoleWrite(Data(bytes[offset..<end])))
+            offset = end
+        } while offset < bytes.count
+    }
+
+    public func readConsole(clear: Bool) throws -> [UInt8] {
+        var result: [UInt8] = []
+        while true {
+            guard case .console(let chunk, let remaining) = try call(.readConsole(from: result.count, clear: clear)).0
+            else {
+                throw HypervisorError.unavailable("unexpected answer to a console read")
+            }
+            result += chunk
+            if remaining == 0 || chunk.isEmpty { return result }
+        }
+    }
+
+    // MARK: Guest
+
+    public var startInfo: StartInfo {
+        guard let cachedStartInfo else { preconditionFailure("startInfo is for guest connections") }
+        return cachedStartInfo
+    }
+
+    public func requestShutdown(_ reason: ShutdownReason) throws { try expectOK(.requestShutdown(reason)) }
+}
+
+/// The one place an executable chooses the hypervisor implementation.
+public enum HypervisorFactory {
+    public enum Backend: Sendable {
+        /// Conch's simulated hypervisor, reached through a run directory.
+        case simulated(RunDirectory)
+    }
+
+    public static func privileged(_ backend: Backend) throws -> any PrivilegedHypervisor {
+        switch backend {
+        case .simulated(let runDirectory): try SimHypervisorClient.connect(runDirectory: runDirectory)
+        }
+    }
+
+    /// Inside a guest process: the connection the hypervisor gave it.
+    public static func guest() throws -> any GuestHypervisor {
+        try SimHypervisorClient.guest()
+    }
+}

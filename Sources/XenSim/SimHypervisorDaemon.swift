@@ -1,0 +1,494 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import CConchShims
+import Foundation
+import Logging
+import SystemExtras
+import SystemPackage
+import XenABI
+import XenHypervisor
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `conch hypervisor`: owns every simulated domain, page, grant and event channel,
+/// and the guest processes. A single-threaded poll loop; control operations only
+/// (data and notifications go directly between processes).
+public final class SimHypervisorDaemon {
+    public struct Configuration: Sendable {
+        public var runDirectory: RunDirectory
+        /// Bytes the hypervisor console ring keeps (`conch dmesg`).
+        public var consoleCapacity: Int
+
+        public init(runDirectory: RunDirectory, consoleCapacity: Int = 1 << 20) {
+            self.runDirectory = runDirectory
+            self.consoleCapacity = consoleCapacity
+        }
+    }
+
+    private struct Client {
+        let fd: Int32
+        let domid: DomID
+        let privileged: Bool
+    }
+
+    private let configuration: Configuration
+    private let logger: Logger
+    private var listener: Int32 = -1
+    private var signals: Int32 = -1
+    private var clients: [Int: Client] = [:]
+    private var nextClientID = 1
+    private var domains: [DomID: SimDomain] = [:]
+    private var nextDomid: UInt16 = 1
+    private var ports = SimPorts()
+    private var console: ConsoleLog
+    private var running = true
+
+    public init(configuration: Configuration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.console = ConsoleLog(capacity: configuration.consoleCapacity)
+    }
+
+    // MARK: - Lifecycle
+
+    /// Binds `hypervisor.sock` (0600) and runs until SIGTERM/SIGINT; then destroys
+    /// every domain and removes the socket.
+    public func run() throws {
+        signals = cconch_termination_signalfd()
+        guard signals >= 0 else { throw Errno(rawValue: errno) }
+        signal(SIGPIPE, SIG_IGN)
+        try configuration.runDirectory.create()
+        mkdir(configuration.runDirectory.logDirectory, 0o755)
+        listener = try bindListener(configuration.runDirectory.hypervisorSocket)
+        logger.info("hypervisor listening", metadata: ["socket": "\(configuration.runDirectory.hypervisorSocket)"])
+        while running { try pollOnce() }
+        for domid in domains.keys.sorted() { destroyDomain(domid) }
+        close(listener)
+        unlink(configuration.runDirectory.hypervisorSocket)
+        logger.info("hypervisor stopped")
+    }
+
+    private func bindListener(_ path: String) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Errno(rawValue: errno) }
+        // Bind and listen under a temporary name, then rename: the socket appears
+        // at `path` only once it accepts connections.
+        let finalPath = path
+        let path = path + ".new"
+        unlink(path)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw Errno.fileNameTooLong }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            // SAFETY: length checked against sun_path above; the rest stays zero.
+            raw.copyBytes(from: bytes)
+        }
+        // 0600 from the first moment: this socket is the privileged interface.
+        let previous = umask(0o177)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        umask(previous)
+        guard bound == 0, listen(fd, 128) == 0, rename(path, finalPath) == 0 else { throw Errno(rawValue: errno) }
+        return fd
+    }
+
+    // MARK: - Poll loop
+
+    private enum Source {
+        case listener
+        case signals
+        case client(Int)
+        case guestExit(DomID)
+    }
+
+    private func pollOnce() throws {
+        var sources: [Source] = [.listener, .signals]
+        var fds = [
+            pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: signals, events: Int16(POLLIN), revents: 0),
+        ]
+        for (id, client) in clients {
+            sources.append(.client(id))
+            fds.append(pollfd(fd: client.fd, events: Int16(POLLIN), revents: 0))
+        }
+        for (domid, domain) in domains where domain.pidfd >= 0 {
+            sources.append(.guestExit(domid))
+            fds.append(pollfd(fd: domain.pidfd, events: Int16(POLLIN), revents: 0))
+        }
+        let ready = poll(&fds, nfds_t(fds.count), -1)
+        if ready < 0 {
+            if errno == EINTR { return }
+            throw Errno(rawValue: errno)
+        }
+        for (index, entry) in fds.enumerated() where entry.revents != 0 {
+            switch sources[index] {
+            case .listener: acceptClient()
+            case .signals:
+                let signal = cconch_read_signal(signals)
+                if signal == SIGTERM || signal == SIGINT {
+                    logger.info("stopping on signal \(signal)")
+                    running = false
+                }
+            case .client(let id): serve(id)
+            case .guestExit(let domid): reapGuest(domid)
+            }
+        }
+    }
+
+    private func acceptClient() {
+        let fd = accept(listener, nil, nil)
+        if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        guard fd >= 0 else { return }
+        addClient(fd: fd, domid: .dom0, privileged: true)
+    }
+
+    @discardableResult
+    private func addClient(fd: Int32, domid: DomID, privileged: Bool) -> Int {
+        let id = nextClientID
+        nextClientID += 1
+        clients[id] = Client(fd: fd, domid: domid, privileged: privileged)
+        return id
+    }
+
+    private func dropClient(_ id: Int) {
+        guard let client = clients.removeValue(forKey: id) else { return }
+        if client.privileged { ports.closeAll(ofConnection: id) }
+        close(client.fd)
+    }
+
+    private func serve(_ id: Int) {
+        guard let client = clients[id] else { return }
+        let message: (SimRequest, [FileDescriptor])?
+        do {
+            message = try SimWire.receive(SimRequest.self, on: client.fd)
+        } catch {
+            // Garbage from a guest ends that guest's control connection only.
+            logger.notice("dropping hypervisor client: \(error)", metadata: ["domid": "\(client.domid)"])
+            dropClient(id)
+            return
+        }
+        guard let (request, strayDescriptors) = message else {
+            dropClient(id)
+            return
+        }
+        for descriptor in strayDescriptors { try? descriptor.close() }
+        var descriptors: [FileDescriptor] = []
+        var closeAfterSend: [FileDescriptor] = []
+        let response: SimResponse
+        do {
+            response = try handle(
+                request,
+                from: client,
+                connection: id,
+                descriptors: &descriptors,
+                temporary: &closeAfterSend
+            )
+        } catch let error as HypervisorError {
+            response = .error(error)
+        } catch {
+            response = .error(.invalidArgument("\(error)"))
+        }
+        do {
+            try SimWire.send(response, descriptors: descriptors, on: client.fd)
+        } catch {
+            dropClient(id)
+        }
+        for descriptor in closeAfterSend { try? descriptor.close() }
+    }
+
+    // MARK: - Requests
+
+    private func requirePrivilege(_ client: Client, _ what: String) throws(HypervisorError) {
+        guard client.privileged else { throw .permissionDenied("\(what) needs the privileged interface (dom0)") }
+    }
+
+    private func domain(_ domid: DomID) throws(HypervisorError) -> SimDomain {
+        guard let domain = domains[domid], domain.state != .dying else { throw .noSuchDomain(domid) }
+        return domain
+    }
+
+    private func handle(
+        _ request: SimRequest,
+        from client: Client,
+        connection: Int,
+        descriptors: inout [FileDescriptor],
+        temporary: inout [FileDescriptor]
+    ) throws -> SimResponse {
+        switch request {
+        case .identify:
+            return .identity(domid: client.domid, privileged: client.privileged)
+
+        case .startInfo:
+            return .startInfo(try domain(client.domid).startInfo)
+
+        case .createDomain(let spec):
+            try requirePrivilege(client, "creating a domain")
+            return .domain(try createDomain(spec))
+
+        case .unpause(let domid):
+            try requirePrivilege(client, "unpausing a domain")
+            try unpause(try domain(domid))
+            return .ok
+
+        case .pause(let domid):
+            try requirePrivilege(client, "pausing a domain")
+            let target = try domain(domid)
+            if let process = target.process, target.state == .running {
+                process.kill(SIGSTOP)
+                target.state = .paused
+            }
+            return .ok
+
+        case .shutdownDomain(let domid, let reason):
+            try requirePrivilege(client, "shutting a domain down")
+            let target = try domain(domid)
+            target.requestedShutdown = reason
+            if let process = target.process {
+                process.kill(SIGCONT)
+                process.kill(SIGTERM)
+            } else {
+                markShutdown(target, reason)
+            }
+            return .ok
+
+        case .destroy(let domid):
+            try requirePrivilege(client, "destroying a domain")
+            _ = try domain(domid)
+            destroyDomain(domid)
+            return .ok
+
+        case .listDomains:
+            try requirePrivilege(client, "listing domains")
+            return .domains(domains.keys.sorted().compactMap { domains[$0]?.info })
+
+        case .allocateUnboundPort(let domid, let remote):
+            try requirePrivilege(client, "allocating a port for another domain")
+            let port = try ports.allocateUnbound(in: try domain(domid).domid, remote: remote)
+            return .port(port.number)
+
+        case .mapForeign(let domid, let frame, let readOnly):
+            try requirePrivilege(client, "mapping another domain's frame")
+            let descriptor = try domain(domid).descriptor(for: frame, readOnly: readOnly)
+            descriptors = [descriptor]
+            if readOnly { temporary = [descriptor] }
+            return .page(readOnly: readOnly)
+
+        case .readConsole(let from, let clear):
+            try requirePrivilege(client, "reading the hypervisor console")
+            let start = min(max(from, 0), console.bytes.count)
+            let end = min(start + SimWire.consoleChunk, console.bytes.count)
+            let chunk = Data(console.bytes[start..<end])
+            let remaining = console.bytes.count - end
+            if clear && remaining == 0 { console.clear() }
+            return .console(chunk, remaining: remaining)
+
+        case .mapGrant(let domid, let ref, let readOnly):
+            let granter = try domain(domid)
+            let frame = try granter.checkGrant(ref, for: client.domid, readOnly: readOnly)
+            let descriptor = try granter.descriptor(for: frame, readOnly: readOnly)
+            descriptors = [descriptor]
+            if readOnly { temporary = [descriptor] }
+            return .page(readOnly: readOnly)
+
+        case .mapOwnFrame(let frame):
+            guard !client.privileged else { throw HypervisorError.invalidArgument("dom0 has no simulated frames") }
+            descriptors = [try domain(client.domid).descriptor(for: frame, readOnly: false)]
+            return .page(readOnly: false)
+
+        case .allocateUnbound(let remote):
+            let port = try ports.allocateUnbound(in: client.domid, remote: remote)
+            if client.privileged { port.connection = connection }
+            descriptors = [port.toRemote.fileDescriptor, port.fromRemote.fileDescriptor]
+            return .port(port.number)
+
+        case .bindInterdomain(let remote, let remotePort):
+            _ = try domainOrDom0(remote)
+            let port = try ports.bindInterdomain(in: client.domid, remote: remote, remotePort: remotePort)
+            if client.privileged { port.connection = connection }
+            descriptors = [port.toRemote.fileDescriptor, port.fromRemote.fileDescriptor]
+            return .port(port.number)
+
+        case .bindVirq(let virq):
+            try requirePrivilege(client, "binding a VIRQ")
+            let port = try ports.bindVirq(in: client.domid, virq)
+            port.connection = connection
+            descriptors = [port.toRemote.fileDescriptor, port.fromRemote.fileDescriptor]
+            return .port(port.number)
+
+        case .attachPort(let number):
+            guard let port = ports[client.domid, number] else {
+                throw HypervisorError.permissionDenied("d\(client.domid.rawValue) owns no port \(number.rawValue)")
+            }
+            descriptors = [port.toRemote.fileDescriptor, port.fromRemote.fileDescriptor]
+            return .port(port.number)
+
+        case .closePort(let number):
+            guard ports.close(client.domid, number) != nil else {
+                throw HypervisorError.permissionDenied("d\(client.domid.rawValue) owns no port \(number.rawValue)")
+            }
+            return .ok
+
+        case .consoleWrite(let data):
+            console.write(data, from: client.domid)
+            ports.raise(.consoleRing)
+            return .ok
+
+        case .requestShutdown(let reason):
+            try domain(client.domid).requestedShutdown = reason
+            return .ok
+        }
+    }
+
+    private func domainOrDom0(_ domid: DomID) throws(HypervisorError) -> DomID {
+        if domid == .dom0 { return domid }
+        return try domain(domid).domid
+    }
+
+    // MARK: - Domains
+
+    private func createDomain(_ spec: DomainSpec) throws -> DomainInfo {
+        guard !spec.name.isEmpty, !domains.values.contains(where: { $0.spec.name == spec.name }) else {
+            throw HypervisorError.invalidArgument(
+                spec.name.isEmpty ? "a domain needs a name" : "a domain named '\(spec.name)' already exists"
+            )
+        }
+        guard let domid = allocateDomid() else { throw HypervisorError.invalidArgument("no free domain ids") }
+        let domain = try SimDomain(domid: domid, spec: spec)
+        // The builder's event channels: console and xenstore, unbound in the guest
+        // towards their backends.
+        domain.consolePort = try ports.allocateUnbound(in: domid, remote: spec.consoleBackend).number
+        domain.xenstorePort = try ports.allocateUnbound(in: domid, remote: spec.xenstoreDomain).number
+        domains[domid] = domain
+        logger.info("domain created", metadata: ["domid": "\(domid)", "name": "\(spec.name)"])
+        return domain.info
+    }
+
+    private func allocateDomid() -> DomID? {
+        for _ in 0..<Int(DomID.firstReserved.rawValue) {
+            let candidate = DomID(nextDomid)
+            nextDomid = nextDomid + 1 >= DomID.firstReserved.rawValue ? 1 : nextDomid + 1
+            if domains[candidate] == nil { return candidate }
+        }
+        return nil
+    }
+
+    private func unpause(_ domain: SimDomain) throws {
+        switch domain.state {
+        case .running: return
+        case .shutdown, .dying: throw HypervisorError.invalidArgument("d\(domain.domid.rawValue) has shut down")
+        case .paused:
+            if let process = domain.process {
+                process.kill(SIGCONT)
+            } else {
+                try spawnGuest(domain)
+            }
+            domain.state = .running
+        }
+    }
+
+    /// Starts the guest program with its control connection — already bound to its
+    /// domid — at fd 3, and its stdio in `logs/guest-<name>.stdio.log`.
+    private func spawnGuest(_ domain: SimDomain) throws {
+        let (mine, theirs) = try SimWire.socketPair()
+        defer { close(theirs) }
+        let logPath = "\(configuration.runDirectory.logDirectory)/guest-\(domain.spec.name).stdio.log"
+        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer {
+            if log >= 0 { close(log) }
+            if null >= 0 { close(null) }
+        }
+        var environment = ProcessInfo.processInfo.environment
+        for (key, value) in domain.spec.environment { environment[key] = value }
+        environment["CONCH_DOMID"] = String(domain.domid.rawValue)
+        environment["CONCH_HYPERVISOR_FD"] = "3"
+        environment["CONCH_RUN_DIR"] = configuration.runDirectory.path
+        var placement: [Int32: FileDescriptor] = [3: FileDescriptor(rawValue: theirs)]
+        if null >= 0 { placement[0] = FileDescriptor(rawValue: null) }
+        if log >= 0 {
+            placement[1] = FileDescriptor(rawValue: log)
+            placement[2] = FileDescriptor(rawValue: log)
+        }
+        let process: ChildProcess
+        do {
+            process = try ChildProcess(
+                executable: domain.spec.program,
+                arguments: domain.spec.arguments,
+                descriptors: placement,
+                environment: environment
+            )
+        } catch {
+            close(mine)
+            throw HypervisorError.invalidArgument(
+                "cannot start '\(domain.spec.program)' for d\(domain.domid.rawValue): \(error)"
+            )
+        }
+        domain.process = process
+        domain.pidfd = cconch_pidfd_open(process.pid)
+        domain.guestSocket = mine
+        addClient(fd: mine, domid: domain.domid, privileged: false)
+        logger.info("guest started", metadata: ["domid": "\(domain.domid)", "pid": "\(process.pid)"])
+    }
+
+    /// The guest process ended: the domain shuts down with a reason from how it
+    /// ended (exit 0 → poweroff unless it announced another reason; anything else
+    /// → crash), then the configured action runs.
+    private func reapGuest(_ domid: DomID) {
+        guard let domain = domains[domid], let process = domain.process else { return }
+        guard let termination = try? process.poll() else { return }
+        close(domain.pidfd)
+        domain.pidfd = -1
+        domain.process = nil
+        let reason: ShutdownReason
+        switch termination {
+        case .exited(0): reason = domain.requestedShutdown ?? .poweroff
+        case .exited: reason = domain.requestedShutdown == .reboot ? .reboot : .crash
+        case .signalled(let signal): reason = signal == SIGTERM ? (domain.requestedShutdown ?? .poweroff) : .crash
+        }
+        logger.info("guest exited", metadata: ["domid": "\(domid)", "how": "\(termination)", "reason": "\(reason)"])
+        markShutdown(domain, reason)
+    }
+
+    private func markShutdown(_ domain: SimDomain, _ reason: ShutdownReason) {
+        console.flush(domain.domid)
+        domain.state = .shutdown
+        domain.shutdownReason = reason
+        ports.raise(.domainException)
+        let action: ShutdownAction
+        switch reason {
+        case .poweroff, .suspend, .softReset: action = domain.spec.onPoweroff
+        case .reboot: action = domain.spec.onReboot
+        case .crash, .watchdog: action = domain.spec.onCrash
+        }
+        if action != .preserve { destroyDomain(domain.domid) }
+    }
+
+    /// Kills and reaps the guest process, closes its ports and frees its memory.
+    private func destroyDomain(_ domid: DomID) {
+        guard let domain = domains[domid] else { return }
+        domain.state = .dying
+        if let process = domain.process {
+            process.kill(SIGKILL)
+            _ = try? process.wait()
+        }
+        if domain.pidfd >= 0 { close(domain.pidfd) }
+        for (id, client) in clients where client.domid == domid && !client.privileged { dropClient(id) }
+        console.flush(domid)
+        ports.closeAll(of: domid)
+        domains[domid] = nil
+        ports.raise(.domainException)
+        logger.info("domain destroyed", metadata: ["domid": "\(domid)"])
+    }
+}

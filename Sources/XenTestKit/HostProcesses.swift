@@ -1,0 +1,118 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Foundation
+
+/// A Conch daemon (`conch hypervisor`, `conch xenstored`, …) running as a real
+/// child process in a test's run directory.
+public final class DaemonProcess: @unchecked Sendable {
+    public let process: Process
+    public let name: String
+    private let stderrFile: String
+
+    /// Starts `conch <arguments>` and waits until `readyPath` exists (a socket the
+    /// daemon creates once it listens).
+    public init(_ arguments: [String], readyPath: String, logDirectory: String) throws {
+        name = arguments.first ?? "daemon"
+        stderrFile = "\(logDirectory)/\(name)-\(UUID().uuidString.prefix(8)).stderr"
+        FileManager.default.createFile(atPath: stderrFile, contents: nil)
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: try ConchExecutable.path())
+        process.arguments = arguments
+        process.standardError = FileHandle(forWritingAtPath: stderrFile)
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        for _ in 0..<1000 {
+            if FileManager.default.fileExists(atPath: readyPath) { return }
+            guard process.isRunning else {
+                throw XenstoredProcess.DaemonFailed(description: "\(name) exited early: \(log)")
+            }
+            usleep(10_000)
+        }
+        throw XenstoredProcess.DaemonFailed(description: "\(name) never created \(readyPath)")
+    }
+
+    /// What the daemon wrote to stderr so far.
+    public var log: String { (try? String(contentsOfFile: stderrFile, encoding: .utf8)) ?? "" }
+
+    /// SIGTERM, then wait; returns the exit status.
+    @discardableResult
+    public func stop() -> Int32 {
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// SIGKILL, then wait.
+    public func kill() {
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    deinit {
+        if process.isRunning {
+            Foundation.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+}
+
+/// A scratch run directory with `conch hypervisor` (and optionally
+/// `conch xenstored --run-dir`) running in it.
+public final class HostStack: @unchecked Sendable {
+    public let directory: ScratchDirectory
+    public let hypervisor: DaemonProcess
+    public private(set) var xenstored: DaemonProcess?
+
+    public var runDirectory: String { directory.path }
+    public var hypervisorSocket: String { directory.path + "/hypervisor.sock" }
+    public var xenstoredSocket: String { directory.path + "/xenstored.sock" }
+    public var logDirectory: String { directory.path + "/logs" }
+
+    public init(xenstored withXenstored: Bool = false) throws {
+        directory = try ScratchDirectory(prefix: "conch-host")
+        try FileManager.default.createDirectory(atPath: directory.path + "/logs", withIntermediateDirectories: true)
+        hypervisor = try DaemonProcess(
+            ["hypervisor", "--run-dir", directory.path],
+            readyPath: directory.path + "/hypervisor.sock",
+            logDirectory: directory.path + "/logs"
+        )
+        if withXenstored { try startXenstored() }
+    }
+
+    public func startXenstored() throws {
+        xenstored = try DaemonProcess(
+            ["xenstored", "--run-dir", directory.path],
+            readyPath: xenstoredSocket,
+            logDirectory: logDirectory
+        )
+    }
+
+    /// The guest's stdio log (`conch test-guest` prints `key=value` lines there).
+    public func guestOutput(_ name: String) -> String {
+        (try? String(contentsOfFile: "\(logDirectory)/guest-\(name).stdio.log", encoding: .utf8)) ?? ""
+    }
+
+    /// Polls `condition` every 10 ms, up to `seconds`; a deadlock guard, not a timing assertion.
+    public func eventually(seconds: Double = 30, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try condition() { return true }
+            usleep(10_000)
+        }
+        return try condition()
+    }
+
+    public func stop() {
+        xenstored?.stop()
+        hypervisor.stop()
+        directory.remove()
+    }
+
+    deinit { directory.remove() }
+}
