@@ -74,7 +74,7 @@ let package = Package(
         .target(
             name: "XenstoreServer",
             dependencies: [
-                "XenABI", "XenstoreWire", "XenstoreCore",
+                "XenABI", "XenstoreWire", "XenstoreCore", "XenRing", "XenHypervisor",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -84,7 +84,7 @@ let package = Package(
         .target(
             name: "XenstoreClient",
             dependencies: [
-                "XenABI", "XenstoreWire",
+                "XenABI", "XenstoreWire", "XenRing", "XenHypervisor",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -151,7 +151,10 @@ let package = Package(
         ),
         .testTarget(
             name: "HypervisorTests",
-            dependencies: ["XenABI", "XenMemory", "XenRing", "XenHypervisor", "XenSim", "SystemExtras", "XenTestKit"]
+            dependencies: [
+                "XenABI", "XenMemory", "XenRing", "XenHypervisor", "XenSim", "SystemExtras", "XenTestKit",
+                "XenstoreClient", "XenstoreWire",
+            ]
         ),
         .testTarget(name: "CLITests", dependencies: ["XenTestKit"]),
     ]

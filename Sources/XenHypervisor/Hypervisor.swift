@@ -234,8 +234,19 @@ public protocol GrantTable: Sendable {
     func mapGrant(_ domid: DomID, ref: GrantRef, readOnly: Bool) throws -> GuestPage
 }
 
+/// What a port is connected to (`EVTCHNSTAT_*`).
+public enum EventChannelStatus: Codable, Hashable, Sendable {
+    case closed
+    case unbound(remote: DomID)
+    case interdomain(remote: DomID, remotePort: EvtchnPort)
+    case virq(Virq)
+}
+
 /// Event channels of the calling domain.
 public protocol EventChannels: Sendable {
+    /// The state of one of the caller's ports. A peer that closes its end wakes
+    /// this end once, so a waiter can notice with this call that nobody is left.
+    func status(_ port: EvtchnPort) throws -> EventChannelStatus
     func allocateUnbound(remote: DomID) throws -> any EventChannelEndpoint
     func bindInterdomain(remote: DomID, remotePort: EvtchnPort) throws -> any EventChannelEndpoint
     func bindVirq(_ virq: Virq) throws -> any EventChannelEndpoint

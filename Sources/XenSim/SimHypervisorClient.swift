@@ -197,6 +197,12 @@ public final class SimHypervisorClient: PrivilegedHypervisor, GuestHypervisor, @
     public func bindVirq(_ virq: Virq) throws -> any EventChannelEndpoint { try channel(.bindVirq(virq)) }
     public func attach(_ port: EvtchnPort) throws -> any EventChannelEndpoint { try channel(.attachPort(port)) }
     public func close(_ port: EvtchnPort) throws { try expectOK(.closePort(port)) }
+    public func status(_ port: EvtchnPort) throws -> EventChannelStatus {
+        guard case .portStatus(let status) = try call(.portStatus(port)).0 else {
+            throw HypervisorError.unavailable("unexpected answer to a port status request")
+        }
+        return status
+    }
 
     // MARK: Console
 

@@ -340,6 +340,9 @@ public final class SimHypervisorDaemon {
             }
             return .ok
 
+        case .portStatus(let number):
+            return .portStatus(ports.status(client.domid, number))
+
         case .consoleWrite(let data):
             console.write(data, from: client.domid)
             ports.raise(.consoleRing)

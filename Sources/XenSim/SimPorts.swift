@@ -122,6 +122,8 @@ struct SimPorts {
         guard let port = ports.removeValue(forKey: Key(domid: domid, port: number)) else { return nil }
         if case .interdomain(let remote, let remotePort) = port.kind, let peer = self[remote, remotePort] {
             peer.kind = .unbound(remote: domid)
+            // Wake the survivor once so a waiter re-checks and finds nobody there.
+            try? peer.fromRemote.signal()
         }
         return port
     }
@@ -135,6 +137,15 @@ struct SimPorts {
     /// Ports allocated through one privileged connection.
     mutating func closeAll(ofConnection connection: Int) {
         for (key, port) in ports where port.connection == connection { close(key.domid, key.port) }
+    }
+
+    func status(_ domid: DomID, _ number: EvtchnPort) -> EventChannelStatus {
+        guard let port = self[domid, number] else { return .closed }
+        switch port.kind {
+        case .unbound(let remote): return .unbound(remote: remote)
+        case .interdomain(let remote, let remotePort): return .interdomain(remote: remote, remotePort: remotePort)
+        case .virq(let virq): return .virq(virq)
+        }
     }
 
     /// Signals every binding of `virq`.

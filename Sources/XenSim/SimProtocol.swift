@@ -45,6 +45,7 @@ enum SimRequest: Codable, Sendable {
     case bindVirq(Virq)
     case attachPort(EvtchnPort)
     case closePort(EvtchnPort)
+    case portStatus(EvtchnPort)
     case consoleWrite(Data)
     case requestShutdown(ShutdownReason)
 }
@@ -58,6 +59,7 @@ enum SimResponse: Codable, Sendable {
     case domain(DomainInfo)
     case domains([DomainInfo])
     case port(EvtchnPort)
+    case portStatus(EventChannelStatus)
     case page(readOnly: Bool)
     /// A chunk of the console ring starting at the requested offset, and how many
     /// bytes follow it.

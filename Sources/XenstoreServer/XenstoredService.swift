@@ -10,6 +10,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import XenHypervisor
 import XenstoreCore
 
 #if canImport(Glibc)
@@ -25,10 +26,19 @@ public struct XenstoredService: Service {
         /// Replies queued for one client before it stops being read.
         public var maxQueuedMessages: Int
 
-        public init(socketPath: String, quotas: Quotas = .cxenstored417, maxQueuedMessages: Int = 256) {
+        /// Where guests' rings come from; nil serves the Unix socket only.
+        public var hypervisor: (any PrivilegedHypervisor)?
+
+        public init(
+            socketPath: String,
+            quotas: Quotas = .cxenstored417,
+            maxQueuedMessages: Int = 256,
+            hypervisor: (any PrivilegedHypervisor)? = nil
+        ) {
             self.socketPath = socketPath
             self.quotas = quotas
             self.maxQueuedMessages = maxQueuedMessages
+            self.hypervisor = hypervisor
         }
     }
 
@@ -73,6 +83,14 @@ public struct XenstoredService: Service {
             throw error
         }
         logger.info("xenstored listening", metadata: ["socket": "\(path)"])
+        var rings: RingDomains?
+        if let hypervisor = configuration.hypervisor {
+            let domains = RingDomains(hypervisor: hypervisor, group: group, logger: logger)
+            try await group.next().submit { hub.domainRings = domains }.get()
+            try await domains.start(hub: hub)
+            rings = domains
+            logger.info("serving guest rings through the hypervisor")
+        }
         ready?()
 
         await withGracefulShutdownHandler {
@@ -80,7 +98,10 @@ public struct XenstoredService: Service {
         } onGracefulShutdown: {
             server.close(promise: nil)
         }
-        try? await group.next().submit { hub.closeAll() }.get()
+        try? await group.next().submit {
+            rings?.stop()
+            hub.closeAll()
+        }.get()
         unlink(path)
         try? await group.shutdownGracefully()
         logger.info("xenstored stopped")

@@ -10,12 +10,15 @@ import ArgumentParser
 import Foundation
 import XenABI
 import XenHypervisor
+import XenRing
 import XenSim
+import XenstoreClient
+import XenstoreWire
 
 /// Small guest programs for tests and benchmarks: the hypervisor runs
 /// `conch test-guest <scenario>` as a domain's program. Each prints what it did as
 /// `key=value` lines on stdout (the domain's stdio log).
-struct TestGuest: ParsableCommand {
+struct TestGuest: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "test-guest",
         abstract: "Internal: scripted guest programs for tests.",
@@ -31,12 +34,20 @@ struct TestGuest: ParsableCommand {
         case shutdown
         /// Try everything a guest must not be allowed to do; print each refusal.
         case isolation
+        /// Use xenstore over the guest's ring: allowed and refused operations,
+        /// then (with argument `stay`) keep the connection open, issuing a read
+        /// whenever the file named by the second argument appears.
+        case xenstore
+        /// Write half a xenstore request header into the ring, then wait to be killed.
+        case halfRequest = "half-request"
+        /// Make the xenstore ring's request indices invalid (a jump by 2^31), notify.
+        case corruptRing = "corrupt-ring"
     }
 
     @Argument var scenario: Scenario
     @Argument var arguments: [String] = []
 
-    func run() throws {
+    func run() async throws {
         let hypervisor = try HypervisorFactory.guest()
         let info = hypervisor.startInfo
         print("domid=\(info.domid.rawValue)")
@@ -53,8 +64,81 @@ struct TestGuest: ParsableCommand {
             try hypervisor.requestShutdown(ShutdownReason(rawValue: arguments.first ?? "poweroff") ?? .poweroff)
         case .isolation:
             try isolation(hypervisor, other: DomID(UInt16(arguments.first ?? "0") ?? 0))
+        case .xenstore:
+            try await xenstore(hypervisor)
+        case .halfRequest:
+            let page = try hypervisor.mapOwnFrame(info.xenstoreFrame)
+            let channel = try hypervisor.attach(info.xenstorePort)
+            let request = XenstoreMessage(type: .read, reqID: 1, payload: Array("/local\0".utf8)).encoded()
+            _ = try XenstoreRing(memory: page).frontend.output.write(request.prefix(8))
+            try channel.notify()
+            print("half_written=8")
+            fflush(nil)
+            while true { sleep(60) }
+        case .corruptRing:
+            let page = try hypervisor.mapOwnFrame(info.xenstoreFrame)
+            let channel = try hypervisor.attach(info.xenstorePort)
+            let consumer = page.load32(at: XenstoreInterface.reqConsOffset, ordering: .acquiring)
+            page.store32(consumer &+ (1 << 31), at: XenstoreInterface.reqProdOffset, ordering: .releasing)
+            try channel.notify()
+            print("corrupted=\(consumer &+ (1 << 31))")
+            fflush(nil)
+            while true { sleep(60) }
         }
         fflush(nil)
+    }
+
+    private func xenstore(_ hypervisor: any GuestHypervisor) async throws {
+        let client = try await XenstoreClient.connectRing(hypervisor: hypervisor)
+        let me = hypervisor.startInfo.domid
+        func report(_ name: String, _ body: () async throws -> String) async {
+            do {
+                print("\(name)=\(try await body())")
+            } catch {
+                print("\(name)=error \(error)")
+            }
+            fflush(nil)
+        }
+        await report("domain_path") { try await client.getDomainPath(me) }
+        await report("write_own") {
+            try await client.write("data/hello", "world")
+            return "ok"
+        }
+        await report("read_own") { try await client.readString("data/hello") }
+        await report("owner") { try await client.permissions("data/hello").owner.description }
+        await report("read_dom0") { try await client.readString("/local/domain/0/secret") }
+        await report("read_missing_dom0") { try await client.readString("/local/domain/0/absent") }
+        await report("write_other") {
+            try await client.write("/local/domain/0/intrusion", "x")
+            return "ok"
+        }
+        await report("introduce") {
+            try await client.introduce(DomID(42), frame: 1, port: EvtchnPort(1))
+            return "ok"
+        }
+        await report("watch") {
+            let events = try await client.watch("data", token: "w")
+            var iterator = events.makeAsyncIterator()
+            let first = await iterator.next()?.path ?? "none"
+            try await client.write("data/x", "1")
+            let second = await iterator.next()?.path ?? "none"
+            return "\(first),\(second)"
+        }
+        print("done")
+        fflush(nil)
+        guard arguments.first == "stay" else { return }
+        // Keep the ring open; read again each time the trigger file appears, so a
+        // test can ask for a request after killing xenstored.
+        let trigger = arguments.count > 1 ? arguments[1] : ""
+        var round = 0
+        while true {
+            if !trigger.isEmpty, FileManager.default.fileExists(atPath: trigger) {
+                try? FileManager.default.removeItem(atPath: trigger)
+                round += 1
+                await report("late_read_\(round)") { try await client.readString("data/hello") }
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     /// Every attempt must be refused; each line is `<attempt>=<refused|ALLOWED> <detail>`.

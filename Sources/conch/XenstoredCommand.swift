@@ -9,6 +9,8 @@
 import ArgumentParser
 import ServiceLifecycle
 import SystemExtras
+import XenHypervisor
+import XenSim
 import XenstoreCore
 import XenstoreServer
 
@@ -81,7 +83,19 @@ struct Xenstored: AsyncParsableCommand {
             transactionNodes: transactionNodes,
             pathLength: pathLength
         )
-        let service = XenstoredService(configuration: .init(socketPath: socketPath, quotas: quotas), logger: logger)
+        // With a run directory, guests' rings come through the hypervisor there.
+        var hypervisor: (any PrivilegedHypervisor)?
+        if socket == nil || runDirectoryOptions.explicitPath != nil {
+            do {
+                hypervisor = try HypervisorFactory.privileged(.simulated(runDirectory))
+            } catch {
+                logger.warning("no hypervisor in \(runDirectory): serving the Unix socket only (\(error))")
+            }
+        }
+        let service = XenstoredService(
+            configuration: .init(socketPath: socketPath, quotas: quotas, hypervisor: hypervisor),
+            logger: logger
+        )
         let group = ServiceGroup(
             configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )

@@ -1,0 +1,135 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Foundation
+import Synchronization
+import XenABI
+import XenHypervisor
+import XenRing
+
+/// The guest side of a xenstore ring: requests go into `req`, replies and watch
+/// events come out of `rsp`, and the event channel carries wake-ups both ways.
+///
+/// A reader thread waits on the event channel. If xenstored goes away (its end of
+/// the channel closes, which wakes us), pending and later requests fail with
+/// `connectionClosed` instead of hanging.
+public final class RingClientTransport: XenstoreClientTransport, @unchecked Sendable {
+    private let ring: XenstoreRing<GuestPage>
+    private let page: GuestPage
+    private let channel: any EventChannelEndpoint
+    private let hypervisor: any EventChannels
+    private let state = Mutex(State())
+    private let sink = Mutex<(any XenstoreTransportSink)?>(nil)
+
+    private struct State {
+        var outgoing: [UInt8] = []
+        var closed = false
+    }
+
+    /// - Parameters:
+    ///   - page: the guest's xenstore page (its own frame).
+    ///   - channel: the guest's end of the xenstore event channel.
+    ///   - hypervisor: used to ask whether xenstored is still bound.
+    public init(page: GuestPage, channel: any EventChannelEndpoint, hypervisor: any EventChannels) {
+        self.page = page
+        self.ring = XenstoreRing(memory: page)
+        self.channel = channel
+        self.hypervisor = hypervisor
+    }
+
+    public var preferredExecutor: (any TaskExecutor)? { nil }
+
+    public func start(_ sink: any XenstoreTransportSink) async throws {
+        self.sink.withLock { $0 = sink }
+        let thread = Thread { [self] in readLoop() }
+        thread.name = "xenstore-ring"
+        thread.start()
+    }
+
+    public func send(_ bytes: [UInt8]) {
+        let closed = state.withLock { state in
+            if !state.closed { state.outgoing += bytes }
+            return state.closed
+        }
+        guard !closed else { return }
+        pushOutgoing()
+    }
+
+    public func close() { finish(nil) }
+
+    private var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Moves queued request bytes into `req` as space allows.
+    private func pushOutgoing() {
+        let wrote: Int = state.withLock { state in
+            guard !state.outgoing.isEmpty else { return 0 }
+            let count = (try? state.outgoing.withUnsafeBytes { try ring.frontend.output.write($0) }) ?? 0
+            state.outgoing.removeFirst(count)
+            return count
+        }
+        if wrote > 0 { try? channel.notify() }
+    }
+
+    private func readLoop() {
+        var buffer = [UInt8](repeating: 0, count: XenstoreInterface.ringSize)
+        var lastRequestConsumer = page.load32(at: XenstoreInterface.reqConsOffset, ordering: .acquiring)
+        while !isClosed {
+            var progressed = false
+            do {
+                let count = try buffer.withUnsafeMutableBytes { try ring.frontend.input.read(into: $0) }
+                if count > 0 {
+                    progressed = true
+                    try? channel.notify()
+                    let receiver = sink.withLock { $0 }
+                    receiver?.received(Array(buffer.prefix(count)))
+                }
+            } catch {
+                finish(error)
+                return
+            }
+            pushOutgoing()
+            if page.load32(at: XenstoreInterface.errorOffset, ordering: .acquiring) != XenstoreRingError.none.rawValue {
+                finish(XenstoreClientError.protocolViolation("xenstored abandoned the ring"))
+                return
+            }
+            if progressed { continue }
+            // Sleep until notified. A wake-up that brought nothing — no reply and no
+            // request consumed — or a second of silence may mean xenstored is gone:
+            // ask the hypervisor whether anyone is still at the other end.
+            let woke = (try? channel.wait(timeoutMilliseconds: 1000)) ?? false
+            let requestConsumer = page.load32(at: XenstoreInterface.reqConsOffset, ordering: .acquiring)
+            let consumed = requestConsumer != lastRequestConsumer
+            lastRequestConsumer = requestConsumer
+            if woke && (consumed || (try? ring.frontend.input.available()) ?? 0 > 0) { continue }
+            if case .interdomain = (try? hypervisor.status(channel.port)) ?? .closed { continue }
+            finish(XenstoreClientError.connectionClosed)
+            return
+        }
+    }
+
+    private func finish(_ error: (any Error)?) {
+        let wasOpen = state.withLock { state in
+            defer { state.closed = true }
+            return !state.closed
+        }
+        guard wasOpen else { return }
+        sink.withLock { $0 }?.closed(error)
+    }
+}
+
+extension XenstoreClient {
+    /// Connects a guest to xenstored over its own xenstore ring (from its start info).
+    public static func connectRing(hypervisor: any GuestHypervisor) async throws -> XenstoreClient {
+        let info = hypervisor.startInfo
+        let page = try hypervisor.mapOwnFrame(info.xenstoreFrame)
+        let channel = try hypervisor.attach(info.xenstorePort)
+        return try await XenstoreClient(
+            transport: RingClientTransport(page: page, channel: channel, hypervisor: hypervisor)
+        )
+    }
+}

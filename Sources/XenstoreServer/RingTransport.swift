@@ -1,0 +1,333 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Logging
+import NIOCore
+import NIOPosix
+import XenABI
+import XenHypervisor
+import XenRing
+import XenstoreCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The per-guest transport: each introduced domain's xenstore page (grant 1,
+/// else its frame) carries requests in `req` and replies and watch events in
+/// `rsp` (§4.10 of the reference), with one event channel for notifications.
+public final class RingDomains: XenstoreDomainRings, @unchecked Sendable {
+    private let hypervisor: any PrivilegedHypervisor
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private var rings: [DomID: RingConnection] = [:]
+    /// Domains whose shutdown was already reported (`@releaseDomain` fires once).
+    private var reportedShutdown: Set<DomID> = []
+    private var virqChannel: (any Channel)?
+    private var virq: (any EventChannelEndpoint)?
+
+    public init(hypervisor: any PrivilegedHypervisor, group: any EventLoopGroup, logger: Logger) {
+        self.hypervisor = hypervisor
+        self.group = group
+        self.logger = logger
+    }
+
+    /// Binds `VIRQ_DOM_EXC` so that shutdowns and deaths reach the engine.
+    public func start(hub: XenstoreHub) async throws {
+        let virq = try hypervisor.bindVirq(.domainException)
+        self.virq = virq
+        virqChannel = try await watchDescriptor(virq.waitDescriptor, on: hub.eventLoop) { [weak self, weak hub] in
+            guard let self, let hub else { return }
+            self.domainsChanged(hub: hub)
+        }
+    }
+
+    public func stop() {
+        virqChannel?.close(promise: nil)
+        for ring in rings.values { ring.shutdown() }
+        rings.removeAll()
+    }
+
+    public var introducedDomains: [DomID] { Array(rings.keys) }
+
+    // MARK: XenstoreDomainRings
+
+    public func introduce(_ domid: DomID, frame: UInt64, port: UInt32, hub: XenstoreHub) {
+        do {
+            // Grant 1 first, as cxenstored 4.17 does; the frame number as a fallback.
+            let page: GuestPage
+            do {
+                page = try hypervisor.mapGrant(domid, ref: .xenstore, readOnly: false)
+            } catch {
+                page = try hypervisor.mapForeign(domid, frame: PageFrame(frame), readOnly: false)
+            }
+            let channel = try hypervisor.bindInterdomain(remote: domid, remotePort: EvtchnPort(port))
+            let ring = RingConnection(domid: domid, page: page, channel: channel, hub: hub, logger: logger)
+            rings[domid]?.shutdown()
+            rings[domid] = ring
+            reportedShutdown.remove(domid)
+            ring.start(group: group)
+        } catch {
+            logger.error("cannot connect the xenstore ring of a new domain: \(error)", metadata: ["domid": "\(domid)"])
+        }
+    }
+
+    public func rebind(_ domid: DomID, port: UInt32, hub: XenstoreHub) {
+        guard let ring = rings[domid] else { return }
+        do {
+            let channel = try hypervisor.bindInterdomain(remote: domid, remotePort: EvtchnPort(port))
+            ring.rebind(channel: channel, group: group)
+        } catch {
+            logger.error("cannot rebind the xenstore ring: \(error)", metadata: ["domid": "\(domid)"])
+        }
+    }
+
+    public func release(_ domid: DomID, hub: XenstoreHub) {
+        reportedShutdown.remove(domid)
+        guard let ring = rings.removeValue(forKey: domid) else { return }
+        ring.shutdown()
+        try? hypervisor.close(ring.port)
+    }
+
+    /// VIRQ_DOM_EXC fired: compare the hypervisor's domains with ours.
+    private func domainsChanged(hub: XenstoreHub) {
+        guard let domains = try? hypervisor.listDomains() else { return }
+        let live = Dictionary(uniqueKeysWithValues: domains.map { ($0.domid, $0) })
+        for domid in rings.keys.sorted() {
+            guard let info = live[domid], info.state != .dying else {
+                logger.info("domain gone", metadata: ["domid": "\(domid)"])
+                hub.domainDestroyed(domid)
+                continue
+            }
+            if info.state == .shutdown, reportedShutdown.insert(domid).inserted {
+                hub.domainShutdown(domid)
+            }
+        }
+    }
+}
+
+/// One guest's xenstore ring, served on the hub's event loop.
+final class RingConnection: XenstoreEndpoint {
+    let domid: DomID
+    private let page: GuestPage
+    private var channel: any EventChannelEndpoint
+    private let ring: XenstoreRing<GuestPage>
+    private weak var hub: XenstoreHub?
+    private let logger: Logger
+    private var id: ConnectionID?
+    private var notifications: (any Channel)?
+    /// Encoded messages not yet in `rsp` (bounded by the hub's queue limit).
+    private var pending: [UInt8] = []
+    private var pendingStart = 0
+    private var reading = true
+    private var failed = false
+
+    /// Replies beyond this many bytes wait in the hub's queue instead.
+    static let pendingLimit = 64 * 1024
+
+    init(domid: DomID, page: GuestPage, channel: any EventChannelEndpoint, hub: XenstoreHub, logger: Logger) {
+        self.domid = domid
+        self.page = page
+        self.channel = channel
+        self.ring = XenstoreRing(memory: page)
+        self.hub = hub
+        self.logger = logger
+    }
+
+    var port: EvtchnPort { channel.port }
+
+    func start(group: any EventLoopGroup) {
+        guard let hub else { return }
+        // Conch serves reconnection and the error field (xenstore-ring.txt).
+        page.store32(
+            XenstoreServerFeatures([.reconnection, .error]).rawValue,
+            at: XenstoreInterface.serverFeaturesOffset,
+            ordering: .releasing
+        )
+        id = hub.attach(self, domid: domid, privileged: false)
+        listen(on: hub.eventLoop)
+        service()  // requests the guest wrote before it was introduced
+    }
+
+    private func listen(on loop: any EventLoop) {
+        let future = watchDescriptor(channel.waitDescriptor, on: loop) { [weak self] in self?.service() }
+        future.whenSuccess { [weak self] in self?.notifications = $0 }
+    }
+
+    /// INTRODUCE of an introduced domain: new port, indices reset, RECONNECT answered.
+    func rebind(channel: any EventChannelEndpoint, group: any EventLoopGroup) {
+        notifications?.close(promise: nil)
+        self.channel = channel
+        resetRing()
+        if let loop = hub?.eventLoop { listen(on: loop) }
+        try? channel.notify()
+    }
+
+    func shutdown() {
+        notifications?.close(promise: nil)
+        notifications = nil
+        failed = true
+        if let id, let hub { hub.detach(id) }
+        id = nil
+    }
+
+    // MARK: XenstoreEndpoint
+
+    var isWritable: Bool { !failed && pending.count - pendingStart < Self.pendingLimit }
+
+    func write(_ bytes: [UInt8]) {
+        guard !failed else { return }
+        pending += bytes
+    }
+
+    func flush() { pushPending() }
+
+    func setReading(_ enabled: Bool) {
+        reading = enabled
+        if enabled { service() }
+    }
+
+    /// The hub gives up on this peer (an oversize header): mark the page and stop.
+    func close() { fail(.proto, "protocol violation") }
+
+    // MARK: Servicing
+
+    /// Runs on every notification: reconnect requests, replies waiting for
+    /// space, and new requests.
+    func service() {
+        guard !failed, let hub, let id else { return }
+        _ = try? channel.consumePending()
+        if page.load32(at: XenstoreInterface.connectionOffset, ordering: .acquiring)
+            == XenstoreConnection.reconnect.rawValue
+        {
+            reconnect(hub: hub)
+            return
+        }
+        pushPending()
+        guard reading else { return }
+        do {
+            var buffer = [UInt8](repeating: 0, count: XenstoreInterface.ringSize)
+            while !failed, reading {
+                let count = try buffer.withUnsafeMutableBytes { try ring.backend.input.peek(into: $0) }
+                guard count > 0 else { break }
+                // Handed to the connection's decoder, so safe to consume now.
+                try ring.backend.input.consume(count)
+                try? channel.notify()
+                hub.received(buffer.prefix(count), from: id)
+            }
+        } catch {
+            fail(.ringIndex, "\(error)")
+        }
+    }
+
+    private func pushPending() {
+        guard !failed, pendingStart < pending.count else { return }
+        do {
+            let written = try pending.withUnsafeBytes { buffer in
+                try ring.backend.output.write(UnsafeRawBufferPointer(rebasing: buffer[pendingStart...]))
+            }
+            pendingStart += written
+            if pendingStart == pending.count {
+                pending.removeAll(keepingCapacity: true)
+                pendingStart = 0
+            }
+            if written > 0 {
+                try? channel.notify()
+                if let id { hub?.writable(id) }
+            }
+        } catch {
+            fail(.ringIndex, "\(error)")
+        }
+    }
+
+    /// The guest set RECONNECT: drop partial packets, both queues, watches and
+    /// transactions, then answer CONNECTED.
+    private func reconnect(hub: XenstoreHub) {
+        logger.info("xenstore ring reconnect", metadata: ["domid": "\(domid)"])
+        if let id { hub.detach(id) }
+        pending.removeAll()
+        pendingStart = 0
+        resetRing()
+        id = hub.attach(self, domid: domid, privileged: false)
+        try? channel.notify()
+    }
+
+    private func resetRing() {
+        for offset in [
+            XenstoreInterface.reqConsOffset, XenstoreInterface.reqProdOffset,
+            XenstoreInterface.rspConsOffset, XenstoreInterface.rspProdOffset,
+        ] {
+            page.store32(0, at: offset, ordering: .relaxed)
+        }
+        page.store32(XenstoreRingError.none.rawValue, at: XenstoreInterface.errorOffset, ordering: .relaxed)
+        page.store32(
+            XenstoreConnection.connected.rawValue,
+            at: XenstoreInterface.connectionOffset,
+            ordering: .releasing
+        )
+    }
+
+    /// Stops serving this ring (only this one) and tells the guest why.
+    private func fail(_ error: XenstoreRingError, _ why: String) {
+        guard !failed else { return }
+        failed = true
+        page.store32(error.rawValue, at: XenstoreInterface.errorOffset, ordering: .releasing)
+        logger.notice("xenstore ring abandoned: \(why)", metadata: ["domid": "\(domid)", "error": "\(error.rawValue)"])
+        try? channel.notify()
+        if let id, let hub { hub.detach(id) }
+        id = nil
+    }
+}
+
+/// Calls `onSignal` on `loop` whenever the eventfd `descriptor` becomes readable.
+/// The channel owns a duplicate of the descriptor.
+@discardableResult
+func watchDescriptor(
+    _ descriptor: Int32,
+    on loop: any EventLoop,
+    _ onSignal: @escaping () -> Void
+)
+    -> EventLoopFuture<any Channel>
+{
+    let copy = dup(descriptor)
+    // The callback touches state confined to `loop`; the channel runs on `loop`.
+    let callback = LoopConfined(onSignal)
+    return NIOPipeBootstrap(group: loop)
+        .channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(EventfdHandler(callback.value))
+            }
+        }
+        .takingOwnershipOfDescriptor(input: copy)
+}
+
+/// A value handed to a closure that runs on the event loop that owns it.
+private struct LoopConfined<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+private final class EventfdHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let onSignal: () -> Void
+    init(_ onSignal: @escaping () -> Void) { self.onSignal = onSignal }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) { onSignal() }
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {}
+}
+
+extension RingDomains {
+    fileprivate func watchDescriptor(
+        _ descriptor: Int32,
+        on loop: any EventLoop,
+        _ onSignal: @escaping () -> Void
+    )
+        async throws -> any Channel
+    {
+        try await XenstoreServer.watchDescriptor(descriptor, on: loop, onSignal).get()
+    }
+}
