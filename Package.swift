@@ -41,6 +41,7 @@ let package = Package(
             dependencies: [.product(name: "Atomics", package: "swift-atomics")]
         ),
         .target(name: "XenRing", dependencies: ["XenABI", "XenMemory"]),
+        .target(name: "Toolstack", dependencies: ["XenABI"]),
         .target(name: "XenstoreWire", dependencies: ["XenABI"]),
         .target(
             name: "XenstoreCore",
@@ -90,9 +91,14 @@ let package = Package(
             ]
         ),
         .target(
+            name: "ToolstackRuntime",
+            dependencies: ["Toolstack", "XenABI", "XenHypervisor", "XenstoreClient", "XenstoreWire"]
+        ),
+        .target(
             name: "ConchBench",
             dependencies: [
-                "XenABI", "XenRing", "XenMemory", "SystemExtras", "XenstoreClient", "XenstoreServer",
+                "XenABI", "XenRing", "XenMemory", "SystemExtras", "XenstoreClient", "XenstoreServer", "XenHypervisor",
+                "XenSim",
             ]
         ),
 
@@ -137,6 +143,11 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "ToolstackTests",
+            dependencies: ["Toolstack", "XenABI", .product(name: "PropertyBased", package: "swift-property-based")],
+            exclude: ["Fixtures"]
+        ),
+        .testTarget(
             name: "ConformanceTests",
             dependencies: ["XenABI", "XenMemory", "XenRing"],
             exclude: ["C"]
@@ -153,7 +164,7 @@ let package = Package(
             name: "HypervisorTests",
             dependencies: [
                 "XenABI", "XenMemory", "XenRing", "XenHypervisor", "XenSim", "SystemExtras", "XenTestKit",
-                "XenstoreClient", "XenstoreWire",
+                "XenstoreClient", "XenstoreWire", "Toolstack", "ToolstackRuntime",
             ]
         ),
         .testTarget(name: "CLITests", dependencies: ["XenTestKit"]),

@@ -14,7 +14,7 @@ import SystemExtras
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure Conch's throughput and latency.",
-        subcommands: [RingBench.self, XenstoreBench.self]
+        subcommands: [RingBench.self, XenstoreBench.self, EvtchnBench.self]
     )
 }
 
@@ -125,6 +125,75 @@ struct XenstoreBench: AsyncParsableCommand {
             print(
                 "read p50 \(result.readP50) µs = \(result.readP50VersusRaw) × the raw blocking-socket read (\(result.rawReadP50) µs)"
             )
+        }
+    }
+}
+
+struct EvtchnBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "evtchn",
+        abstract: "Event-channel notify→wake round trips and xenstore reads over a guest ring vs the socket.",
+        discussion: """
+            Starts a hypervisor and xenstored in a scratch run directory. Reports the notify→wake \
+            round trip between two processes through hypervisor-bound ports (p50, p99 µs) beside \
+            the same ping-pong over plain eventfds, notifications per second one way, and a xenstore \
+            read from a guest over its ring beside one over the Unix socket. Example:
+
+              swift run -c release conch bench evtchn --json
+            """
+    )
+
+    @Flag(help: "Print one JSON object and nothing else on stdout.")
+    var json = false
+
+    @Option(help: "Round trips per measurement.")
+    var roundTrips = 20_000
+
+    func validate() throws {
+        guard roundTrips >= 100 else { throw ValidationError("--round-trips must be at least 100") }
+    }
+
+    func run() async throws {
+        if isDebugBuild {
+            FileHandle.standardError.write(Data("note: debug build; use `swift run -c release conch bench …`\n".utf8))
+        }
+        let result = try await EvtchnBenchmark.run(
+            conchExecutable: ChildProcess.currentExecutable(),
+            roundTrips: roundTrips,
+            progress: { line in if !json { print(line) } }
+        )
+        if json {
+            print(try benchmarkJSON(result))
+        } else {
+            print("notify round trip p50 = \(result.notifyVersusRawRatio) × the raw eventfd round trip")
+        }
+    }
+}
+
+/// The other processes of the benchmarks. Not for people to run.
+struct BenchPeer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-peer",
+        abstract: "Internal: the peer processes benchmarks start.",
+        shouldDisplay: false
+    )
+
+    @Argument var role: String
+    @Argument var arguments: [String] = []
+
+    func run() async throws {
+        switch role {
+        case "evtchn":
+            guard arguments.count == 3, let port = UInt32(arguments[1]), let count = Int(arguments[2]) else {
+                throw ValidationError("usage: bench-peer evtchn RUN_DIR PORT COUNT")
+            }
+            try EvtchnBenchmarkPeer.evtchn(runDirectory: arguments[0], port: port, roundTrips: count)
+        case "raw-eventfd":
+            try EvtchnBenchmarkPeer.rawEventfd(roundTrips: Int(arguments.first ?? "") ?? 0)
+        case "xenstore-ring":
+            try await EvtchnBenchmarkPeer.xenstoreRing(roundTrips: Int(arguments.first ?? "") ?? 0)
+        default:
+            throw ValidationError("unknown bench peer role \(role)")
         }
     }
 }

@@ -22,7 +22,7 @@ struct Conch: AsyncParsableCommand {
         version: ConchVersion.string,
         subcommands: [
             Hypervisor.self, Xenstored.self, Store.self, Dmesg.self, Bench.self, Version.self, RingPeerCommand.self,
-            TestGuest.self,
+            TestGuest.self, BenchPeer.self,
         ]
     )
 }

@@ -1,0 +1,182 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Foundation
+import Toolstack
+import XenABI
+import XenHypervisor
+import XenstoreClient
+import XenstoreWire
+
+/// The libxl part of the toolstack: turns a validated ``DomainConfiguration`` into
+/// a domain — hypervisor resources, the xenstore layout libxl writes (one
+/// transaction), INTRODUCE to xenstored — ready to unpause. A failure at any
+/// step removes whatever was built, so nothing is left half-built.
+public struct DomainBuilder: Sendable {
+    public let hypervisor: any PrivilegedHypervisor
+    public let store: XenstoreClient
+    /// The domain running consoled (console and channel backend) and the one
+    /// running xenstored.
+    public var consoleBackend: DomID = .dom0
+    public var xenstoreDomain: DomID = .dom0
+
+    public init(hypervisor: any PrivilegedHypervisor, store: XenstoreClient) {
+        self.hypervisor = hypervisor
+        self.store = store
+    }
+
+    /// What was built.
+    public struct Built: Sendable {
+        public let domain: DomainInfo
+        public let plan: DomainPlan
+    }
+
+    public struct BuildError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Builds a paused domain.
+    ///
+    /// - Parameters:
+    ///   - legacyConsolePage: leave the console page zeroed (a pre-4.21 builder)
+    ///     instead of marking it DISCONNECTED.
+    ///   - guestKernel: the program that hosts the guest (the Conch guest kernel),
+    ///     given the configured kernel and its arguments after `--`; nil runs the
+    ///     configured kernel directly.
+    ///   - environment: extra environment for the guest process.
+    public func build(
+        _ configuration: DomainConfiguration,
+        legacyConsolePage: Bool = false,
+        guestKernel: [String]? = nil,
+        environment: [String: String] = [:]
+    ) async throws -> Built {
+        // Validate everything a plan needs before touching the hypervisor.
+        try configuration.validate(isExecutable: { FileManager.default.isExecutableFile(atPath: $0) })
+        let uuid = configuration.uuid ?? UUID().uuidString.lowercased()
+        let program: String
+        let arguments: [String]
+        if let guestKernel, let first = guestKernel.first {
+            program = first
+            arguments = Array(guestKernel.dropFirst()) + ["--", configuration.kernel] + configuration.arguments
+        } else {
+            program = configuration.kernel
+            arguments = configuration.arguments
+        }
+        let spec = DomainSpec(
+            name: configuration.name,
+            uuid: uuid,
+            program: program,
+            arguments: arguments,
+            environment: environment,
+            onPoweroff: XenHypervisor.ShutdownAction(configuration.onPoweroff),
+            onReboot: XenHypervisor.ShutdownAction(configuration.onReboot),
+            onCrash: XenHypervisor.ShutdownAction(configuration.onCrash),
+            consoleBackend: consoleBackend,
+            xenstoreDomain: xenstoreDomain,
+            legacyConsolePage: legacyConsolePage
+        )
+        let domain = try hypervisor.createDomain(spec)
+        do {
+            let names = try Dictionary(
+                (hypervisor.listDomains()).map { ($0.name, $0.domid) },
+                uniquingKeysWith: { first, _ in first }
+            )
+            var configured = configuration
+            configured.uuid = uuid
+            let plan = try DomainPlan.make(
+                for: configured,
+                context: PlanContext(
+                    domid: domain.domid,
+                    uuid: uuid,
+                    consoleBackend: consoleBackend,
+                    xenstoreDomain: xenstoreDomain,
+                    consoleRingFrame: domain.start.consoleFrame,
+                    consolePort: domain.start.consolePort,
+                    storeRingFrame: domain.start.xenstoreFrame,
+                    storePort: domain.start.xenstorePort,
+                    resolveDomainName: { name in name == "Domain-0" ? .dom0 : names[name] }
+                )
+            )
+            try await apply(plan)
+            return Built(domain: domain, plan: plan)
+        } catch {
+            try? hypervisor.destroy(domain.domid)
+            for path in DomainPlan.teardownPaths(domid: domain.domid, uuid: uuid, consoles: []) {
+                try? await store.remove(path)
+            }
+            if let validation = error as? DomainValidationError { throw BuildError(description: validation.message) }
+            throw error
+        }
+    }
+
+    /// Writes the plan's nodes in one transaction (retried on EAGAIN), then
+    /// introduces the domain.
+    func apply(_ plan: DomainPlan) async throws {
+        try await store.transaction { transaction in
+            for step in plan.steps {
+                switch step {
+                case .remove(let path):
+                    do {
+                        try await store.remove(path, transaction: transaction)
+                    } catch let error as XenstoreClientError where error == .server(.ENOENT) {
+                        continue
+                    }
+                case .mkdir(let path, let permissions):
+                    try await store.mkdir(path, transaction: transaction)
+                    try await store.setPermissions(path, permissions.wire, transaction: transaction)
+                case .write(let path, let value, let permissions):
+                    try await store.write(path, value, transaction: transaction)
+                    if let permissions {
+                        try await store.setPermissions(path, permissions.wire, transaction: transaction)
+                    }
+                case .introduce:
+                    continue  // after the commit, below
+                }
+            }
+        }
+        for case .introduce(let domid, let frame, let port) in plan.steps {
+            try await store.introduce(domid, frame: frame.rawValue, port: port)
+        }
+    }
+
+    /// Destroys a domain and removes its xenstore subtree, its backend
+    /// directories and its `/libxl/<d>` nodes (reconstructed from xenstore).
+    public func destroy(_ domid: DomID) async throws {
+        let uuid = try? await store.readString("/local/domain/\(domid.rawValue)/vm").split(separator: "/").last.map(
+            String.init
+        )
+        var consoles: [(devid: Int, backend: DomID)] = []
+        let libxl = "/libxl/\(domid.rawValue)/device/console"
+        for devid in (try? await store.directory(libxl)) ?? [] {
+            guard let number = Int(devid) else { continue }
+            let text = try? await store.readString("\(libxl)/\(devid)/backend-id")
+            let backend = text.flatMap { UInt16($0) }.map { DomID($0) }
+            consoles.append((number, backend ?? consoleBackend))
+        }
+        consoles.append((0, consoleBackend))
+        try hypervisor.destroy(domid)
+        for path in DomainPlan.teardownPaths(domid: domid, uuid: uuid, consoles: consoles) {
+            try? await store.remove(path)
+        }
+        try? await store.remove("/libxl/\(domid.rawValue)")
+    }
+}
+
+extension XenHypervisor.ShutdownAction {
+    init(_ action: Toolstack.ShutdownAction) {
+        self = XenHypervisor.ShutdownAction(rawValue: action.rawValue) ?? .destroy
+    }
+}
+
+extension Toolstack.XenstorePermissions {
+    /// The same permissions as the wire codec's type.
+    var wire: XenstoreWire.XenstorePermissions {
+        let entries = entries.compactMap { XenstoreWire.XenstorePermission($0.description) }
+        return XenstoreWire.XenstorePermissions(entries: entries)!
+    }
+}
