@@ -107,7 +107,10 @@ let package = Package(
         .executableTarget(name: "FuzzXenstore", dependencies: ["FuzzHarnesses"]),
 
         // MARK: Test doubles and helpers shared by tests and benchmarks.
-        .target(name: "XenTestKit"),
+        .target(
+            name: "XenTestKit",
+            dependencies: ["XenABI", "XenMemory", "XenRing", "XenHypervisor", "XenSim", "SystemExtras"]
+        ),
 
         // MARK: The one executable.
         .executableTarget(

@@ -73,45 +73,19 @@ final class SimDomain {
     }
 
     func writeGrant(_ ref: GrantRef, to grantee: DomID, frame: PageFrame) {
-        let offset = Int(ref.rawValue) * GrantEntryV1.size
-        grantTable.store32(
-            UInt32(truncatingIfNeeded: frame.rawValue),
-            at: offset + GrantEntryV1.frameOffset,
-            ordering: .relaxed
-        )
-        // flags (u16) and domid (u16) share the first 32-bit word; publish them last.
-        let word = UInt32(GrantFlags.permitAccess.rawValue) | UInt32(grantee.rawValue) << 16
-        grantTable.store32(word, at: offset, ordering: .releasing)
+        GrantCheck.write(table: grantTable, ref: ref, grantee: grantee, frame: frame)
     }
 
     /// Reads and checks grant `ref` for `grantee`; returns the frame it grants.
     func checkGrant(_ ref: GrantRef, for grantee: DomID, readOnly: Bool) throws(HypervisorError) -> PageFrame {
-        guard let index = Int(exactly: ref.rawValue), index < GrantEntryV1.perPage else {
-            throw .invalidArgument("grant reference \(ref.rawValue) is outside d\(domid.rawValue)'s grant table")
-        }
-        let offset = index * GrantEntryV1.size
-        // The guest writes this page concurrently: read the header word once.
-        let word = grantTable.load32(at: offset, ordering: .acquiring)
-        let flags = GrantFlags(rawValue: UInt16(truncatingIfNeeded: word))
-        let entryDomid = DomID(UInt16(truncatingIfNeeded: word >> 16))
-        let frame = PageFrame(UInt64(grantTable.load32(at: offset + GrantEntryV1.frameOffset, ordering: .relaxed)))
-        guard flags.type == GrantFlags.permitAccess.rawValue else {
-            throw .permissionDenied("grant \(ref.rawValue) of d\(domid.rawValue) does not permit access")
-        }
-        guard entryDomid == grantee else {
-            throw .permissionDenied(
-                "grant \(ref.rawValue) of d\(domid.rawValue) is for d\(entryDomid.rawValue), not d\(grantee.rawValue)"
-            )
-        }
-        if flags.contains(.readOnly) && !readOnly {
-            throw .permissionDenied("grant \(ref.rawValue) of d\(domid.rawValue) is read-only")
-        }
-        guard frame.rawValue < UInt64(frames.count) else {
-            throw .invalidArgument(
-                "grant \(ref.rawValue) of d\(domid.rawValue) names frame \(frame.rawValue), beyond its memory"
-            )
-        }
-        return frame
+        try GrantCheck.frame(
+            table: grantTable,
+            granter: domid,
+            ref: ref,
+            grantee: grantee,
+            readOnly: readOnly,
+            frameCount: frames.count
+        )
     }
 
     /// A descriptor for one frame: the memfd itself, or a read-only reopening of

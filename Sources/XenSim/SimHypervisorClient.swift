@@ -24,7 +24,10 @@ public final class SimEventChannel: EventChannelEndpoint {
     let notifier: EventNotifier
     let waiter: EventNotifier
 
-    init(port: EvtchnPort, notifier: EventNotifier, waiter: EventNotifier) {
+    /// - Parameters:
+    ///   - notifier: the eventfd the remote end waits on.
+    ///   - waiter: the eventfd the remote end signals.
+    public init(port: EvtchnPort, notifier: EventNotifier, waiter: EventNotifier) {
         self.port = port
         self.notifier = notifier
         self.waiter = waiter

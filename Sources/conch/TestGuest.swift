@@ -42,6 +42,10 @@ struct TestGuest: AsyncParsableCommand {
         case halfRequest = "half-request"
         /// Make the xenstore ring's request indices invalid (a jump by 2^31), notify.
         case corruptRing = "corrupt-ring"
+        /// Send a header announcing a 5000-byte payload, notify.
+        case oversizeHeader = "oversize-header"
+        /// Leave half a packet in the ring, ask for RECONNECT, then use a fresh client.
+        case reconnect
     }
 
     @Argument var scenario: Scenario
@@ -84,6 +88,18 @@ struct TestGuest: AsyncParsableCommand {
             print("corrupted=\(consumer &+ (1 << 31))")
             fflush(nil)
             while true { sleep(60) }
+        case .oversizeHeader:
+            let page = try hypervisor.mapOwnFrame(info.xenstoreFrame)
+            let channel = try hypervisor.attach(info.xenstorePort)
+            var header = XenstoreMessage(type: .read, reqID: 1, payload: []).encoded()
+            header.replaceSubrange(12..<16, with: withUnsafeBytes(of: UInt32(5000).littleEndian, Array.init))
+            _ = try XenstoreRing(memory: page).frontend.output.write(header)
+            try channel.notify()
+            print("oversize_sent=5000")
+            fflush(nil)
+            while true { sleep(60) }
+        case .reconnect:
+            try await reconnect(hypervisor)
         }
         fflush(nil)
     }
@@ -139,6 +155,37 @@ struct TestGuest: AsyncParsableCommand {
             }
             try await Task.sleep(for: .milliseconds(20))
         }
+    }
+
+    private func reconnect(_ hypervisor: any GuestHypervisor) async throws {
+        let info = hypervisor.startInfo
+        let page = try hypervisor.mapOwnFrame(info.xenstoreFrame)
+        let channel = try hypervisor.attach(info.xenstorePort)
+        let partial = XenstoreMessage(type: .read, reqID: 9, payload: Array("/local\0".utf8)).encoded().prefix(10)
+        _ = try XenstoreRing(memory: page).frontend.output.write(partial)
+        try channel.notify()
+        page.store32(
+            XenstoreConnection.reconnect.rawValue,
+            at: XenstoreInterface.connectionOffset,
+            ordering: .releasing
+        )
+        try channel.notify()
+        var answered = false
+        for _ in 0..<1000 {
+            if page.load32(at: XenstoreInterface.connectionOffset, ordering: .acquiring) == 0 {
+                answered = true
+                break
+            }
+            _ = try channel.wait(timeoutMilliseconds: 10)
+        }
+        let features = page.load32(at: XenstoreInterface.serverFeaturesOffset, ordering: .acquiring)
+        print("reconnected=\(answered) features=\(features)")
+        let client = try await XenstoreClient(
+            transport: RingClientTransport(page: page, channel: channel, hypervisor: hypervisor)
+        )
+        print("after_reconnect=\((try? await client.getDomainPath(info.domid)) ?? "failed")")
+        fflush(nil)
+        while true { try await Task.sleep(for: .seconds(60)) }
     }
 
     /// Every attempt must be refused; each line is `<attempt>=<refused|ALLOWED> <detail>`.

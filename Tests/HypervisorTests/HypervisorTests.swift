@@ -243,3 +243,29 @@ struct HypervisorTests {
         #expect(try hypervisor.readConsole(clear: false).isEmpty)
     }
 }
+
+/// The in-process fake behaves like the real hypervisor on what the layers above use.
+@Suite("FakeHypervisor")
+struct FakeHypervisorTests {
+    @Test func grantsPortsAndPrivilegeLikeTheRealOne() throws {
+        let fake = FakeHypervisor()
+        let dom0 = fake.privileged()
+        let info = try dom0.createDomain(DomainSpec(name: "f", uuid: "u", program: "/bin/true"))
+        let guest = fake.guest(info.domid)
+        #expect(
+            ConsoleRing(memory: try dom0.mapGrant(info.domid, ref: .console, readOnly: false)).connection
+                == .disconnected
+        )
+        #expect(throws: HypervisorError.self) { _ = try guest.mapGrant(info.domid, ref: .console, readOnly: false) }
+        #expect(throws: HypervisorError.self) { _ = try (guest as! any DomainControl).listDomains() }
+        let backend = try dom0.bindInterdomain(remote: info.domid, remotePort: info.start.consolePort)
+        let frontend = try guest.attach(info.start.consolePort)
+        try frontend.notify()
+        #expect(try backend.wait(timeoutMilliseconds: 10_000))
+        try backend.notify()
+        #expect(try frontend.wait(timeoutMilliseconds: 10_000))
+        #expect(try guest.status(info.start.consolePort) == .interdomain(remote: .dom0, remotePort: backend.port))
+        try guest.consoleWrite(Array("hi\n".utf8))
+        #expect(fake.consoleText == "(d1) hi\n")
+    }
+}

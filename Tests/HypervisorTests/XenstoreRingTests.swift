@@ -172,6 +172,42 @@ struct XenstoreRingTests {
         #expect(try host.eventually { host.guestOutput("good").contains("late_read_1=world") })
         #expect(try await store.readString("/local/domain/\(good.domid.rawValue)/data/hello") == "world")
     }
+
+    /// A header announcing more than 4096 bytes: that ring gets `error` = PROTO.
+    @Test func oversizeHeaderOnARingSetsProto() async throws {
+        let host = try HostStack(xenstored: true)
+        defer { host.stop() }
+        let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
+        defer { store.close() }
+        let bad = try await Self.introduceGuest(host, store, name: "big", scenario: "oversize-header")
+        #expect(try host.eventually { host.guestOutput("big").contains("oversize_sent=") })
+        let page = try HypervisorTests.connect(host).mapForeign(
+            bad.domid,
+            frame: bad.start.xenstoreFrame,
+            readOnly: true
+        )
+        #expect(
+            try host.eventually {
+                page.load32(at: XenstoreInterface.errorOffset, ordering: .acquiring) == XenstoreRingError.proto.rawValue
+            }
+        )
+        try await store.write("/local/still", "served")
+        #expect(try await store.readString("/local/still") == "served")
+    }
+
+    /// RECONNECT: the server drops the half packet and answers CONNECTED; a fresh
+    /// client then works on the same ring. Features advertised: reconnection + error.
+    @Test func reconnectIsHonoured() async throws {
+        let host = try HostStack(xenstored: true)
+        defer { host.stop() }
+        let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
+        defer { store.close() }
+        let domain = try await Self.introduceGuest(host, store, name: "again", scenario: "reconnect")
+        #expect(try host.eventually { host.guestOutput("again").contains("after_reconnect=") })
+        let result = Self.lines(host, "again")
+        #expect(result["reconnected"] == "true features=3")
+        #expect(result["after_reconnect"] == "/local/domain/\(domain.domid.rawValue)")
+    }
 }
 
 extension HostStack {
