@@ -42,6 +42,7 @@ let package = Package(
         ),
         .target(name: "XenRing", dependencies: ["XenABI", "XenMemory"]),
         .target(name: "Toolstack", dependencies: ["XenABI"]),
+        .target(name: "ConsoleCore", dependencies: ["XenABI"]),
         .target(name: "XenstoreWire", dependencies: ["XenABI"]),
         .target(
             name: "XenstoreCore",
@@ -91,6 +92,22 @@ let package = Package(
             ]
         ),
         .target(
+            name: "ConsoleBackend",
+            dependencies: [
+                "ConsoleCore", "XenABI", "XenRing", "XenHypervisor", "XenstoreClient", "SystemExtras",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "GuestFrontend",
+            dependencies: [
+                "ConsoleCore", "XenABI", "XenRing", "XenHypervisor", "XenstoreClient", "SystemExtras",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .target(
             name: "ToolstackRuntime",
             dependencies: ["Toolstack", "XenABI", "XenHypervisor", "XenstoreClient", "XenstoreWire"]
         ),
@@ -117,8 +134,10 @@ let package = Package(
             name: "conch",
             dependencies: [
                 "ConchBench", "XenstoreServer", "XenstoreClient", "XenstoreCore", "XenstoreWire", "XenABI",
-                "XenHypervisor", "XenSim", "SystemExtras",
+                "XenHypervisor", "XenSim", "SystemExtras", "ConsoleBackend", "ConsoleCore", "GuestFrontend",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -151,6 +170,10 @@ let package = Package(
             exclude: ["Fixtures"]
         ),
         .testTarget(
+            name: "ConsoleCoreTests",
+            dependencies: ["ConsoleCore", "XenABI", .product(name: "PropertyBased", package: "swift-property-based")]
+        ),
+        .testTarget(
             name: "ConformanceTests",
             dependencies: ["XenABI", "XenMemory", "XenRing"],
             exclude: ["C"]
@@ -168,6 +191,13 @@ let package = Package(
             dependencies: [
                 "XenABI", "XenMemory", "XenRing", "XenHypervisor", "XenSim", "SystemExtras", "XenTestKit",
                 "XenstoreClient", "XenstoreWire", "Toolstack", "ToolstackRuntime",
+            ]
+        ),
+        .testTarget(
+            name: "ConsoleTests",
+            dependencies: [
+                "XenABI", "XenRing", "XenHypervisor", "XenSim", "XenTestKit", "XenstoreClient", "Toolstack",
+                "ToolstackRuntime", "ConsoleCore",
             ]
         ),
         .testTarget(name: "CLITests", dependencies: ["XenTestKit"]),

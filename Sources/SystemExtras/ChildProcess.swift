@@ -16,6 +16,8 @@ import Glibc
 /// chosen numbers in the child (for example a control socket at fd 3).
 public final class ChildProcess: Sendable {
     public let pid: pid_t
+    /// Whether the child leads its own process group (signals reach the group).
+    public let isGroupLeader: Bool
 
     /// How a child ended.
     public enum Termination: Hashable, Sendable {
@@ -30,12 +32,23 @@ public final class ChildProcess: Sendable {
     ///     `dup2`'d into place in the child (and so is inherited even if it is
     ///     close-on-exec here). Standard streams are inherited unless remapped.
     ///   - environment: the child's environment; nil inherits this process's.
+    ///   - newProcessGroup: start the child as the leader of its own process group,
+    ///     so that ``kill(_:)`` reaches everything it starts too.
     public init(
         executable: String,
         arguments: [String],
         descriptors: [Int32: FileDescriptor] = [:],
-        environment: [String: String]? = nil
+        environment: [String: String]? = nil,
+        newProcessGroup: Bool = false
     ) throws(Errno) {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        if newProcessGroup {
+            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+            posix_spawnattr_setpgroup(&attributes, 0)
+        }
+        isGroupLeader = newProcessGroup
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -55,9 +68,11 @@ public final class ChildProcess: Sendable {
         var child: pid_t = 0
         let status = withCStringArray(argv) { cArgv in
             if let env {
-                return withCStringArray(env) { cEnv in posix_spawn(&child, executable, &actions, nil, cArgv, cEnv) }
+                return withCStringArray(env) { cEnv in
+                    posix_spawn(&child, executable, &actions, &attributes, cArgv, cEnv)
+                }
             }
-            return posix_spawn(&child, executable, &actions, nil, cArgv, environ)
+            return posix_spawn(&child, executable, &actions, &attributes, cArgv, environ)
         }
         guard status == 0 else { throw Errno(rawValue: status) }
         pid = child
@@ -77,9 +92,9 @@ public final class ChildProcess: Sendable {
         return result == 0 ? nil : Self.decode(status)
     }
 
-    /// Sends `signal` to the child.
+    /// Sends `signal` to the child — to its whole process group if it leads one.
     public func kill(_ signal: Int32 = SIGTERM) {
-        _ = Glibc.kill(pid, signal)
+        _ = Glibc.kill(isGroupLeader ? -pid : pid, signal)
     }
 
     static func decode(_ status: Int32) -> Termination {

@@ -35,6 +35,8 @@ public struct RunDirectory: Hashable, Sendable, CustomStringConvertible {
     public var hypervisorSocket: String { path + "/hypervisor.sock" }
     public var hypervisorPidFile: String { path + "/hypervisor.pid" }
     public var consoledPidFile: String { path + "/consoled.pid" }
+    /// consoled's statistics socket (`conch stats`).
+    public var consoledSocket: String { path + "/consoled.sock" }
     public var logDirectory: String { path + "/logs" }
 
     public var description: String { path }

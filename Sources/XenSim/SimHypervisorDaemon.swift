@@ -430,7 +430,8 @@ public final class SimHypervisorDaemon {
                 executable: domain.spec.program,
                 arguments: domain.spec.arguments,
                 descriptors: placement,
-                environment: environment
+                environment: environment,
+                newProcessGroup: true
             )
         } catch {
             close(mine)

@@ -68,6 +68,7 @@ public final class HostStack: @unchecked Sendable {
     public let directory: ScratchDirectory
     public let hypervisor: DaemonProcess
     public private(set) var xenstored: DaemonProcess?
+    public private(set) var consoled: DaemonProcess?
 
     public var runDirectory: String { directory.path }
     public var hypervisorSocket: String { directory.path + "/hypervisor.sock" }
@@ -93,6 +94,22 @@ public final class HostStack: @unchecked Sendable {
         )
     }
 
+    /// Starts `conch consoled --run-dir` (waits for its statistics socket).
+    public func startConsoled(_ extraArguments: [String] = []) throws {
+        consoled = try DaemonProcess(
+            ["consoled", "--run-dir", directory.path] + extraArguments,
+            readyPath: directory.path + "/consoled.sock",
+            logDirectory: logDirectory
+        )
+    }
+
+    /// Stops consoled with SIGTERM (or SIGKILL when `kill`) and forgets it.
+    public func stopConsoled(kill: Bool = false) {
+        if kill { consoled?.kill() } else { consoled?.stop() }
+        consoled = nil
+        if kill { unlink(directory.path + "/consoled.sock") }
+    }
+
     /// The guest's stdio log (`conch test-guest` prints `key=value` lines there).
     public func guestOutput(_ name: String) -> String {
         (try? String(contentsOfFile: "\(logDirectory)/guest-\(name).stdio.log", encoding: .utf8)) ?? ""
@@ -109,6 +126,7 @@ public final class HostStack: @unchecked Sendable {
     }
 
     public func stop() {
+        consoled?.stop()
         xenstored?.stop()
         hypervisor.stop()
         directory.remove()

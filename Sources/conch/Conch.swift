@@ -21,7 +21,8 @@ struct Conch: AsyncParsableCommand {
             """,
         version: ConchVersion.string,
         subcommands: [
-            Hypervisor.self, Xenstored.self, Store.self, Dmesg.self, Bench.self, Version.self, RingPeerCommand.self,
+            Hypervisor.self, Xenstored.self, Consoled.self, GuestKernel.self, Store.self, Dmesg.self, Stats.self,
+            Bench.self, Version.self, RingPeerCommand.self,
             TestGuest.self, BenchPeer.self,
         ]
     )

@@ -1,0 +1,633 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import ConsoleCore
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SystemExtras
+import XenABI
+import XenHypervisor
+import XenRing
+import XenstoreClient
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// consoled's core: discovers every domain's consoles through xenstore, maps their
+/// rings, binds their event channels, connects each to a pty or a socket, and
+/// moves bytes with ``ConsolePump`` deciding how much and when.
+///
+/// An actor whose executor is the NIO event loop that runs every console's
+/// channels, so NIO handlers reach it with `assumeIsolated` and nothing needs a lock.
+public actor ConsoleDaemon {
+    public struct Configuration: Sendable {
+        public var logDirectory: String
+        public var statsSocket: String?
+        public var timestamps: Bool
+        public var logRotation: LogRotationPolicy
+        public var rate: TokenBucket.Configuration
+        public var historyCapacity: Int
+        /// Never touch the `connection` byte (a pre-4.21 backend).
+        public var legacyFlag: Bool
+
+        public init(
+            logDirectory: String,
+            statsSocket: String? = nil,
+            timestamps: Bool = false,
+            logRotation: LogRotationPolicy = .disabled,
+            rate: TokenBucket.Configuration = .default,
+            historyCapacity: Int = ConsoleHistory.defaultCapacity,
+            legacyFlag: Bool = false
+        ) {
+            self.logDirectory = logDirectory
+            self.statsSocket = statsSocket
+            self.timestamps = timestamps
+            self.logRotation = logRotation
+            self.rate = rate
+            self.historyCapacity = historyCapacity
+            self.legacyFlag = legacyFlag
+        }
+    }
+
+    public nonisolated let eventLoop: any EventLoop
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { eventLoop.executor.asUnownedSerialExecutor() }
+
+    let configuration: Configuration
+    let hypervisor: any PrivilegedHypervisor
+    let store: XenstoreClient
+    let logger: Logger
+    private var sessions: [ConsoleKey: ConsoleSession] = [:]
+    private var watchedDomains: [DomID: [Task<Void, Never>]] = [:]
+    private var statsServer: (any Channel)?
+    private let started = ContinuousClock.now
+    private var stopping = false
+
+    public init(
+        configuration: Configuration,
+        hypervisor: any PrivilegedHypervisor,
+        store: XenstoreClient,
+        eventLoop: any EventLoop,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.hypervisor = hypervisor
+        self.store = store
+        self.eventLoop = eventLoop
+        self.logger = logger
+    }
+
+    /// Nanoseconds since the daemon started (the pump's clock).
+    private var now: UInt64 {
+        let elapsed = started.duration(to: .now)
+        return UInt64(elapsed.components.seconds) &* 1_000_000_000
+            &+ UInt64(elapsed.components.attoseconds / 1_000_000_000)
+    }
+
+    // MARK: - Lifecycle
+
+    /// Starts discovery; returns once the existing domains were scanned.
+    public func start() async throws {
+        try FileManager.default.createDirectory(atPath: configuration.logDirectory, withIntermediateDirectories: true)
+        if let path = configuration.statsSocket { statsServer = try await startStatsServer(path) }
+        for (path, token) in [("@introduceDomain", "domlist-intro"), ("@releaseDomain", "domlist-release")] {
+            let events = try await store.watch(path, token: token)
+            Task { [weak self] in
+                for await _ in events { await self?.rescanDomains() }
+            }
+        }
+        rescanDomains()
+    }
+
+    /// Orderly stop: every console is marked DISCONNECTED and torn down.
+    public func stop() {
+        stopping = true
+        for key in sessions.keys.sorted() { teardown(key, reason: "consoled stopping") }
+        for tasks in watchedDomains.values { for task in tasks { task.cancel() } }
+        watchedDomains.removeAll()
+        statsServer?.close(promise: nil)
+        if let path = configuration.statsSocket { unlink(path) }
+    }
+
+    /// SIGHUP: reopen every log file (logrotate moved them).
+    public func reopenLogs() {
+        for session in sessions.values { session.log?.reopen() }
+        logger.info("log files reopened")
+    }
+
+    public func statistics() -> ConsoledStats {
+        let consoles = sessions.keys.sorted().compactMap { sessions[$0]?.stats }
+        return ConsoledStats(consoles: consoles, totals: ConsoleCounters.total(of: consoles.map(\.counters)))
+    }
+
+    public var servedConsoles: [ConsoleKey] { sessions.keys.sorted() }
+
+    // MARK: - Discovery
+
+    private func rescanDomains() {
+        guard !stopping, let domains = try? hypervisor.listDomains() else { return }
+        let live = Set(domains.filter { $0.domid != .dom0 && $0.state != .dying }.map(\.domid))
+        for domid in live.sorted() where watchedDomains[domid] == nil { track(domid) }
+        for domid in watchedDomains.keys.sorted() where !live.contains(domid) { release(domid) }
+    }
+
+    private func track(_ domid: DomID) {
+        let d = domid.rawValue
+        var tasks: [Task<Void, Never>] = []
+        for (path, token, devices) in [
+            ("/local/domain/\(d)/console", "dom\(d)", false), ("/local/domain/\(d)/device/console", "dev\(d)", true),
+        ] {
+            tasks.append(
+                Task { [weak self, store] in
+                    guard let events = try? await store.watch(path, token: token) else { return }
+                    for await _ in events {
+                        guard let self else { return }
+                        if devices { await self.devicesChanged(domid) } else { await self.primaryChanged(domid) }
+                    }
+                }
+            )
+        }
+        watchedDomains[domid] = tasks
+        logger.info("domain found", metadata: ["domid": "\(domid)"])
+    }
+
+    /// The domain is gone (`@releaseDomain`): flush what is readable, close sinks,
+    /// remove socket files, unmap.
+    private func release(_ domid: DomID) {
+        for task in watchedDomains.removeValue(forKey: domid) ?? [] { task.cancel() }
+        let d = domid.rawValue
+        Task { [store] in
+            try? await store.unwatch("/local/domain/\(d)/console", token: "dom\(d)")
+            try? await store.unwatch("/local/domain/\(d)/device/console", token: "dev\(d)")
+        }
+        for key in sessions.keys.sorted() where key.domid == domid { teardown(key, reason: "domain released") }
+        logger.info("domain released", metadata: ["domid": "\(domid)"])
+    }
+
+    private func read(_ path: String) async -> String? { try? await store.readString(path) }
+
+    private func primaryChanged(_ domid: DomID) async {
+        let key = ConsoleKey(domid: domid, devid: 0)
+        guard !stopping, sessions[key] == nil, watchedDomains[domid] != nil else { return }
+        let base = "/local/domain/\(domid.rawValue)/console"
+        guard let ringRef = await read(base + "/ring-ref").flatMap({ UInt64($0) }),
+            let port = await read(base + "/port").flatMap({ UInt32($0) })
+        else { return }  // not written yet: the watch fires again when it is
+        if let type = await read(base + "/type"), type != "xenconsoled" { return }
+        let name = await read("/local/domain/\(domid.rawValue)/name") ?? "d\(domid.rawValue)"
+        guard sessions[key] == nil else { return }
+        do {
+            // Grant 0 first, as xenconsoled does; the frame number as a fallback.
+            let page: GuestPage
+            do {
+                page = try hypervisor.mapGrant(domid, ref: .console, readOnly: false)
+            } catch {
+                page = try hypervisor.mapForeign(domid, frame: PageFrame(ringRef), readOnly: false)
+            }
+            let channel = try hypervisor.bindInterdomain(remote: domid, remotePort: EvtchnPort(port))
+            let session = makeSession(key: key, name: name, sink: .pty, page: page, channel: channel, primary: true)
+            if let file = ConsoleLogName.fileName(domainName: name) {
+                session.log = ConsoleLogFile(
+                    path: configuration.logDirectory + "/" + file,
+                    timestamps: configuration.timestamps,
+                    rotation: configuration.logRotation
+                )
+            }
+            try await connect(session, ttyNode: base + "/tty")
+        } catch {
+            logger.warning("cannot connect console 0: \(error)", metadata: ["domid": "\(domid)"])
+        }
+    }
+
+    private func devicesChanged(_ domid: DomID) async {
+        guard !stopping, watchedDomains[domid] != nil else { return }
+        let base = "/local/domain/\(domid.rawValue)/device/console"
+        let devids = ((try? await store.directory(base)) ?? []).compactMap { Int($0) }.filter { $0 > 0 }
+        for devid in devids.sorted() {
+            let key = ConsoleKey(domid: domid, devid: devid)
+            let frontend = "\(base)/\(devid)"
+            let state = await read(frontend + "/state").flatMap { XenbusState(nodeValue: $0) }
+            switch state {
+            case .initialised, .connected:
+                if sessions[key] == nil { await connectSecondary(key, frontend: frontend) }
+            case .closing, .closed:
+                if sessions[key] != nil {
+                    let backend = await read(frontend + "/backend")
+                    teardown(key, reason: "frontend \(state!)")
+                    if let backend { try? await store.write(backend + "/state", "\(XenbusState.closed.rawValue)") }
+                }
+            default:
+                continue
+            }
+        }
+        for key in sessions.keys.sorted() where key.domid == domid && key.devid > 0 && !devids.contains(key.devid) {
+            teardown(key, reason: "device removed")
+        }
+    }
+
+    private func connectSecondary(_ key: ConsoleKey, frontend: String) async {
+        guard let backend = await read(frontend + "/backend"),
+            let ringRef = await read(frontend + "/ring-ref").flatMap({ UInt32($0) }),
+            let port = await read(frontend + "/port").flatMap({ UInt32($0) })
+        else { return }
+        // Consoles another backend (QEMU: `ioemu`) serves are left alone.
+        if let type = await read(frontend + "/type"), type != "xenconsoled" { return }
+        let name = await read(backend + "/name") ?? "console\(key.devid)"
+        let sink: SinkSpec
+        switch await read(backend + "/connection") {
+        case "socket":
+            guard let path = await read(backend + "/path"), !path.isEmpty else {
+                logger.warning("socket channel without a path", metadata: ["console": "\(key)"])
+                return
+            }
+            sink = .socket(path: path)
+        default:
+            sink = .pty
+        }
+        guard sessions[key] == nil else { return }
+        do {
+            let page = try hypervisor.mapGrant(key.domid, ref: GrantRef(ringRef), readOnly: false)
+            let channel = try hypervisor.bindInterdomain(remote: key.domid, remotePort: EvtchnPort(port))
+            let session = makeSession(key: key, name: name, sink: sink, page: page, channel: channel, primary: false)
+            try await connect(session, ttyNode: frontend + "/tty")
+            try await store.write(backend + "/state", "\(XenbusState.connected.rawValue)")
+        } catch {
+            logger.warning("cannot connect console: \(error)", metadata: ["console": "\(key)"])
+            teardown(key, reason: "connect failed")
+        }
+    }
+
+    private func makeSession(
+        key: ConsoleKey,
+        name: String,
+        sink: SinkSpec,
+        page: GuestPage,
+        channel: any EventChannelEndpoint,
+        primary: Bool
+    ) -> ConsoleSession {
+        let pump = ConsolePump(
+            ConsolePump.Configuration(
+                kind: primary ? .primary : .channel,
+                logging: primary,
+                rate: configuration.rate,
+                historyCapacity: configuration.historyCapacity
+            ),
+            now: now
+        )
+        let session = ConsoleSession(key: key, name: name, sinkSpec: sink, page: page, channel: channel, pump: pump)
+        sessions[key] = session
+        return session
+    }
+
+    /// Sink ready, event channel watched, then (and only then) CONNECTED.
+    private func connect(_ session: ConsoleSession, ttyNode: String) async throws {
+        let key = session.key
+        switch session.sinkSpec {
+        case .pty:
+            let pty = try PseudoTerminal()
+            session.pty = pty
+            session.ptyChannel = try await attachStream(descriptor: pty.master.rawValue, key: key)
+            try await store.write(ttyNode, pty.slavePath)
+        case .socket(let path):
+            session.listener = try await listen(path: path, key: key)
+        }
+        session.notifications = try await watchEvents(session.channel.waitDescriptor, key: key)
+        guard sessions[key] === session else { return }  // torn down meanwhile
+        if !configuration.legacyFlag {
+            session.ring.connection = .connected
+            session.pump.backendWroteFlag(.connected)
+        }
+        session.pump.updateSink(session.sinkReadiness)
+        try? session.channel.notify()
+        logger.info(
+            "console connected",
+            metadata: ["console": "\(key)", "name": "\(session.name)", "sink": "\(session.stats.path ?? "")"]
+        )
+        service(key)
+    }
+
+    /// Tears a console down: what is readable goes to its log, the flag becomes
+    /// DISCONNECTED, sinks close, the socket file goes, the port is closed.
+    private func teardown(_ key: ConsoleKey, reason: String) {
+        guard let session = sessions.removeValue(forKey: key) else { return }
+        if session.key.devid == 0, let log = session.log,
+            let bytes = try? session.ring.backend.input.peek(maxCount: 4096),
+            !bytes.isEmpty, log.append(bytes)
+        {
+            try? session.ring.backend.input.consume(bytes.count)
+        }
+        session.closed = true
+        if !configuration.legacyFlag {
+            session.ring.connection = .disconnected
+            session.pump.backendWroteFlag(.disconnected)
+        }
+        try? session.channel.notify()
+        session.notifications?.close(promise: nil)
+        session.ptyChannel?.close(promise: nil)
+        session.client?.close(promise: nil)
+        session.listener?.close(promise: nil)
+        if case .socket(let path) = session.sinkSpec { unlink(path) }
+        try? hypervisor.close(session.channel.port)
+        logger.info("console torn down: \(reason)", metadata: ["console": "\(key)"])
+    }
+
+    private func quarantine(_ session: ConsoleSession, _ reason: String) {
+        logger.warning("console quarantined: \(reason)", metadata: ["console": "\(session.key)"])
+        session.notifications?.close(promise: nil)
+        session.notifications = nil
+    }
+
+    // MARK: - Moving bytes
+
+    /// Runs after every notification and every change on the client side.
+    func service(_ key: ConsoleKey) {
+        guard let session = sessions[key], !session.closed, !session.pump.isQuarantined else { return }
+        pushInput(session)
+        pumpOutput(session)
+    }
+
+    private func pumpOutput(_ session: ConsoleSession) {
+        while !session.writeInFlight {
+            let snapshot = session.snapshot
+            switch session.pump.inspect(snapshot, now: now) {
+            case .ok: break
+            case .restoreFlag(let value):
+                session.ring.connection = value
+                session.pump.backendWroteFlag(value)
+            case .quarantine(let reason):
+                quarantine(session, reason)
+                return
+            }
+            let readable = Int(snapshot.outProd &- snapshot.outCons)
+            let plan = session.pump.planOutput(readable: readable, sink: session.sinkReadiness, now: now)
+            guard plan.count > 0 else {
+                if case .timer(let nanoseconds) = plan.wait { armRateTimer(session, nanoseconds) }
+                return
+            }
+            guard let bytes = try? session.ring.backend.input.peek(maxCount: plan.count) else {
+                quarantine(session, "invalid ring indices")
+                return
+            }
+            if session.key.devid == 0 {
+                // Console 0: the log is the delivery that matters; the client is best effort
+                // (its history replays what it missed).
+                if plan.writeToLog, let log = session.log, !log.append(bytes) {
+                    session.pump.commitOutput([], plan: plan, now: now)
+                    return
+                }
+                if plan.sendToClient, let output = session.outputChannel {
+                    output.writeAndFlush(output.allocator.buffer(bytes: bytes), promise: nil)
+                }
+                commit(session, bytes, plan)
+                continue
+            }
+            // A channel: consume only once the client's socket or pty took the bytes.
+            guard plan.sendToClient, let output = session.outputChannel else {
+                session.pump.commitOutput([], plan: plan, now: now)
+                return
+            }
+            session.writeInFlight = true
+            let key = session.key
+            let identity = ObjectIdentifier(session)
+            output.writeAndFlush(output.allocator.buffer(bytes: bytes)).whenComplete { [self] result in
+                self.assumeIsolated { daemon in daemon.written(key, identity, bytes, plan, result) }
+            }
+        }
+    }
+
+    private func written(
+        _ key: ConsoleKey,
+        _ identity: ObjectIdentifier,
+        _ bytes: [UInt8],
+        _ plan: OutputPlan,
+        _ result: Result<Void, any Error>
+    ) {
+        guard let session = sessions[key], ObjectIdentifier(session) == identity else { return }
+        session.writeInFlight = false
+        switch result {
+        case .success:
+            commit(session, bytes, plan)
+            pumpOutput(session)
+        case .failure:
+            session.pump.commitOutput([], plan: plan, now: now)  // still in the ring
+        }
+    }
+
+    private func commit(_ session: ConsoleSession, _ bytes: [UInt8], _ plan: OutputPlan) {
+        let count = session.pump.commitOutput(bytes, plan: plan, now: now)
+        guard count > 0 else { return }
+        do {
+            try session.ring.backend.input.consume(count)
+            try session.channel.notify()
+        } catch {
+            quarantine(session, "\(error)")
+        }
+    }
+
+    private func armRateTimer(_ session: ConsoleSession, _ nanoseconds: UInt64) {
+        guard !session.rateTimerArmed, nanoseconds != .max else { return }
+        session.rateTimerArmed = true
+        let key = session.key
+        eventLoop.scheduleTask(in: .nanoseconds(Int64(min(nanoseconds, UInt64(Int64.max))))) { [self] in
+            self.assumeIsolated { daemon in
+                daemon.sessions[key]?.rateTimerArmed = false
+                daemon.service(key)
+            }
+        }
+    }
+
+    /// Client bytes into the `in` ring, as space allows; the rest waits and the
+    /// client stops being read until the guest makes room. Nothing is dropped.
+    private func pushInput(_ session: ConsoleSession) {
+        guard !session.pendingInput.isEmpty else { return }
+        let free = try? session.ring.backend.output.freeSpace()
+        let count = session.pump.planInput(freeSpace: free, clientAvailable: session.pendingInput.count)
+        if count > 0, let written = try? session.ring.backend.output.write(session.pendingInput.prefix(count)) {
+            session.pendingInput.removeFirst(written)
+            session.pump.commitInput(count: written, now: now)
+            try? session.channel.notify()
+        }
+        let input = session.sinkSpec == .pty ? session.ptyChannel : session.client
+        if session.pendingInput.isEmpty {
+            input?.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+            input?.read()
+        } else {
+            input?.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+        }
+    }
+
+    // MARK: - Events from NIO handlers (on the loop)
+
+    func guestNotified(_ key: ConsoleKey) {
+        guard let session = sessions[key] else { return }
+        if case .quarantine(let reason) = session.pump.notification(now: now) {
+            quarantine(session, reason)
+            return
+        }
+        service(key)
+    }
+
+    func clientInput(_ key: ConsoleKey, _ bytes: [UInt8]) {
+        guard let session = sessions[key] else { return }
+        session.pendingInput += bytes
+        pushInput(session)
+    }
+
+    func clientAttached(_ key: ConsoleKey, _ channel: any Channel) {
+        guard let session = sessions[key], !session.closed else {
+            channel.close(promise: nil)
+            return
+        }
+        if session.client != nil {
+            let message = "conch: channel '\(session.name)' is busy: another client is attached\r\n"
+            channel.writeAndFlush(channel.allocator.buffer(string: message)).whenComplete { _ in
+                channel.close(promise: nil)
+            }
+            return
+        }
+        session.client = channel
+        session.pump.updateSink(session.sinkReadiness)
+        service(key)
+    }
+
+    func clientDetached(_ key: ConsoleKey, _ channel: any Channel) {
+        guard let session = sessions[key], session.client === channel else { return }
+        session.client = nil
+        session.pendingInput.removeAll()
+        session.pump.updateSink(session.sinkReadiness)
+    }
+
+    // MARK: - NIO plumbing
+
+    private func watchEvents(_ descriptor: Int32, key: ConsoleKey) async throws -> any Channel {
+        let daemon = self
+        return try await NIOPipeBootstrap(group: eventLoop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(EventfdHandler(daemon: daemon, key: key))
+                }
+            }
+            .takingOwnershipOfDescriptor(input: dup(descriptor))
+            .get()
+    }
+
+    private func attachStream(descriptor: Int32, key: ConsoleKey) async throws -> any Channel {
+        let daemon = self
+        return try await NIOPipeBootstrap(group: eventLoop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ClientHandler(daemon: daemon, key: key, isPty: true))
+                }
+            }
+            .takingOwnershipOfDescriptor(inputOutput: dup(descriptor))
+            .get()
+    }
+
+    private func listen(path: String, key: ConsoleKey) async throws -> any Channel {
+        let daemon = self
+        unlink(path)
+        return try await ServerBootstrap(group: eventLoop)
+            .serverChannelOption(ChannelOptions.backlog, value: 8)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ClientHandler(daemon: daemon, key: key, isPty: false)
+                    )
+                }
+            }
+            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+            .get()
+    }
+
+    private func startStatsServer(_ path: String) async throws -> any Channel {
+        let daemon = self
+        return try await ServerBootstrap(group: eventLoop)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(StatsHandler(daemon: daemon))
+                }
+            }
+            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+            .get()
+    }
+}
+
+/// The guest notified: service its console.
+private final class EventfdHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let daemon: ConsoleDaemon
+    let key: ConsoleKey
+    init(daemon: ConsoleDaemon, key: ConsoleKey) {
+        self.daemon = daemon
+        self.key = key
+    }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let key = self.key
+        daemon.assumeIsolated { $0.guestNotified(key) }
+    }
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {}
+}
+
+/// A pty master or a socket client: its bytes go to the guest, its writability
+/// drives output.
+private final class ClientHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let daemon: ConsoleDaemon
+    let key: ConsoleKey
+    let isPty: Bool
+    init(daemon: ConsoleDaemon, key: ConsoleKey, isPty: Bool) {
+        self.daemon = daemon
+        self.key = key
+        self.isPty = isPty
+    }
+    func channelActive(context: ChannelHandlerContext) {
+        let key = self.key
+        let channel = context.channel
+        if !isPty { daemon.assumeIsolated { $0.clientAttached(key, channel) } }
+        context.fireChannelActive()
+    }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+        let key = self.key
+        daemon.assumeIsolated { $0.clientInput(key, bytes) }
+    }
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        let key = self.key
+        daemon.assumeIsolated { $0.service(key) }
+        context.fireChannelWritabilityChanged()
+    }
+    func channelInactive(context: ChannelHandlerContext) {
+        let key = self.key
+        let channel = context.channel
+        if !isPty { daemon.assumeIsolated { $0.clientDetached(key, channel) } }
+        context.fireChannelInactive()
+    }
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {}
+}
+
+/// `conch stats`: one JSON snapshot per connection.
+private final class StatsHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let daemon: ConsoleDaemon
+    init(daemon: ConsoleDaemon) { self.daemon = daemon }
+    func channelActive(context: ChannelHandlerContext) {
+        let stats = daemon.assumeIsolated { $0.statistics() }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = (try? encoder.encode(stats)) ?? Data("{}".utf8)
+        let channel = context.channel
+        channel.writeAndFlush(channel.allocator.buffer(bytes: json)).whenComplete { _ in channel.close(promise: nil) }
+    }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+}

@@ -1,0 +1,142 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import ConsoleCore
+import NIOCore
+import SystemExtras
+import XenABI
+import XenHypervisor
+import XenRing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Which console of which domain.
+public struct ConsoleKey: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public let domid: DomID
+    /// 0 for the primary console; 1… for secondary consoles and channels.
+    public let devid: Int
+
+    public static func < (lhs: ConsoleKey, rhs: ConsoleKey) -> Bool {
+        (lhs.domid.rawValue, lhs.devid) < (rhs.domid.rawValue, rhs.devid)
+    }
+
+    public var description: String { "d\(domid.rawValue)/\(devid)" }
+}
+
+/// Where a console's bytes go on the host side.
+enum SinkSpec: Equatable {
+    case pty
+    case socket(path: String)
+}
+
+/// One served console: its mapped ring and event channel, its sink, its log and
+/// its pump. Confined to the daemon's event loop.
+final class ConsoleSession {
+    let key: ConsoleKey
+    let name: String
+    let sinkSpec: SinkSpec
+    let ring: ConsoleRing<GuestPage>
+    let channel: any EventChannelEndpoint
+    var pump: ConsolePump
+    var log: ConsoleLogFile?
+
+    /// The eventfd watcher for the guest's notifications.
+    var notifications: (any Channel)?
+    /// pty: the master; socket: the listener and at most one client.
+    var pty: PseudoTerminal?
+    var ptyChannel: (any Channel)?
+    var listener: (any Channel)?
+    var client: (any Channel)?
+    /// Client bytes waiting for space in the `in` ring.
+    var pendingInput: [UInt8] = []
+    /// A channel write whose completion has not been seen: output waits for it.
+    var writeInFlight = false
+    var rateTimerArmed = false
+    var closed = false
+
+    init(
+        key: ConsoleKey,
+        name: String,
+        sinkSpec: SinkSpec,
+        page: GuestPage,
+        channel: any EventChannelEndpoint,
+        pump: ConsolePump
+    ) {
+        self.key = key
+        self.name = name
+        self.sinkSpec = sinkSpec
+        self.ring = ConsoleRing(memory: page)
+        self.channel = channel
+        self.pump = pump
+    }
+
+    /// The channel output goes to now (pty master or the socket client).
+    var outputChannel: (any Channel)? {
+        switch sinkSpec {
+        case .pty: ptyChannel
+        case .socket: client
+        }
+    }
+
+    var sinkReadiness: SinkReadiness {
+        if closed { return .closed }
+        guard let output = outputChannel else { return .waitingForClient }
+        return output.isWritable ? .connected(canAccept: Int.max) : .connected(canAccept: 0)
+    }
+
+    var snapshot: RingSnapshot {
+        let memory = ring.memory
+        return RingSnapshot(
+            outProd: memory.load32(at: ConsoleInterface.outProdOffset, ordering: .acquiring),
+            outCons: memory.load32(at: ConsoleInterface.outConsOffset, ordering: .relaxed),
+            inProd: memory.load32(at: ConsoleInterface.inProdOffset, ordering: .relaxed),
+            inCons: memory.load32(at: ConsoleInterface.inConsOffset, ordering: .acquiring),
+            connection: memory.load8(at: ConsoleInterface.connectionOffset, ordering: .relaxed)
+        )
+    }
+
+    /// What `conch stats` shows for this console.
+    var stats: ConsoleStats {
+        ConsoleStats(
+            domid: key.domid.rawValue,
+            devid: key.devid,
+            name: name,
+            connection: {
+                switch sinkSpec {
+                case .pty: "pty"
+                case .socket: "socket"
+                }
+            }(),
+            path: {
+                switch sinkSpec {
+                case .pty: pty?.slavePath
+                case .socket(let path): path
+                }
+            }(),
+            counters: pump.counters
+        )
+    }
+}
+
+/// One console in `conch stats`.
+public struct ConsoleStats: Codable, Sendable, Equatable {
+    public var domid: UInt16
+    public var devid: Int
+    public var name: String
+    public var connection: String
+    public var path: String?
+    public var counters: ConsoleCounters
+}
+
+/// The whole of `conch stats --json`.
+public struct ConsoledStats: Codable, Sendable, Equatable {
+    public var consoles: [ConsoleStats]
+    public var totals: ConsoleCounters
+}

@@ -1,0 +1,205 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import ArgumentParser
+import ConsoleBackend
+import ConsoleCore
+import Foundation
+import NIOPosix
+import ServiceLifecycle
+import SystemExtras
+import UnixSignals
+import XenHypervisor
+import XenSim
+import XenstoreClient
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Consoled: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "consoled",
+        abstract: "Run the console backend: console 0, secondary consoles and channels of every domain.",
+        discussion: """
+            Serves every console and channel: a pty for console 0 and pty channels (the slave's \\
+            path goes into the frontend's tty node), a listening Unix socket (0600, one client at a \\
+            time) for socket channels. Marks each ring CONNECTED once it is served and \\
+            DISCONNECTED again on teardown or SIGTERM. Console 0's output goes to \\
+            <log-dir>/guest-<name>.log; SIGHUP reopens the logs. Example:
+
+              conch consoled --run-dir /tmp/conch --timestamps
+            """
+    )
+
+    @OptionGroup var runDirectoryOptions: RunDirectoryOptions
+    @OptionGroup var logging: LoggingOptions
+
+    @Option(help: "Directory for console logs (default: <run-dir>/logs).")
+    var logDir: String?
+    @Flag(help: "Prefix each log line with the date and time.")
+    var timestamps = false
+    @Option(help: "Rotate a log when it would grow past this many bytes (0: never).")
+    var logMaxBytes: UInt64 = 0
+    @Option(help: "Rotated logs to keep.")
+    var logBackups = 5
+    @Option(help: "Sustained output rate per console, bytes per second.")
+    var rateBytes: UInt64 = TokenBucket.Configuration.default.rate
+    @Option(help: "Burst per console, bytes.")
+    var rateBurst: UInt64 = TokenBucket.Configuration.default.burst
+    @Flag(help: "Never touch the console page's connection byte (behave like a pre-4.21 backend).")
+    var legacyFlag = false
+
+    func validate() throws {
+        guard rateBytes > 0, rateBurst > 0 else {
+            throw ValidationError("--rate-bytes and --rate-burst must be positive")
+        }
+        guard logBackups >= 0, logBackups <= LogRotationPolicy.maximumBackups else {
+            throw ValidationError("--log-backups must be between 0 and \(LogRotationPolicy.maximumBackups)")
+        }
+    }
+
+    func run() async throws {
+        let logger = logging.makeLogger(label: "conch.consoled")
+        let runDirectory = runDirectoryOptions.runDirectory
+        try runDirectory.create()
+        umask(0o077)  // sockets 0600, logs 0600
+        let hypervisor = try HypervisorFactory.privileged(.simulated(runDirectory))
+        let store: XenstoreClient
+        do {
+            store = try await XenstoreClient.connect(socketPath: runDirectory.xenstoredSocket)
+        } catch {
+            throw ValidationError(
+                "cannot reach xenstored at \(runDirectory.xenstoredSocket): \(error) (start `conch up`)"
+            )
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let daemon = ConsoleDaemon(
+            configuration: .init(
+                logDirectory: logDir ?? runDirectory.logDirectory,
+                statsSocket: runDirectory.consoledSocket,
+                timestamps: timestamps,
+                logRotation: logMaxBytes == 0
+                    ? .disabled : LogRotationPolicy(maxBytes: logMaxBytes, backups: logBackups),
+                rate: TokenBucket.Configuration(rate: rateBytes, burst: rateBurst),
+                legacyFlag: legacyFlag
+            ),
+            hypervisor: hypervisor,
+            store: store,
+            eventLoop: group.next(),
+            logger: logger
+        )
+        let pidFile = PidFile(path: runDirectory.consoledPidFile)
+        try pidFile.write()
+        defer { pidFile.remove() }
+        try await daemon.start()
+        logger.info("consoled running", metadata: ["run-dir": "\(runDirectory)"])
+        for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup) {
+            if signal == .sighup {
+                await daemon.reopenLogs()
+                continue
+            }
+            logger.info("stopping on \(signal)")
+            break
+        }
+        await daemon.stop()
+        store.close()
+        try await group.shutdownGracefully()
+    }
+}
+
+struct Stats: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print consoled's per-console counters.",
+        discussion: "Example: conch stats web --json"
+    )
+
+    @OptionGroup var runDirectoryOptions: RunDirectoryOptions
+    @Flag(help: "Print JSON.") var json = false
+    @Argument(help: "Only this domain (name or id).") var domain: String?
+
+    func run() async throws {
+        let runDirectory = runDirectoryOptions.runDirectory
+        let raw = try readAll(fromSocket: runDirectory.consoledSocket)
+        var stats = try JSONDecoder().decode(ConsoledStats.self, from: Data(raw))
+        if let domain {
+            let domid = try resolveDomain(domain, runDirectory: runDirectory)
+            stats.consoles = stats.consoles.filter { $0.domid == domid }
+            stats.totals = ConsoleCounters.total(of: stats.consoles.map(\.counters))
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(stats), as: UTF8.self))
+            return
+        }
+        print(
+            "Dom Con Name                           Sink   State             Out        In  Full Throttled Drops Quar"
+        )
+        for console in stats.consoles {
+            let c = console.counters
+            print(
+                [
+                    pad("\(console.domid)", 3), pad("\(console.devid)", 3), pad(console.name, 30),
+                    pad(console.connection, 6), pad(c.sinkState.rawValue, 16), pad("\(c.bytesOut)", 10, right: true),
+                    pad("\(c.bytesIn)", 9, right: true), pad("\(c.ringFullEvents)", 5, right: true),
+                    pad("\(c.throttledPeriods)", 9, right: true), pad("\(c.droppedBytes)", 5, right: true),
+                    pad("\(c.quarantines)", 4, right: true),
+                ].joined(separator: " ")
+            )
+        }
+    }
+
+    private func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
+        let padding = String(repeating: " ", count: max(0, width - text.count))
+        return right ? padding + text : text + padding
+    }
+}
+
+/// Reads everything a Unix-socket server sends until it closes.
+func readAll(fromSocket path: String) throws -> [UInt8] {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        throw ValidationError("path too long: \(path)")
+    }
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        // SAFETY: length checked against sun_path above.
+        raw.copyBytes(from: bytes)
+    }
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+        }
+    }
+    guard connected == 0 else {
+        throw ValidationError(
+            "cannot reach consoled at \(path): \(String(cString: strerror(errno))) (is `conch consoled` running?)"
+        )
+    }
+    var result: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let got = read(fd, &buffer, buffer.count)
+        if got <= 0 { break }
+        result += buffer.prefix(got)
+    }
+    return result
+}
+
+/// A domain given as a name or an id, as xl takes it.
+func resolveDomain(_ text: String, runDirectory: RunDirectory) throws -> UInt16 {
+    let hypervisor = try HypervisorFactory.privileged(.simulated(runDirectory))
+    let domains = try hypervisor.listDomains()
+    if let id = UInt16(text), domains.contains(where: { $0.domid.rawValue == id }) || id == 0 { return id }
+    if let match = domains.first(where: { $0.name == text }) { return match.domid.rawValue }
+    throw ValidationError("no domain named or numbered '\(text)' (see `conch list`)")
+}

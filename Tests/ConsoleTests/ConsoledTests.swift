@@ -1,0 +1,142 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Foundation
+import Testing
+import Toolstack
+import ToolstackRuntime
+import XenABI
+import XenHypervisor
+import XenRing
+import XenSim
+import XenTestKit
+import XenstoreClient
+
+/// consoled and the guest kernel, end to end: real hypervisor, xenstored, consoled
+/// and guest processes.
+@Suite("consoled and the guest kernel")
+struct ConsoledTests {
+    static func build(
+        _ host: HostStack,
+        _ store: XenstoreClient,
+        name: String,
+        script: String,
+        channels: [String] = [],
+        legacyFrontend: Bool = false
+    ) async throws -> DomainBuilder.Built {
+        let channelLines = channels.map { "\"\($0)\"" }.joined(separator: ", ")
+        let config = try DomainConfiguration.parse(
+            """
+            name = "\(name)"
+            kernel = "/bin/sh"
+            channel = [ \(channelLines) ]
+            """,
+            fileName: "\(name).cfg"
+        ).configuration
+        var configured = config
+        configured.arguments = ["-c", script]
+        let builder = DomainBuilder(
+            hypervisor: try HypervisorFactory.privileged(.simulated(.init(path: host.runDirectory))),
+            store: store
+        )
+        let kernel = [try ConchExecutable.path(), "guest-kernel"] + (legacyFrontend ? ["--legacy-frontend"] : [])
+        return try await builder.build(configured, guestKernel: kernel)
+    }
+
+    static func connectSocket(_ path: String) throws -> FileHandle {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            // SAFETY: test paths are far shorter than sun_path.
+            raw.copyBytes(from: Array(path.utf8))
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
+        return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+    }
+
+    @Test func consoleZeroAndChannelsEndToEnd() async throws {
+        let host = try HostStack(xenstored: true)
+        defer { host.stop() }
+        try host.startConsoled()
+        let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
+        defer { store.close() }
+        let socketPath = host.runDirectory + "/agent.sock"
+        let built = try await Self.build(
+            host,
+            store,
+            name: "e2e",
+            script: """
+                echo boot-from-program
+                while [ ! -e "$CONCH_GUEST_DEV/xen-channel/org.conch.sock.0" ]; do sleep 0.05; done
+                echo hello-over-socket > "$CONCH_GUEST_DEV/xen-channel/org.conch.sock.0"
+                read line < "$CONCH_GUEST_DEV/xen-channel/org.conch.sock.0"
+                echo "guest got: $line"
+                sleep 30
+                """,
+            channels: [
+                "name=org.conch.sock.0, connection=socket, path=\(socketPath)", "name=org.conch.pty.0, connection=pty",
+            ]
+        )
+        let d = built.domain.domid
+        let hypervisor = try HypervisorFactory.privileged(.simulated(.init(path: host.runDirectory)))
+        try hypervisor.unpause(d)
+
+        // The socket channel appears; the guest's line arrives; our reply reaches the guest.
+        #expect(try host.eventually { FileManager.default.fileExists(atPath: socketPath) })
+        let client = try Self.connectSocket(socketPath)
+        var received = Data()
+        let gotHello = try host.eventually {
+            received += client.availableData
+            return String(decoding: received, as: UTF8.self).contains("hello-over-socket\n")
+        }
+        try #require(gotHello, "guest: \(host.guestOutput("e2e")) consoled: \(host.consoled?.log ?? "")")
+        client.write(Data("pong\n".utf8))
+
+        let log = host.logDirectory + "/guest-e2e.log"
+        #expect(
+            try host.eventually {
+                let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                return text.contains("guest got: pong")
+            },
+            "console log: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "none")"
+        )
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(text.contains("boot-from-program"))
+        #expect(text.contains("[    conch] Conch guest kernel: domain \(d.rawValue) (e2e)"))
+
+        // pty nodes, flag CONNECTED, backend state 4.
+        let tty = try await store.readString("/local/domain/\(d.rawValue)/console/tty")
+        #expect(tty.hasPrefix("/dev/pts/"))
+        #expect(try await store.readString("/local/domain/\(d.rawValue)/device/console/2/tty").hasPrefix("/dev/pts/"))
+        #expect(try await store.readString("/local/domain/0/backend/console/\(d.rawValue)/1/state") == "4")
+        #expect(try await store.readString("/local/domain/\(d.rawValue)/device/console/1/state") == "4")
+        let page = try hypervisor.mapGrant(d, ref: .console, readOnly: true)
+        #expect(ConsoleRing(memory: page).connection == .connected)
+
+        // A second client is told the channel is busy.
+        let second = try Self.connectSocket(socketPath)
+        var busy = Data()
+        #expect(
+            try host.eventually {
+                busy += second.availableData
+                return String(decoding: busy, as: UTF8.self).contains("busy")
+            }
+        )
+
+        // Orderly stop: DISCONNECTED again, the socket file gone.
+        host.stopConsoled()
+        #expect(ConsoleRing(memory: page).connection == .disconnected)
+        #expect(!FileManager.default.fileExists(atPath: socketPath))
+    }
+}
