@@ -339,6 +339,7 @@ public actor ConsoleDaemon {
     }
 
     private func quarantine(_ session: ConsoleSession, _ reason: String) {
+        session.pump.quarantine(reason: reason)
         logger.warning("console quarantined: \(reason)", metadata: ["console": "\(session.key)"])
         session.notifications?.close(promise: nil)
         session.notifications = nil
@@ -354,6 +355,19 @@ public actor ConsoleDaemon {
     }
 
     private func pumpOutput(_ session: ConsoleSession) {
+        guard !session.pumping else {
+            session.pumpAgain = true
+            return
+        }
+        session.pumping = true
+        defer { session.pumping = false }
+        repeat {
+            session.pumpAgain = false
+            pumpOutputOnce(session)
+        } while session.pumpAgain && !session.closed
+    }
+
+    private func pumpOutputOnce(_ session: ConsoleSession) {
         while !session.writeInFlight {
             let snapshot = session.snapshot
             switch session.pump.inspect(snapshot, now: now) {

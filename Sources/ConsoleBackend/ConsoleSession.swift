@@ -59,6 +59,10 @@ final class ConsoleSession {
     /// A channel write whose completion has not been seen: output waits for it.
     var writeInFlight = false
     var rateTimerArmed = false
+    /// The output loop is running: a nested call (NIO completes writes and reports
+    /// writability synchronously, from inside the loop) only asks for another pass.
+    var pumping = false
+    var pumpAgain = false
     var closed = false
 
     init(
@@ -88,7 +92,11 @@ final class ConsoleSession {
     var sinkReadiness: SinkReadiness {
         if closed { return .closed }
         guard let output = outputChannel else { return .waitingForClient }
-        return output.isWritable ? .connected(canAccept: Int.max) : .connected(canAccept: 0)
+        if output.isWritable { return .connected(canAccept: Int.max) }
+        // Console 0's pty fills up when nobody reads its slave; that must never
+        // stall the guest (the log and the history take the output). A channel's
+        // slow reader, on the other hand, is backpressure.
+        return key.devid == 0 ? .waitingForClient : .connected(canAccept: 0)
     }
 
     var snapshot: RingSnapshot {

@@ -304,6 +304,12 @@ public struct ConsolePump: Sendable {
         counters.flagTransitions = ringGuard.flagTransitions
     }
 
+    /// Quarantines the console for a problem the shell detected; counted like the
+    /// guard's own findings.
+    public mutating func quarantine(reason: String) {
+        _ = record(ringGuard.quarantine(because: reason))
+    }
+
     private mutating func record(_ verdict: RingGuard.Verdict) -> RingGuard.Verdict {
         counters.flagTransitions = ringGuard.flagTransitions
         if case .quarantine(let reason) = verdict, counters.quarantineReason == nil {

@@ -206,6 +206,10 @@ public struct RingGuard: Sendable {
         return .restoreFlag(backendFlag)
     }
 
+    /// Quarantines for a reason the shell found itself (for example an index check
+    /// failing between a peek and a consume because the guest moved an index).
+    public mutating func quarantine(because reason: String) -> Verdict { quarantine(reason) }
+
     private mutating func quarantine(_ reason: String) -> Verdict {
         quarantineReason = reason
         return .quarantine(reason: reason)

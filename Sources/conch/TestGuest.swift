@@ -46,6 +46,8 @@ struct TestGuest: AsyncParsableCommand {
         case oversizeHeader = "oversize-header"
         /// Leave half a packet in the ring, ask for RECONNECT, then use a fresh client.
         case reconnect
+        /// Make console 0's `out` indices invalid (a jump by 2^31) and notify.
+        case corruptConsole = "corrupt-console"
     }
 
     @Argument var scenario: Scenario
@@ -100,6 +102,17 @@ struct TestGuest: AsyncParsableCommand {
             while true { sleep(60) }
         case .reconnect:
             try await reconnect(hypervisor)
+        case .corruptConsole:
+            let page = try hypervisor.mapOwnFrame(info.consoleFrame)
+            let channel = try hypervisor.attach(info.consolePort)
+            // Wait for a backend first, so the corruption is what it sees.
+            while page.load8(at: ConsoleInterface.connectionOffset, ordering: .acquiring) != 0 { usleep(10_000) }
+            let consumer = page.load32(at: ConsoleInterface.outConsOffset, ordering: .acquiring)
+            page.store32(consumer &+ (1 << 31), at: ConsoleInterface.outProdOffset, ordering: .releasing)
+            try channel.notify()
+            print("corrupted=console")
+            fflush(nil)
+            while true { sleep(60) }
         }
         fflush(nil)
     }

@@ -27,7 +27,8 @@ struct ConsoledTests {
         name: String,
         script: String,
         channels: [String] = [],
-        legacyFrontend: Bool = false
+        legacyFrontend: Bool = false,
+        legacyConsolePage: Bool = false
     ) async throws -> DomainBuilder.Built {
         let channelLines = channels.map { "\"\($0)\"" }.joined(separator: ", ")
         let config = try DomainConfiguration.parse(
@@ -45,7 +46,7 @@ struct ConsoledTests {
             store: store
         )
         let kernel = [try ConchExecutable.path(), "guest-kernel"] + (legacyFrontend ? ["--legacy-frontend"] : [])
-        return try await builder.build(configured, guestKernel: kernel)
+        return try await builder.build(configured, legacyConsolePage: legacyConsolePage, guestKernel: kernel)
     }
 
     static func connectSocket(_ path: String) throws -> FileHandle {
@@ -138,5 +139,54 @@ struct ConsoledTests {
         host.stopConsoled()
         #expect(ConsoleRing(memory: page).connection == .disconnected)
         #expect(!FileManager.default.fileExists(atPath: socketPath))
+    }
+}
+
+/// Untrusted rings: one guest's invalid indices quarantine its console only.
+@Suite("consoled quarantine and stats")
+struct ConsoledQuarantineTests {
+    @Test func invalidIndicesQuarantineOnlyThatConsole() async throws {
+        let host = try HostStack(xenstored: true)
+        defer { host.stop() }
+        try host.startConsoled()
+        let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
+        defer { store.close() }
+        let hypervisor = try HypervisorFactory.privileged(.simulated(.init(path: host.runDirectory)))
+        let builder = DomainBuilder(hypervisor: hypervisor, store: store)
+        var evil = try DomainConfiguration.parse("name = \"evil\"\nkernel = \"/bin/true\"\n", fileName: "evil.cfg")
+            .configuration
+        evil.kernel = try ConchExecutable.path()
+        evil.arguments = ["test-guest", "corrupt-console"]
+        let bad = try await builder.build(evil)
+        try hypervisor.unpause(bad.domain.domid)
+        let good = try await ConsoledTests.build(host, store, name: "good", script: "echo still-served; sleep 30")
+        try hypervisor.unpause(good.domain.domid)
+
+        #expect(
+            try host.eventually {
+                (try? String(contentsOfFile: host.logDirectory + "/guest-good.log", encoding: .utf8))?.contains(
+                    "still-served"
+                ) ?? false
+            }
+        )
+        #expect(try host.eventually { host.guestOutput("evil").contains("corrupted=console") })
+        var quarantined: String?
+        _ = try host.eventually {
+            let stats = try ConchExecutable.run(["stats", "--json", "--run-dir", host.runDirectory])
+            guard stats.status == 0 else { return false }
+            let object = try JSONSerialization.jsonObject(with: Data(stats.stdout.utf8)) as? [String: Any]
+            let consoles = object?["consoles"] as? [[String: Any]] ?? []
+            let evil = consoles.first { ($0["name"] as? String) == "evil" }
+            let counters = evil?["counters"] as? [String: Any]
+            quarantined = counters?["quarantine_reason"] as? String
+            return (counters?["quarantines"] as? Int) == 1
+        }
+        #expect(quarantined?.contains("invalid out ring indices") == true, "reason: \(quarantined ?? "none")")
+        // The table form names both consoles.
+        let table = try ConchExecutable.run(["stats", "--run-dir", host.runDirectory])
+        #expect(table.status == 0)
+        #expect(table.stdout.contains("evil") && table.stdout.contains("good"))
+        let only = try ConchExecutable.run(["stats", "good", "--json", "--run-dir", host.runDirectory])
+        #expect(only.stdout.contains("\"good\"") && !only.stdout.contains("\"evil\""))
     }
 }
