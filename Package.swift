@@ -115,7 +115,7 @@ let package = Package(
             name: "ConchBench",
             dependencies: [
                 "XenABI", "XenRing", "XenMemory", "SystemExtras", "XenstoreClient", "XenstoreServer", "XenHypervisor",
-                "XenSim",
+                "XenSim", "Toolstack", "ToolstackRuntime",
             ]
         ),
 

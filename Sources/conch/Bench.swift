@@ -14,7 +14,7 @@ import SystemExtras
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure Conch's throughput and latency.",
-        subcommands: [RingBench.self, XenstoreBench.self, EvtchnBench.self]
+        subcommands: [RingBench.self, XenstoreBench.self, EvtchnBench.self, ConsoleBench.self]
     )
 }
 
@@ -194,6 +194,53 @@ struct BenchPeer: AsyncParsableCommand {
             try await EvtchnBenchmarkPeer.xenstoreRing(roundTrips: Int(arguments.first ?? "") ?? 0)
         default:
             throw ValidationError("unknown bench peer role \(role)")
+        }
+    }
+}
+
+struct ConsoleBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "console",
+        abstract: "Guest→socket channel throughput beside the raw ring ceiling, and a 64-byte echo round trip.",
+        discussion: """
+            Starts a hypervisor, xenstored and consoled in a scratch run directory and a guest that \
+            streams into a socket channel through the whole stack; reports MB/s beside the \
+            two-process ring ceiling (eventfd mode) measured in the same run, then 64-byte echo \
+            round trips through a second guest. Example:
+
+              swift run -c release conch bench console --json
+            """
+    )
+
+    @Flag(help: "Print one JSON object and nothing else on stdout.")
+    var json = false
+
+    @Option(help: "MiB the guest streams.")
+    var mebibytes = 64
+
+    @Option(help: "Echo round trips.")
+    var echoes = 2000
+
+    func validate() throws {
+        guard mebibytes > 0, echoes >= 10 else { throw ValidationError("--mebibytes > 0 and --echoes >= 10") }
+    }
+
+    func run() async throws {
+        if isDebugBuild {
+            FileHandle.standardError.write(Data("note: debug build; use `swift run -c release conch bench …`\n".utf8))
+        }
+        let result = try await ConsoleBenchmark.run(
+            conchExecutable: ChildProcess.currentExecutable(),
+            mebibytes: mebibytes,
+            echoes: echoes,
+            progress: { line in if !json { print(line) } }
+        )
+        if json {
+            print(try benchmarkJSON(result))
+        } else {
+            print(
+                "channel \(result.channelMBps) MB/s = \(result.ratio) × the ring ceiling (\(result.ringEventfdMBps) MB/s)"
+            )
         }
     }
 }
