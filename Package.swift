@@ -184,7 +184,7 @@ let package = Package(
         ),
         .testTarget(
             name: "XenstoredTests",
-            dependencies: ["XenABI", "XenstoreWire", "XenstoreClient", "XenTestKit"]
+            dependencies: ["XenABI", "XenstoreWire", "XenstoreClient", "XenTestKit", "SystemExtras"]
         ),
         .testTarget(
             name: "HypervisorTests",
@@ -197,6 +197,7 @@ let package = Package(
             name: "ConsoleTests",
             dependencies: [
                 "XenABI", "XenRing", "XenHypervisor", "XenSim", "XenTestKit", "XenstoreClient", "Toolstack",
+                "SystemExtras",
                 "ToolstackRuntime", "ConsoleCore",
             ]
         ),

@@ -173,20 +173,7 @@ public enum ConsoleBenchmark {
     /// Connects to a channel's socket once consoled has published it.
     static func connect(_ path: String) async throws -> Int32 {
         for _ in 0..<3000 {
-            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in
-                // SAFETY: benchmark paths are far shorter than sun_path.
-                raw.copyBytes(from: Array(path.utf8))
-            }
-            let result = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-                }
-            }
-            if result == 0 { return fd }
-            close(fd)
+            if let fd = try? UnixSocketPath.connect(path) { return fd }
             try await Task.sleep(for: .milliseconds(10))
         }
         throw Failed(description: "\(path) never accepted a connection")

@@ -183,23 +183,8 @@ public enum XenstoreBenchmark {
     /// READ round trips over a blocking socket: encode, `send`, `recv` until the
     /// reply is complete — the shape of libxenstore's own client.
     static func rawReadLatency(socketPath: String, path: String, operations: Int) throws -> LatencySamples {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw Errno(rawValue: errno) }
+        let fd = try UnixSocketPath.connect(socketPath)
         defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let pathBytes = Array(socketPath.utf8)
-        guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw Errno.fileNameTooLong }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            // SAFETY: length checked against sun_path above.
-            raw.copyBytes(from: pathBytes)
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard connected == 0 else { throw Errno(rawValue: errno) }
         let request = XenstoreMessage(type: .read, reqID: 0, payload: XenstorePayload.string(path)).encoded()
         var buffer = [UInt8](repeating: 0, count: 8192)
         var samples = LatencySamples()

@@ -117,3 +117,49 @@ public final class UnixSocket: Sendable {
         return (pid, uid, gid)
     }
 }
+
+/// Connecting and binding `AF_UNIX` sockets by path, in one place.
+public enum UnixSocketPath {
+    /// Fills a `sockaddr_un` for `path`; fails with ENAMETOOLONG past 107 bytes.
+    public static func address(_ path: String) throws(Errno) -> sockaddr_un {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw Errno.fileNameTooLong }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            // SAFETY: the length was checked against sun_path above; the rest stays zero.
+            raw.copyBytes(from: bytes)
+        }
+        return address
+    }
+
+    /// A new socket of `type` (`SOCK_STREAM` or `SOCK_SEQPACKET`) connected to
+    /// `path`; the caller owns the descriptor.
+    public static func connect(_ path: String, type: Int32 = Int32(SOCK_STREAM.rawValue)) throws(Errno) -> Int32 {
+        var address = try address(path)
+        let fd = socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Errno(rawValue: errno) }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard result == 0 else {
+            let code = errno
+            close(fd)
+            throw Errno(rawValue: code)
+        }
+        return fd
+    }
+
+    /// Binds `fd` to `path`.
+    public static func bind(_ fd: Int32, to path: String) throws(Errno) {
+        var address = try address(path)
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard result == 0 else { throw Errno(rawValue: errno) }
+    }
+}

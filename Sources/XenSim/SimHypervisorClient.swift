@@ -53,29 +53,12 @@ public final class SimHypervisorClient: PrivilegedHypervisor, GuestHypervisor, @
     /// Connects to `<run-dir>/hypervisor.sock` as privileged dom0.
     public static func connect(runDirectory: RunDirectory) throws -> SimHypervisorClient {
         let path = runDirectory.hypervisorSocket
-        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw Errno(rawValue: errno) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            Glibc.close(fd)
-            throw HypervisorError.invalidArgument("socket path too long: \(path)")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            // SAFETY: length checked against sun_path above.
-            raw.copyBytes(from: bytes)
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard connected == 0 else {
-            let code = errno
-            Glibc.close(fd)
+        let fd: Int32
+        do {
+            fd = try UnixSocketPath.connect(path, type: Int32(SOCK_SEQPACKET.rawValue))
+        } catch {
             throw HypervisorError.unavailable(
-                "cannot connect to \(path): \(Errno(rawValue: code)) (is `conch hypervisor` or `conch up` running?)"
+                "cannot connect to \(path): \(error) (is `conch hypervisor` or `conch up` running?)"
             )
         }
         return try SimHypervisorClient(socket: fd)

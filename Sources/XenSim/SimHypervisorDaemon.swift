@@ -84,23 +84,11 @@ public final class SimHypervisorDaemon {
         let finalPath = path
         let path = path + ".new"
         unlink(path)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw Errno.fileNameTooLong }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            // SAFETY: length checked against sun_path above; the rest stays zero.
-            raw.copyBytes(from: bytes)
-        }
         // 0600 from the first moment: this socket is the privileged interface.
         let previous = umask(0o177)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        umask(previous)
-        guard bound == 0, listen(fd, 128) == 0, rename(path, finalPath) == 0 else { throw Errno(rawValue: errno) }
+        defer { umask(previous) }
+        try UnixSocketPath.bind(fd, to: path)
+        guard listen(fd, 128) == 0, rename(path, finalPath) == 0 else { throw Errno(rawValue: errno) }
         return fd
     }
 

@@ -125,6 +125,16 @@ public final class HostStack: @unchecked Sendable {
         return try condition()
     }
 
+    /// `eventually` for async conditions.
+    public func eventuallyAsync(seconds: Double = 30, _ condition: () async throws -> Bool) async rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return try await condition()
+    }
+
     public func stop() {
         consoled?.stop()
         xenstored?.stop()

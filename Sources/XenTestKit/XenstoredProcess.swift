@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 import Foundation
+import SystemExtras
 
 /// A scratch directory under /tmp with a short path (Unix socket paths are
 /// limited to 107 bytes), removed by ``remove()``.
@@ -60,23 +61,9 @@ public final class XenstoredProcess: @unchecked Sendable {
     }
 
     public static func canConnect(_ path: String) -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            // SAFETY: bytes.count < sizeof(sun_path), checked above; the rest stays zero.
-            raw.copyBytes(from: bytes)
-        }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        return result == 0
+        guard let fd = try? UnixSocketPath.connect(path) else { return false }
+        close(fd)
+        return true
     }
 
     public struct DaemonFailed: Error, CustomStringConvertible {

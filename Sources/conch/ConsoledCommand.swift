@@ -163,28 +163,13 @@ struct Stats: AsyncParsableCommand {
 
 /// Reads everything a Unix-socket server sends until it closes.
 func readAll(fromSocket path: String) throws -> [UInt8] {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    let fd: Int32
+    do {
+        fd = try UnixSocketPath.connect(path)
+    } catch {
+        throw ValidationError("cannot reach consoled at \(path): \(error) (is `conch consoled` running?)")
+    }
     defer { close(fd) }
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    let bytes = Array(path.utf8)
-    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-        throw ValidationError("path too long: \(path)")
-    }
-    withUnsafeMutableBytes(of: &address.sun_path) { raw in
-        // SAFETY: length checked against sun_path above.
-        raw.copyBytes(from: bytes)
-    }
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-        }
-    }
-    guard connected == 0 else {
-        throw ValidationError(
-            "cannot reach consoled at \(path): \(String(cString: strerror(errno))) (is `conch consoled` running?)"
-        )
-    }
     var result: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 65536)
     while true {

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 import Foundation
+import SystemExtras
 import Testing
 import Toolstack
 import ToolstackRuntime
@@ -50,20 +51,7 @@ struct ConsoledTests {
     }
 
     static func connectSocket(_ path: String) throws -> FileHandle {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            // SAFETY: test paths are far shorter than sun_path.
-            raw.copyBytes(from: Array(path.utf8))
-        }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
-        return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        FileHandle(fileDescriptor: try UnixSocketPath.connect(path), closeOnDealloc: true)
     }
 
     @Test func consoleZeroAndChannelsEndToEnd() async throws {

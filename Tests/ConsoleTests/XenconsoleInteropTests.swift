@@ -111,14 +111,3 @@ struct XenconsoleInteropTests {
         #expect(channel.contains("echo:hello-channel"), "xenconsole showed: \(channel)")
     }
 }
-
-extension HostStack {
-    func eventuallyAsync(seconds: Double = 30, _ condition: () async throws -> Bool) async rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if try await condition() { return true }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return try await condition()
-    }
-}

@@ -209,15 +209,3 @@ struct XenstoreRingTests {
         #expect(result["after_reconnect"] == "/local/domain/\(domain.domid.rawValue)")
     }
 }
-
-extension HostStack {
-    /// `eventually` for async conditions.
-    func eventuallyAsync(seconds: Double = 30, _ condition: () async throws -> Bool) async rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if try await condition() { return true }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return try await condition()
-    }
-}

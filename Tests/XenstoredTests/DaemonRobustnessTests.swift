@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 import Foundation
+import SystemExtras
 import Testing
 import XenABI
 import XenTestKit
@@ -21,19 +22,7 @@ struct DaemonRobustnessTests {
         let fd: Int32
 
         init(_ path: String) throws {
-            fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in
-                // SAFETY: test paths are far shorter than sun_path (checked by the daemon helper).
-                raw.copyBytes(from: Array(path.utf8))
-            }
-            let result = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-                }
-            }
-            guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
+            fd = try UnixSocketPath.connect(path)
             var timeout = timeval(tv_sec: 30, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         }
