@@ -49,8 +49,17 @@ final class ConsoleLogFile {
     /// Appends guest output. Returns false if the bytes could not be written.
     @discardableResult
     func append(_ bytes: some Collection<UInt8>) -> Bool {
-        let formatted = formatter.format(bytes, at: Self.now())
-        if rotation.shouldRotate(currentSize: size, incoming: formatted.count) { rotate() }
+        let now = Self.now()
+        // Format on a copy first: if the result does not fit, rotate before
+        // formatting for real, so a line continued in the new file gets its prefix.
+        var probe = formatter
+        var formatted = probe.format(bytes, at: now)
+        if rotation.shouldRotate(currentSize: size, incoming: formatted.count) {
+            rotate()
+            formatted = formatter.format(bytes, at: now)
+        } else {
+            formatter = probe
+        }
         return writeAll(formatted)
     }
 

@@ -178,3 +178,51 @@ struct ConsoledQuarantineTests {
         #expect(only.stdout.contains("\"good\"") && !only.stdout.contains("\"evil\""))
     }
 }
+
+/// Console 0's log: timestamps, rotation by size, reopen on SIGHUP.
+@Suite("consoled logs")
+struct ConsoledLogTests {
+    @Test func timestampsRotationAndReopen() async throws {
+        let host = try HostStack(xenstored: true)
+        defer { host.stop() }
+        try host.startConsoled(["--timestamps", "--log-max-bytes", "8192", "--log-backups", "2"])
+        let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
+        defer { store.close() }
+        let trigger = host.runDirectory + "/after-hup"
+        let built = try await ConsoledTests.build(
+            host,
+            store,
+            name: "logger",
+            script: """
+                awk 'BEGIN { for (i = 0; i < 600; i++) printf "log line %05d .................................\\n", i }'
+                echo FIRST-DONE
+                while [ ! -e "\(trigger)" ]; do sleep 0.05; done
+                echo AFTER-HUP
+                sleep 30
+                """
+        )
+        let hypervisor = try HypervisorFactory.privileged(.simulated(.init(path: host.runDirectory)))
+        try hypervisor.unpause(built.domain.domid)
+        let log = host.logDirectory + "/guest-logger.log"
+        func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+        #expect(try host.eventually { text(log).contains("FIRST-DONE") })
+        // ~30 KiB of output in 8 KiB files: the current one and two backups, no third.
+        #expect(FileManager.default.fileExists(atPath: log + ".1"))
+        #expect(FileManager.default.fileExists(atPath: log + ".2"))
+        #expect(!FileManager.default.fileExists(atPath: log + ".3"))
+        for path in [log, log + ".1", log + ".2"] {
+            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+            #expect(size <= 8192, "\(path) is \(size) bytes")
+        }
+        let lines = text(log).split(separator: "\n")
+        let unstamped = lines.filter { !($0.hasPrefix("[20") && $0.dropFirst(20).hasPrefix("] ")) }
+        #expect(!lines.isEmpty && unstamped.isEmpty, "lines without a timestamp: \(unstamped.prefix(3))")
+        // logrotate moves the file away and sends SIGHUP: consoled opens a new one.
+        try FileManager.default.moveItem(atPath: log, toPath: host.logDirectory + "/rotated-away.log")
+        kill(host.consoled!.process.processIdentifier, SIGHUP)
+        #expect(try host.eventually { FileManager.default.fileExists(atPath: log) })
+        FileManager.default.createFile(atPath: trigger, contents: nil)
+        #expect(try host.eventually { text(log).contains("AFTER-HUP") })
+        #expect(!text(host.logDirectory + "/rotated-away.log").contains("AFTER-HUP"))
+    }
+}
