@@ -84,6 +84,16 @@ public final class ChannelFrontend: @unchecked Sendable {
 
     private var isStopped: Bool { stopLock.withLock { stopped } }
 
+    /// A full ring usually drains within microseconds while the backend is busy:
+    /// poll the indices briefly before paying for a sleep and a wake-up (the
+    /// spin-then-block mode of `conch bench ring`). Returns true once space appears.
+    private func spinForSpace() -> Bool {
+        for _ in 0..<2000 {
+            if let free = try? ring.frontend.output.freeSpace(), free > 0 { return true }
+        }
+        return false
+    }
+
     /// pty → `out` ring (a full ring waits on the event channel: backpressure to
     /// the program), `in` ring → pty.
     private func relayLoop() {
@@ -104,6 +114,7 @@ public final class ChannelFrontend: @unchecked Sendable {
                 pending.removeFirst(written)
                 try? channel.notify()
             }
+            if !pending.isEmpty && spinForSpace() { continue }
             var fds = [
                 pollfd(fd: channel.waitDescriptor, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: pending.isEmpty ? master : -1, events: Int16(POLLIN), revents: 0),
