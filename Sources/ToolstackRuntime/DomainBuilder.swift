@@ -144,6 +144,61 @@ public struct DomainBuilder: Sendable {
         }
     }
 
+    /// Hot-plugs console `devid` of `configuration` (its channel `devid - 1`) into
+    /// the running domain `built`: writes just that console's frontend, backend
+    /// and `/libxl` nodes, in one transaction. The guest kernel and consoled take
+    /// it from there through the XenBus state machine.
+    public func plugConsole(
+        _ devid: Int,
+        of configuration: DomainConfiguration,
+        into built: Built
+    ) async throws -> DomainPlan {
+        var configured = configuration
+        configured.uuid = built.plan.uuid
+        let plan = try DomainPlan.make(
+            for: configured,
+            context: PlanContext(
+                domid: built.domain.domid,
+                uuid: built.plan.uuid,
+                consoleBackend: consoleBackend,
+                xenstoreDomain: xenstoreDomain,
+                consoleRingFrame: built.domain.start.consoleFrame,
+                consolePort: built.domain.start.consolePort,
+                resolveDomainName: { $0 == "Domain-0" ? .dom0 : nil }
+            )
+        )
+        guard let console = plan.consoles.first(where: { $0.devid == devid }) else {
+            throw BuildError(description: "the configuration has no console \(devid)")
+        }
+        let roots = [console.frontendPath, console.backendPath, console.libxlPath]
+        let steps = plan.steps.filter { step in
+            guard let path = step.path else { return false }
+            return roots.contains { path == $0 || path.hasPrefix($0 + "/") }
+        }
+        var only = plan
+        only.steps = steps
+        try await apply(only)
+        return plan
+    }
+
+    /// Unplugs a console: the backend goes to Closing (5), as libxl does before it
+    /// removes a device; the guest closes its end and consoled tears the console
+    /// down. Call ``removeConsoleNodes(_:of:)`` once the frontend reports Closed.
+    public func unplugConsole(_ devid: Int, of plan: DomainPlan) async throws {
+        guard let console = plan.consoles.first(where: { $0.devid == devid }) else {
+            throw BuildError(description: "the domain has no console \(devid)")
+        }
+        try await store.write(console.backendPath + "/state", "\(XenbusState.closing.rawValue)")
+    }
+
+    /// Removes an unplugged console's nodes.
+    public func removeConsoleNodes(_ devid: Int, of plan: DomainPlan) async throws {
+        guard let console = plan.consoles.first(where: { $0.devid == devid }) else { return }
+        for path in [console.frontendPath, console.backendPath, console.libxlPath] {
+            try? await store.remove(path)
+        }
+    }
+
     /// Destroys a domain and removes its xenstore subtree, its backend
     /// directories and its `/libxl/<d>` nodes (reconstructed from xenstore).
     public func destroy(_ domid: DomID) async throws {

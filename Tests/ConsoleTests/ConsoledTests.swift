@@ -226,3 +226,77 @@ struct ConsoledLogTests {
         #expect(!text(host.logDirectory + "/rotated-away.log").contains("AFTER-HUP"))
     }
 }
+
+/// Consoles that appear and disappear while the guest and consoled run.
+@Suite("channel hotplug")
+struct ChannelHotplugTests {
+    @Test func aChannelPluggedAtRunTimeConnectsAndUnplugs() async throws {
+        let host = try HostStack(xenstored: true)
+        defer { host.stop() }
+        try host.startConsoled()
+        let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
+        defer { store.close() }
+        let hypervisor = try HypervisorFactory.privileged(.simulated(.init(path: host.runDirectory)))
+        let builder = DomainBuilder(hypervisor: hypervisor, store: store)
+        let device = "\"$CONCH_GUEST_DEV/xen-channel/org.conch.late.0\""
+        let built = try await ConsoledTests.build(
+            host,
+            store,
+            name: "hot",
+            script: """
+                while [ ! -e \(device) ]; do sleep 0.05; done
+                echo plugged-in > \(device)
+                while [ -e \(device) ]; do sleep 0.05; done
+                echo device-gone
+                sleep 30
+                """
+        )
+        try hypervisor.unpause(built.domain.domid)
+        #expect(
+            try host.eventually {
+                ((try? String(contentsOfFile: host.logDirectory + "/guest-hot.log", encoding: .utf8)) ?? "").contains(
+                    "starting"
+                )
+            }
+        )
+        // What `conch channel-attach` will do: add console 1 to the running domain.
+        let socketPath = host.runDirectory + "/late.sock"
+        var configuration = try DomainConfiguration.parse(
+            "name = \"hot\"\nkernel = \"/bin/sh\"\nchannel = [ \"name=org.conch.late.0, connection=socket, path=\(socketPath)\" ]\n",
+            fileName: "hot.cfg"
+        ).configuration
+        configuration.arguments = []
+        let plan = try await builder.plugConsole(1, of: configuration, into: built)
+        let d = built.domain.domid.rawValue
+        #expect(try host.eventually { FileManager.default.fileExists(atPath: socketPath) })
+        let client = try ConsoledTests.connectSocket(socketPath)
+        var received = Data()
+        #expect(
+            try host.eventually {
+                received += client.availableData
+                return String(decoding: received, as: UTF8.self).contains("plugged-in")
+            }
+        )
+        #expect(try await store.readString("/local/domain/\(d)/device/console/1/state") == "4")
+        #expect(try await store.readString("/local/domain/0/backend/console/\(d)/1/state") == "4")
+
+        // Unplug: the backend closes, the guest closes its end and removes the device,
+        // consoled tears the console down and removes the socket.
+        try await builder.unplugConsole(1, of: plan)
+        #expect(
+            try await host.eventuallyAsync {
+                (try? await store.readString("/local/domain/\(d)/device/console/1/state")) == "6"
+            }
+        )
+        #expect(try host.eventually { !FileManager.default.fileExists(atPath: socketPath) })
+        #expect(
+            try host.eventually {
+                ((try? String(contentsOfFile: host.logDirectory + "/guest-hot.log", encoding: .utf8)) ?? "").contains(
+                    "device-gone"
+                )
+            }
+        )
+        try await builder.removeConsoleNodes(1, of: plan)
+        #expect(try await !store.exists("/local/domain/\(d)/device/console/1"))
+    }
+}
