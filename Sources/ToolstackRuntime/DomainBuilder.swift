@@ -82,26 +82,7 @@ public struct DomainBuilder: Sendable {
         )
         let domain = try hypervisor.createDomain(spec)
         do {
-            let names = try Dictionary(
-                (hypervisor.listDomains()).map { ($0.name, $0.domid) },
-                uniquingKeysWith: { first, _ in first }
-            )
-            var configured = configuration
-            configured.uuid = uuid
-            let plan = try DomainPlan.make(
-                for: configured,
-                context: PlanContext(
-                    domid: domain.domid,
-                    uuid: uuid,
-                    consoleBackend: consoleBackend,
-                    xenstoreDomain: xenstoreDomain,
-                    consoleRingFrame: domain.start.consoleFrame,
-                    consolePort: domain.start.consolePort,
-                    storeRingFrame: domain.start.xenstoreFrame,
-                    storePort: domain.start.xenstorePort,
-                    resolveDomainName: { name in name == "Domain-0" ? .dom0 : names[name] }
-                )
-            )
+            let plan = try makePlan(configuration, for: domain, uuid: uuid)
             try await apply(plan)
             return Built(domain: domain, plan: plan)
         } catch {
@@ -112,6 +93,37 @@ public struct DomainBuilder: Sendable {
             if let validation = error as? DomainValidationError { throw BuildError(description: validation.message) }
             throw error
         }
+    }
+
+    /// The plan for `configuration` on `domain`; backend names resolve to the
+    /// domains the hypervisor knows (`Domain-0` is dom0).
+    private func makePlan(
+        _ configuration: DomainConfiguration,
+        for domain: DomainInfo,
+        uuid: String
+    ) throws
+        -> DomainPlan
+    {
+        let names = Dictionary(
+            try hypervisor.listDomains().map { ($0.name, $0.domid) },
+            uniquingKeysWith: { first, _ in first }
+        )
+        var configured = configuration
+        configured.uuid = uuid
+        return try DomainPlan.make(
+            for: configured,
+            context: PlanContext(
+                domid: domain.domid,
+                uuid: uuid,
+                consoleBackend: consoleBackend,
+                xenstoreDomain: xenstoreDomain,
+                consoleRingFrame: domain.start.consoleFrame,
+                consolePort: domain.start.consolePort,
+                storeRingFrame: domain.start.xenstoreFrame,
+                storePort: domain.start.xenstorePort,
+                resolveDomainName: { name in name == "Domain-0" ? .dom0 : names[name] }
+            )
+        )
     }
 
     /// Writes the plan's nodes in one transaction (retried on EAGAIN), then
@@ -153,20 +165,7 @@ public struct DomainBuilder: Sendable {
         of configuration: DomainConfiguration,
         into built: Built
     ) async throws -> DomainPlan {
-        var configured = configuration
-        configured.uuid = built.plan.uuid
-        let plan = try DomainPlan.make(
-            for: configured,
-            context: PlanContext(
-                domid: built.domain.domid,
-                uuid: built.plan.uuid,
-                consoleBackend: consoleBackend,
-                xenstoreDomain: xenstoreDomain,
-                consoleRingFrame: built.domain.start.consoleFrame,
-                consolePort: built.domain.start.consolePort,
-                resolveDomainName: { $0 == "Domain-0" ? .dom0 : nil }
-            )
-        )
+        let plan = try makePlan(configuration, for: built.domain, uuid: built.plan.uuid)
         guard let console = plan.consoles.first(where: { $0.devid == devid }) else {
             throw BuildError(description: "the configuration has no console \(devid)")
         }

@@ -7,6 +7,9 @@
 //===----------------------------------------------------------------------===//
 
 import Foundation
+import SystemExtras
+import XenHypervisor
+import XenSim
 
 /// A Conch daemon (`conch hypervisor`, `conch xenstored`, …) running as a real
 /// child process in a test's run directory.
@@ -123,6 +126,11 @@ public final class HostStack: @unchecked Sendable {
             usleep(10_000)
         }
         return try condition()
+    }
+
+    /// A privileged (dom0) connection to this stack's hypervisor.
+    public func privilegedHypervisor() throws -> any PrivilegedHypervisor {
+        try HypervisorFactory.privileged(.simulated(RunDirectory(path: runDirectory)))
     }
 
     /// `eventually` for async conditions.

@@ -62,15 +62,12 @@ struct Xenstored: AsyncParsableCommand {
     func run() async throws {
         let logger = logging.makeLogger(label: "conch.xenstored")
         let runDirectory = runDirectoryOptions.runDirectory
-        let socketPath: String
+        // `--socket` alone serves just that socket; otherwise the run directory holds
+        // the socket (unless given), the pid file and the hypervisor to serve guests.
+        let usesRunDirectory = socket == nil || runDirectoryOptions.explicitPath != nil
+        let socketPath = socket ?? runDirectory.xenstoredSocket
         var pidFile: PidFile?
-        if let socket {
-            socketPath = socket
-        } else {
-            try runDirectory.create()
-            socketPath = runDirectory.xenstoredSocket
-        }
-        if runDirectoryOptions.explicitPath != nil || socket == nil {
+        if usesRunDirectory {
             try runDirectory.create()
             pidFile = PidFile(path: runDirectory.xenstoredPidFile)
         }
@@ -85,7 +82,7 @@ struct Xenstored: AsyncParsableCommand {
         )
         // With a run directory, guests' rings come through the hypervisor there.
         var hypervisor: (any PrivilegedHypervisor)?
-        if socket == nil || runDirectoryOptions.explicitPath != nil {
+        if usesRunDirectory {
             do {
                 hypervisor = try HypervisorFactory.privileged(.simulated(runDirectory))
             } catch {

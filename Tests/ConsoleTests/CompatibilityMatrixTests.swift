@@ -65,7 +65,7 @@ struct CompatibilityMatrixTests {
             legacyFrontend: matrixCase.legacyFrontend,
             legacyConsolePage: matrixCase.legacyBackend
         )
-        let hypervisor = try HypervisorFactory.privileged(.simulated(.init(path: host.runDirectory)))
+        let hypervisor = try host.privilegedHypervisor()
         try hypervisor.unpause(built.domain.domid)
         let log = host.logDirectory + "/guest-boot.log"
         func logText() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }

@@ -43,7 +43,7 @@ struct ConsoledTests {
         var configured = config
         configured.arguments = ["-c", script]
         let builder = DomainBuilder(
-            hypervisor: try HypervisorFactory.privileged(.simulated(.init(path: host.runDirectory))),
+            hypervisor: try host.privilegedHypervisor(),
             store: store
         )
         let kernel = [try ConchExecutable.path(), "guest-kernel"] + (legacyFrontend ? ["--legacy-frontend"] : [])
@@ -78,7 +78,7 @@ struct ConsoledTests {
             ]
         )
         let d = built.domain.domid
-        let hypervisor = try HypervisorFactory.privileged(.simulated(.init(path: host.runDirectory)))
+        let hypervisor = try host.privilegedHypervisor()
         try hypervisor.unpause(d)
 
         // The socket channel appears; the guest's line arrives; our reply reaches the guest.
@@ -139,7 +139,7 @@ struct ConsoledQuarantineTests {
         try host.startConsoled()
         let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
         defer { store.close() }
-        let hypervisor = try HypervisorFactory.privileged(.simulated(.init(path: host.runDirectory)))
+        let hypervisor = try host.privilegedHypervisor()
         let builder = DomainBuilder(hypervisor: hypervisor, store: store)
         var evil = try DomainConfiguration.parse("name = \"evil\"\nkernel = \"/bin/true\"\n", fileName: "evil.cfg")
             .configuration
@@ -201,7 +201,7 @@ struct ConsoledLogTests {
                 sleep 30
                 """
         )
-        let hypervisor = try HypervisorFactory.privileged(.simulated(.init(path: host.runDirectory)))
+        let hypervisor = try host.privilegedHypervisor()
         try hypervisor.unpause(built.domain.domid)
         let log = host.logDirectory + "/guest-logger.log"
         func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
@@ -236,7 +236,7 @@ struct ChannelHotplugTests {
         try host.startConsoled()
         let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
         defer { store.close() }
-        let hypervisor = try HypervisorFactory.privileged(.simulated(.init(path: host.runDirectory)))
+        let hypervisor = try host.privilegedHypervisor()
         let builder = DomainBuilder(hypervisor: hypervisor, store: store)
         let device = "\"$CONCH_GUEST_DEV/xen-channel/org.conch.late.0\""
         let built = try await ConsoledTests.build(

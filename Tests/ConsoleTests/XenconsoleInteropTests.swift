@@ -96,7 +96,7 @@ struct XenconsoleInteropTests {
                 """,
             channels: ["name=org.conch.tty.0, connection=pty"]
         )
-        let hypervisor = try HypervisorFactory.privileged(.simulated(.init(path: host.runDirectory)))
+        let hypervisor = try host.privilegedHypervisor()
         try hypervisor.unpause(built.domain.domid)
         let d = built.domain.domid.rawValue
         #expect(

@@ -45,7 +45,7 @@ struct DomainBuilderTests {
         defer { host.stop() }
         let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
         defer { store.close() }
-        let builder = DomainBuilder(hypervisor: try HypervisorTests.connect(host), store: store)
+        let builder = DomainBuilder(hypervisor: try host.privilegedHypervisor(), store: store)
         let built = try await builder.build(try Self.twoChannelConfig())
         let d = built.domain.domid.rawValue
         #expect(built.domain.state == .paused)
@@ -82,14 +82,14 @@ struct DomainBuilderTests {
         #expect(try await store.readString("/local/domain/\(d)/name") == "builder")
         #expect(try await store.isDomainIntroduced(built.domain.domid))
         // The console page starts DISCONNECTED, as Xen 4.21's builder leaves it.
-        let page = try HypervisorTests.connect(host).mapGrant(built.domain.domid, ref: .console, readOnly: true)
+        let page = try host.privilegedHypervisor().mapGrant(built.domain.domid, ref: .console, readOnly: true)
         #expect(ConsoleRing(memory: page).connection == .disconnected)
 
         try await builder.destroy(built.domain.domid)
         #expect(try await !store.exists("/local/domain/\(d)"))
         #expect(try await !store.exists("/libxl/\(d)"))
         #expect(try await !store.exists("/local/domain/0/backend/console/\(d)"))
-        #expect(try HypervisorTests.connect(host).listDomains().isEmpty)
+        #expect(try host.privilegedHypervisor().listDomains().isEmpty)
     }
 
     @Test func legacyBuilderLeavesTheConsolePageZeroed() async throws {
@@ -97,9 +97,9 @@ struct DomainBuilderTests {
         defer { host.stop() }
         let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
         defer { store.close() }
-        let builder = DomainBuilder(hypervisor: try HypervisorTests.connect(host), store: store)
+        let builder = DomainBuilder(hypervisor: try host.privilegedHypervisor(), store: store)
         let built = try await builder.build(try Self.twoChannelConfig(), legacyConsolePage: true)
-        let page = try HypervisorTests.connect(host).mapGrant(built.domain.domid, ref: .console, readOnly: true)
+        let page = try host.privilegedHypervisor().mapGrant(built.domain.domid, ref: .console, readOnly: true)
         #expect(page.load8(at: ConsoleInterface.connectionOffset, ordering: .acquiring) == 0)
     }
 
@@ -116,7 +116,7 @@ struct DomainBuilderTests {
         defer { host.stop() }
         let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
         defer { store.close() }
-        let builder = DomainBuilder(hypervisor: try HypervisorTests.connect(host), store: store)
+        let builder = DomainBuilder(hypervisor: try host.privilegedHypervisor(), store: store)
         let config = try Self.configuration(
             "name = \"bad\"\nkernel = \"\(try ConchExecutable.path())\"\n\(channelLine)\n"
         )
@@ -125,7 +125,7 @@ struct DomainBuilderTests {
         } throws: { error in
             "\(error)".contains(message)
         }
-        #expect(try HypervisorTests.connect(host).listDomains().isEmpty)
+        #expect(try host.privilegedHypervisor().listDomains().isEmpty)
         #expect(try await store.directory("/local/domain").isEmpty)
         #expect(try await !store.exists("/libxl"))
     }
@@ -135,13 +135,13 @@ struct DomainBuilderTests {
         defer { host.stop() }
         let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
         defer { store.close() }
-        let builder = DomainBuilder(hypervisor: try HypervisorTests.connect(host), store: store)
+        let builder = DomainBuilder(hypervisor: try host.privilegedHypervisor(), store: store)
         let config = try Self.configuration("name = \"vm\"\nkernel = \"/boot/vmlinuz-nonexistent\"\n")
         await #expect {
             _ = try await builder.build(config)
         } throws: { error in
             "\(error)".contains("Conch runs a host program")
         }
-        #expect(try HypervisorTests.connect(host).listDomains().isEmpty)
+        #expect(try host.privilegedHypervisor().listDomains().isEmpty)
     }
 }

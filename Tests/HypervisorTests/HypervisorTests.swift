@@ -38,14 +38,10 @@ struct HypervisorTests {
         )
     }
 
-    static func connect(_ host: HostStack) throws -> any PrivilegedHypervisor {
-        try HypervisorFactory.privileged(.simulated(RunDirectory(path: host.runDirectory)))
-    }
-
     @Test func domainLifecycle() throws {
         let host = try HostStack()
         defer { host.stop() }
-        let hypervisor = try Self.connect(host)
+        let hypervisor = try host.privilegedHypervisor()
         let created = try hypervisor.createDomain(try Self.spec("life", "idle"))
         #expect(created.domid == DomID(1), "domids are allocated from 1")
         #expect(created.state == .paused && created.pid == nil, "no guest process before unpause")
@@ -73,7 +69,7 @@ struct HypervisorTests {
     @Test func duplicateNamesAreRefused() throws {
         let host = try HostStack()
         defer { host.stop() }
-        let hypervisor = try Self.connect(host)
+        let hypervisor = try host.privilegedHypervisor()
         _ = try hypervisor.createDomain(try Self.spec("twin", "idle"))
         #expect(throws: HypervisorError.invalidArgument("a domain named 'twin' already exists")) {
             _ = try hypervisor.createDomain(try Self.spec("twin", "idle"))
@@ -83,7 +79,7 @@ struct HypervisorTests {
     @Test func destroyKillsAndReapsTheGuest() throws {
         let host = try HostStack()
         defer { host.stop() }
-        let hypervisor = try Self.connect(host)
+        let hypervisor = try host.privilegedHypervisor()
         let domain = try hypervisor.createDomain(try Self.spec("doomed", "idle"))
         try hypervisor.unpause(domain.domid)
         let pid = try #require(try hypervisor.listDomains().first?.pid)
@@ -100,7 +96,7 @@ struct HypervisorTests {
     func exitStatusBecomesTheShutdownReason(scenario: String, arguments: [String], reason: ShutdownReason) throws {
         let host = try HostStack()
         defer { host.stop() }
-        let hypervisor = try Self.connect(host)
+        let hypervisor = try host.privilegedHypervisor()
         let domain = try hypervisor.createDomain(try Self.spec("ending", scenario, arguments, preserve: true))
         try hypervisor.unpause(domain.domid)
         #expect(try host.eventually { try hypervisor.listDomains().first?.state == .shutdown })
@@ -112,7 +108,7 @@ struct HypervisorTests {
     @Test func defaultActionsDestroyAnExitedGuest() throws {
         let host = try HostStack()
         defer { host.stop() }
-        let hypervisor = try Self.connect(host)
+        let hypervisor = try host.privilegedHypervisor()
         let domain = try hypervisor.createDomain(try Self.spec("brief", "exit", ["0"]))
         try hypervisor.unpause(domain.domid)
         #expect(try host.eventually { try hypervisor.listDomains().isEmpty }, "on_poweroff=destroy removes the domain")
@@ -124,7 +120,7 @@ struct HypervisorTests {
     @Test func grantsAndTheConsolePage() throws {
         let host = try HostStack()
         defer { host.stop() }
-        let hypervisor = try Self.connect(host)
+        let hypervisor = try host.privilegedHypervisor()
         let domain = try hypervisor.createDomain(try Self.spec("granted", "idle"))
         let console = try hypervisor.mapGrant(domain.domid, ref: .console, readOnly: false)
         #expect(ConsoleRing(memory: console).connection == .disconnected)
@@ -174,8 +170,8 @@ struct HypervisorTests {
     @Test func eventChannelsNotifyBothWays() throws {
         let host = try HostStack()
         defer { host.stop() }
-        let left = try Self.connect(host)
-        let right = try Self.connect(host)
+        let left = try host.privilegedHypervisor()
+        let right = try host.privilegedHypervisor()
         let a = try left.allocateUnbound(remote: .dom0)
         let b = try right.bindInterdomain(remote: .dom0, remotePort: a.port)
         #expect(try !b.consumePending())
@@ -197,7 +193,7 @@ struct HypervisorTests {
     @Test func virqDomExcFiresOnShutdownAndDestroy() throws {
         let host = try HostStack()
         defer { host.stop() }
-        let hypervisor = try Self.connect(host)
+        let hypervisor = try host.privilegedHypervisor()
         let virq = try hypervisor.bindVirq(.domainException)
         let domain = try hypervisor.createDomain(try Self.spec("watched", "idle"))
         try hypervisor.unpause(domain.domid)
@@ -212,7 +208,7 @@ struct HypervisorTests {
     @Test func guestsAreIsolated() throws {
         let host = try HostStack()
         defer { host.stop() }
-        let hypervisor = try Self.connect(host)
+        let hypervisor = try host.privilegedHypervisor()
         let victim = try hypervisor.createDomain(try Self.spec("victim", "idle"))
         try hypervisor.unpause(victim.domid)
         let intruder = try hypervisor.createDomain(try Self.spec("intruder", "isolation", ["\(victim.domid.rawValue)"]))
@@ -233,7 +229,7 @@ struct HypervisorTests {
     @Test func dmesgClears() throws {
         let host = try HostStack()
         defer { host.stop() }
-        let hypervisor = try Self.connect(host)
+        let hypervisor = try host.privilegedHypervisor()
         let domain = try hypervisor.createDomain(try Self.spec("talker", "idle"))
         try hypervisor.unpause(domain.domid)
         #expect(try host.eventually { !(try hypervisor.readConsole(clear: false)).isEmpty })

@@ -30,7 +30,7 @@ struct XenstoreRingTests {
         scenario: String,
         _ arguments: [String] = []
     ) async throws -> DomainInfo {
-        let hypervisor = try HypervisorTests.connect(host)
+        let hypervisor = try host.privilegedHypervisor()
         let domain = try hypervisor.createDomain(try HypervisorTests.spec(name, scenario, arguments))
         let home = "/local/domain/\(domain.domid.rawValue)"
         try await store.mkdir(home)
@@ -96,7 +96,7 @@ struct XenstoreRingTests {
         #expect(await releasedEvents.next()?.path == "@releaseDomain")
         let domain = try await Self.introduceGuest(host, store, name: "mortal", scenario: "xenstore", ["stay"])
         #expect(try host.eventually { host.guestOutput("mortal").contains("done\n") })
-        let hypervisor = try HypervisorTests.connect(host)
+        let hypervisor = try host.privilegedHypervisor()
         var console: GuestPage? = try hypervisor.mapGrant(domain.domid, ref: .console, readOnly: false)
         console?.store8(7, at: 100, ordering: .relaxed)
 
@@ -122,7 +122,7 @@ struct XenstoreRingTests {
         let healthy = try await Self.introduceGuest(host, store, name: "healthy", scenario: "xenstore", ["stay"])
         #expect(try host.eventually { host.guestOutput("half").contains("half_written=8") })
         #expect(try host.eventually { host.guestOutput("healthy").contains("done\n") })
-        try HypervisorTests.connect(host).destroy(half.domid)
+        try host.privilegedHypervisor().destroy(half.domid)
         #expect(try await host.eventuallyAsync { try await !store.isDomainIntroduced(half.domid) })
         #expect(try await store.isDomainIntroduced(healthy.domid))
         #expect(try await store.readString("/local/domain/\(healthy.domid.rawValue)/data/hello") == "world")
@@ -157,7 +157,7 @@ struct XenstoreRingTests {
         #expect(try host.eventually { host.guestOutput("good").contains("done\n") })
         let bad = try await Self.introduceGuest(host, store, name: "bad", scenario: "corrupt-ring")
         #expect(try host.eventually { host.guestOutput("bad").contains("corrupted=") })
-        let page = try HypervisorTests.connect(host).mapForeign(
+        let page = try host.privilegedHypervisor().mapForeign(
             bad.domid,
             frame: bad.start.xenstoreFrame,
             readOnly: true
@@ -181,7 +181,7 @@ struct XenstoreRingTests {
         defer { store.close() }
         let bad = try await Self.introduceGuest(host, store, name: "big", scenario: "oversize-header")
         #expect(try host.eventually { host.guestOutput("big").contains("oversize_sent=") })
-        let page = try HypervisorTests.connect(host).mapForeign(
+        let page = try host.privilegedHypervisor().mapForeign(
             bad.domid,
             frame: bad.start.xenstoreFrame,
             readOnly: true
