@@ -109,7 +109,7 @@ let package = Package(
         ),
         .target(
             name: "ToolstackRuntime",
-            dependencies: ["Toolstack", "XenABI", "XenHypervisor", "XenstoreClient", "XenstoreWire"]
+            dependencies: ["Toolstack", "XenABI", "XenRing", "XenHypervisor", "XenstoreClient", "XenstoreWire"]
         ),
         .target(
             name: "ConchBench",

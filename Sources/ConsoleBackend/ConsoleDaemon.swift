@@ -65,6 +65,8 @@ public actor ConsoleDaemon {
     let store: XenstoreClient
     let logger: Logger
     private var sessions: [ConsoleKey: ConsoleSession] = [:]
+    /// Channel sinks published before their frontend connected (see ``prepareSecondary``).
+    private var prepared: [ConsoleKey: PreparedSink] = [:]
     private var watchedDomains: [DomID: [Task<Void, Never>]] = [:]
     private var statsServer: (any Channel)?
     private let started = ContinuousClock.now
@@ -110,6 +112,7 @@ public actor ConsoleDaemon {
     public func stop() {
         stopping = true
         for key in sessions.keys.sorted() { teardown(key, reason: "consoled stopping") }
+        for key in prepared.keys.sorted() { discardPrepared(key) }
         for tasks in watchedDomains.values { for task in tasks { task.cancel() } }
         watchedDomains.removeAll()
         statsServer?.close(promise: nil)
@@ -168,6 +171,7 @@ public actor ConsoleDaemon {
             try? await store.unwatch("/local/domain/\(d)/device/console", token: "dev\(d)")
         }
         for key in sessions.keys.sorted() where key.domid == domid { teardown(key, reason: "domain released") }
+        for key in prepared.keys.sorted() where key.domid == domid { discardPrepared(key) }
         logger.info("domain released", metadata: ["domid": "\(domid)"])
     }
 
@@ -215,13 +219,17 @@ public actor ConsoleDaemon {
             let frontend = "\(base)/\(devid)"
             let state = await read(frontend + "/state").flatMap { XenbusState(nodeValue: $0) }
             switch state {
+            case .initialising, .initWait:
+                if sessions[key] == nil, prepared[key] == nil { await prepareSecondary(key, frontend: frontend) }
             case .initialised, .connected:
                 if sessions[key] == nil { await connectSecondary(key, frontend: frontend) }
             case .closing, .closed:
+                let backend = await read(frontend + "/backend")
                 if sessions[key] != nil {
-                    let backend = await read(frontend + "/backend")
                     teardown(key, reason: "frontend \(state!)")
                     if let backend { try? await store.write(backend + "/state", "\(XenbusState.closed.rawValue)") }
+                } else if prepared[key] != nil {
+                    discardPrepared(key)
                 }
             default:
                 continue
@@ -230,28 +238,75 @@ public actor ConsoleDaemon {
         for key in sessions.keys.sorted() where key.domid == domid && key.devid > 0 && !devids.contains(key.devid) {
             teardown(key, reason: "device removed")
         }
+        for key in prepared.keys.sorted() where key.domid == domid && !devids.contains(key.devid) {
+            discardPrepared(key)
+        }
     }
 
-    private func connectSecondary(_ key: ConsoleKey, frontend: String) async {
-        guard let backend = await read(frontend + "/backend"),
-            let ringRef = await read(frontend + "/ring-ref").flatMap({ UInt32($0) }),
-            let port = await read(frontend + "/port").flatMap({ UInt32($0) })
-        else { return }
-        // Consoles another backend (QEMU: `ioemu`) serves are left alone.
-        if let type = await read(frontend + "/type"), type != "xenconsoled" { return }
+    /// Where a secondary console's bytes go, from its backend directory; nil when
+    /// the nodes are incomplete or another backend (QEMU: `ioemu`) serves it.
+    private func sinkOf(_ key: ConsoleKey, frontend: String) async -> (backend: String, name: String, sink: SinkSpec)? {
+        guard let backend = await read(frontend + "/backend") else { return nil }
+        if let type = await read(frontend + "/type"), type != "xenconsoled" { return nil }
         let name = await read(backend + "/name") ?? "console\(key.devid)"
-        let sink: SinkSpec
         switch await read(backend + "/connection") {
         case "socket":
             guard let path = await read(backend + "/path"), !path.isEmpty else {
                 logger.warning("socket channel without a path", metadata: ["console": "\(key)"])
-                return
+                return nil
             }
-            sink = .socket(path: path)
+            return (backend, name, .socket(path: path))
         default:
-            sink = .pty
+            return (backend, name, .pty)
         }
+    }
+
+    /// A new channel whose frontend has not connected yet (its guest may still be
+    /// paused): publish its sink now — the socket listens, the pty's path is in
+    /// `tty` — and move the backend to InitWait. `conch create` waits for exactly
+    /// this before unpausing, and a dom0 agent can attach before the guest runs;
+    /// its bytes wait here until the ring is mapped.
+    private func prepareSecondary(_ key: ConsoleKey, frontend: String) async {
+        guard let (backend, _, sink) = await sinkOf(key, frontend: frontend) else { return }
+        guard sessions[key] == nil, prepared[key] == nil else { return }
+        let early = PreparedSink(spec: sink)
+        prepared[key] = early
+        do {
+            switch sink {
+            case .pty:
+                let pty = try PseudoTerminal()
+                early.pty = pty
+                early.ptyChannel = try await attachStream(descriptor: pty.master.rawValue, key: key)
+                try await store.write(frontend + "/tty", pty.slavePath)
+            case .socket(let path):
+                early.listener = try await listen(path: path, key: key)
+            }
+            guard prepared[key] === early else { return }  // connected or discarded meanwhile
+            if await read(backend + "/state") == "\(XenbusState.initialising.rawValue)" {
+                try await store.write(backend + "/state", "\(XenbusState.initWait.rawValue)")
+            }
+            logger.debug("channel sink published", metadata: ["console": "\(key)"])
+        } catch {
+            logger.warning("cannot publish channel sink: \(error)", metadata: ["console": "\(key)"])
+            discardPrepared(key)
+        }
+    }
+
+    private func discardPrepared(_ key: ConsoleKey) {
+        guard let early = prepared.removeValue(forKey: key) else { return }
+        early.ptyChannel?.close(promise: nil)
+        early.client?.close(promise: nil)
+        early.listener?.close(promise: nil)
+        if case .socket(let path) = early.spec { unlink(path) }
+    }
+
+    private func connectSecondary(_ key: ConsoleKey, frontend: String) async {
+        guard let ringRef = await read(frontend + "/ring-ref").flatMap({ UInt32($0) }),
+            let port = await read(frontend + "/port").flatMap({ UInt32($0) }),
+            let (backend, name, described) = await sinkOf(key, frontend: frontend)
+        else { return }
         guard sessions[key] == nil else { return }
+        let sink = prepared[key]?.spec ?? described
         do {
             let page = try hypervisor.mapGrant(key.domid, ref: GrantRef(ringRef), readOnly: false)
             let channel = try hypervisor.bindInterdomain(remote: key.domid, remotePort: EvtchnPort(port))
@@ -289,14 +344,24 @@ public actor ConsoleDaemon {
     /// Sink ready, event channel watched, then (and only then) CONNECTED.
     private func connect(_ session: ConsoleSession, ttyNode: String) async throws {
         let key = session.key
-        switch session.sinkSpec {
-        case .pty:
-            let pty = try PseudoTerminal()
-            session.pty = pty
-            session.ptyChannel = try await attachStream(descriptor: pty.master.rawValue, key: key)
-            try await store.write(ttyNode, pty.slavePath)
-        case .socket(let path):
-            session.listener = try await listen(path: path, key: key)
+        if let early = prepared.removeValue(forKey: key) {
+            // The sink published before the frontend connected, with any client and
+            // the input it already sent.
+            session.pty = early.pty
+            session.ptyChannel = early.ptyChannel
+            session.listener = early.listener
+            session.client = early.client
+            session.pendingInput = early.pendingInput
+        } else {
+            switch session.sinkSpec {
+            case .pty:
+                let pty = try PseudoTerminal()
+                session.pty = pty
+                session.ptyChannel = try await attachStream(descriptor: pty.master.rawValue, key: key)
+                try await store.write(ttyNode, pty.slavePath)
+            case .socket(let path):
+                session.listener = try await listen(path: path, key: key)
+            }
         }
         session.notifications = try await watchEvents(session.channel.waitDescriptor, key: key)
         guard sessions[key] === session else { return }  // torn down meanwhile
@@ -488,22 +553,35 @@ public actor ConsoleDaemon {
         service(key)
     }
 
-    func clientInput(_ key: ConsoleKey, _ bytes: [UInt8]) {
+    func clientInput(_ key: ConsoleKey, _ bytes: [UInt8], from channel: any Channel) {
+        if sessions[key] == nil, let early = prepared[key] {
+            // Held until the ring is mapped; past the limit the client is no longer read.
+            early.pendingInput += bytes
+            if early.pendingInput.count >= PreparedSink.inputLimit {
+                channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+            }
+            return
+        }
         guard let session = sessions[key] else { return }
         session.pendingInput += bytes
         pushInput(session)
     }
 
     func clientAttached(_ key: ConsoleKey, _ channel: any Channel) {
+        if sessions[key] == nil, let early = prepared[key] {
+            if early.client != nil {
+                refuseBusy(channel, name: "console\(key.devid)")
+            } else {
+                early.client = channel
+            }
+            return
+        }
         guard let session = sessions[key], !session.closed else {
             channel.close(promise: nil)
             return
         }
         if session.client != nil {
-            let message = "conch: channel '\(session.name)' is busy: another client is attached\r\n"
-            channel.writeAndFlush(channel.allocator.buffer(string: message)).whenComplete { _ in
-                channel.close(promise: nil)
-            }
+            refuseBusy(channel, name: session.name)
             return
         }
         session.client = channel
@@ -511,7 +589,19 @@ public actor ConsoleDaemon {
         service(key)
     }
 
+    private func refuseBusy(_ channel: any Channel, name: String) {
+        let message = "conch: channel '\(name)' is busy: another client is attached\r\n"
+        channel.writeAndFlush(channel.allocator.buffer(string: message)).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+
     func clientDetached(_ key: ConsoleKey, _ channel: any Channel) {
+        if let early = prepared[key], early.client === channel {
+            early.client = nil
+            early.pendingInput.removeAll()
+            return
+        }
         guard let session = sessions[key], session.client === channel else { return }
         session.client = nil
         session.pendingInput.removeAll()
@@ -611,7 +701,8 @@ private final class ClientHandler: ChannelInboundHandler {
         var buffer = unwrapInboundIn(data)
         let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
         let key = self.key
-        daemon.assumeIsolated { $0.clientInput(key, bytes) }
+        let channel = context.channel
+        daemon.assumeIsolated { $0.clientInput(key, bytes, from: channel) }
     }
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         let key = self.key

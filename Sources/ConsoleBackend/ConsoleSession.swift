@@ -36,6 +36,22 @@ enum SinkSpec: Equatable {
     case socket(path: String)
 }
 
+/// A channel's sink published before its frontend connected; the session that
+/// maps the ring adopts it. Confined to the daemon's event loop.
+final class PreparedSink {
+    /// Input held before the ring exists; past this the client is not read.
+    static let inputLimit = 64 * 1024
+
+    let spec: SinkSpec
+    var pty: PseudoTerminal?
+    var ptyChannel: (any Channel)?
+    var listener: (any Channel)?
+    var client: (any Channel)?
+    var pendingInput: [UInt8] = []
+
+    init(spec: SinkSpec) { self.spec = spec }
+}
+
 /// One served console: its mapped ring and event channel, its sink, its log and
 /// its pump. Confined to the daemon's event loop.
 final class ConsoleSession {

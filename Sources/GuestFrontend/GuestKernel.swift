@@ -8,6 +8,7 @@
 
 import ConsoleCore
 import Foundation
+import Synchronization
 import SystemExtras
 import SystemPackage
 import XenABI
@@ -42,6 +43,9 @@ public final class GuestKernel: @unchecked Sendable {
     let console: ConsoleZeroFrontend
     let devDirectory: String
     private var channels: [Int: ChannelFrontend] = [:]
+    /// Devices being probed: scans run concurrently (device and backend-state
+    /// watches), and only the first may set a device up.
+    private var probing: Set<Int> = []
     private var nextFrame: UInt64
     private var nextGrant = GrantRef.firstUnreserved.rawValue
     private var grantTable: GuestPage?
@@ -112,13 +116,37 @@ public final class GuestKernel: @unchecked Sendable {
             descriptors: [0: stdio.slave, 1: stdio.slave, 2: stdio.slave],
             environment: environment
         )
+        // xl shutdown / conch shutdown write control/shutdown; like Linux, answer by
+        // clearing it and stopping the program, then shut down with that reason.
+        let requested = Mutex<ShutdownReason?>(nil)
+        let control = try? await store.watch("control/shutdown", token: "shutdown")
+        let shutdownWatcher = Task { [self] in
+            guard let control else { return }
+            for await _ in control {
+                guard let text = try? await store.readString(domainPath + "/control/shutdown"), !text.isEmpty else {
+                    continue
+                }
+                let reason: ShutdownReason = text == "reboot" ? .reboot : .poweroff
+                requested.withLock { $0 = reason }
+                try? await store.write(domainPath + "/control/shutdown", "")
+                log("shutdown requested (\(text)): stopping \(options.program)")
+                child.kill(SIGTERM)
+                return
+            }
+        }
         // The relay: program output → console 0; console input → program.
         let relay = Thread { [console] in Self.relay(master: master, console: console) }
         relay.start()
         let termination = await withCheckedContinuation { continuation in
             Thread { continuation.resume(returning: (try? child.wait()) ?? .exited(1)) }.start()
         }
+        shutdownWatcher.cancel()
         Self.drain(master: master, console: console)
+        if let reason = requested.withLock({ $0 }) {
+            log("\(options.program) stopped; \(reason.rawValue)")
+            try? hypervisor.requestShutdown(reason)
+            return 0
+        }
         let status: Int32
         switch termination {
         case .exited(let code): status = code
@@ -174,8 +202,10 @@ public final class GuestKernel: @unchecked Sendable {
                 XenbusState(nodeValue: $0)
             }
             let existing = lock.withLock { channels[devid] }
-            if existing == nil, frontendState == .initialising || frontendState == nil {
+            if existing == nil, frontendState == .initialising {
+                guard lock.withLock({ probing.insert(devid).inserted }) else { continue }
                 await probe(devid, store: store, domainPath: domainPath)
+                _ = lock.withLock { probing.remove(devid) }
             } else if let channel = existing {
                 switch backendState {
                 case .connected where frontendState == .initialised:

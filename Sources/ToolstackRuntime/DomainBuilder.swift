@@ -34,6 +34,11 @@ public struct DomainBuilder: Sendable {
     public struct Built: Sendable {
         public let domain: DomainInfo
         public let plan: DomainPlan
+
+        public init(domain: DomainInfo, plan: DomainPlan) {
+            self.domain = domain
+            self.plan = plan
+        }
     }
 
     public struct BuildError: Error, CustomStringConvertible {

@@ -21,8 +21,10 @@ struct Conch: AsyncParsableCommand {
             """,
         version: ConchVersion.string,
         subcommands: [
-            Hypervisor.self, Xenstored.self, Consoled.self, GuestKernel.self, Store.self, Dmesg.self, Stats.self,
-            Bench.self, Version.self, RingPeerCommand.self,
+            Up.self, Down.self, Create.self, List.self, ConsoleCommand.self, Destroy.self, Shutdown.self,
+            ChannelListCommand.self, ChannelAttach.self, ChannelDetach.self, Demo.self,
+            Dmesg.self, Store.self, Stats.self, Bench.self,
+            Hypervisor.self, Xenstored.self, Consoled.self, GuestKernel.self, Version.self, RingPeerCommand.self,
             TestGuest.self, BenchPeer.self,
         ]
     )

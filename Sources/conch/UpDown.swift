@@ -1,0 +1,184 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import ArgumentParser
+import Foundation
+import SystemExtras
+import SystemPackage
+import ToolstackRuntime
+import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Up: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start the host stack (hypervisor, xenstored, consoled) and supervise it.",
+        discussion: """
+            In the foreground, Ctrl-C stops everything cleanly; a daemon that dies is restarted \\
+            and the restart is logged. Daemon logs go to <run-dir>/logs/<daemon>.log. Examples:
+
+              conch up --detach          # then: conch create guest.cfg; …; conch down
+              conch up --no-consoled     # start consoled later by hand (late-backend experiments)
+            """
+    )
+
+    @OptionGroup var runDirectoryOptions: RunDirectoryOptions
+
+    @Flag(help: "Return once everything is ready; the supervisor keeps running in the background.")
+    var detach = false
+
+    @Flag(help: "Start only the hypervisor and xenstored.")
+    var noConsoled = false
+
+    @Option(help: "Daemon log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func run() async throws {
+        let runDirectory = runDirectoryOptions.runDirectory
+        try runDirectory.create()
+        if detach {
+            try startDetached(runDirectory)
+            return
+        }
+        let pidFile = PidFile(path: HostSupervisor.pidFile(runDirectory))
+        if let pid = pidFile.read(), kill(pid, 0) == 0, pid != getpid() {
+            throw CLIError("the host stack is already up in \(runDirectory) (pid \(pid)): `conch down` stops it")
+        }
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+        let supervisor = HostSupervisor(runDirectory: runDirectory, logLevel: logLevel)
+        do {
+            try supervisor.start(noConsoled ? ["hypervisor", "xenstored"] : ["hypervisor", "xenstored", "consoled"])
+        } catch {
+            supervisor.stopAll()
+            throw error
+        }
+        try pidFile.write()
+        defer { pidFile.remove() }
+        Self.say("up in \(runDirectory): \(supervisor.isRunning.joined(separator: ", ")) (Ctrl-C stops)")
+        Self.say("export XENSTORED_PATH=\(runDirectory.xenstoredSocket)")
+        let watchdog = Task {
+            while !Task.isCancelled {
+                for event in supervisor.superviseOnce() { Self.say(event) }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        for await signal in signals {
+            Self.say("stopping on \(signal)")
+            break
+        }
+        watchdog.cancel()
+        await watchdog.value
+        supervisor.stopAll()
+        try? FileManager.default.removeItem(atPath: DomainRecord.directory(runDirectory: runDirectory.path))
+        Self.say("stopped")
+    }
+
+    static func say(_ line: String) {
+        FileHandle.standardError.write(Data("[conch up] \(line)\n".utf8))
+    }
+
+    /// Runs `conch up` (without --detach) in its own process group, logging to
+    /// `<run-dir>/logs/up.log`, and waits until it reports ready in `up.pid`.
+    private func startDetached(_ runDirectory: RunDirectory) throws {
+        let pidPath = HostSupervisor.pidFile(runDirectory)
+        if let pid = PidFile(path: pidPath).read(), kill(pid, 0) == 0 {
+            throw CLIError("the host stack is already up in \(runDirectory) (pid \(pid)): `conch down` stops it")
+        }
+        try FileManager.default.createDirectory(atPath: runDirectory.logDirectory, withIntermediateDirectories: true)
+        let logPath = runDirectory.logDirectory + "/up.log"
+        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+        defer {
+            close(log)
+            close(null)
+        }
+        var arguments = ["up", "--run-dir", runDirectory.path, "--log-level", logLevel]
+        if noConsoled { arguments.append("--no-consoled") }
+        let child = try ChildProcess(
+            executable: ChildProcess.currentExecutable(),
+            arguments: arguments,
+            descriptors: [
+                0: FileDescriptor(rawValue: null), 1: FileDescriptor(rawValue: log), 2: FileDescriptor(rawValue: log),
+            ],
+            newProcessGroup: true
+        )
+        for _ in 0..<3000 {
+            if PidFile(path: pidPath).read() == child.pid {
+                print(
+                    "Conch is up in \(runDirectory) (supervisor pid \(child.pid); logs in \(runDirectory.logDirectory))"
+                )
+                print("For Xen's own tools (xenstore-*, xenconsole):")
+                print("export XENSTORED_PATH=\(runDirectory.xenstoredSocket)")
+                return
+            }
+            if let ended = try? child.poll() {
+                let tail = (try? String(contentsOfFile: logPath, encoding: .utf8))?.split(separator: "\n").suffix(6)
+                throw CLIError("conch up failed (\(ended)); \(logPath) ends:\n" + (tail?.joined(separator: "\n") ?? ""))
+            }
+            usleep(10_000)
+        }
+        child.kill(SIGTERM)
+        throw CLIError("the host stack did not come up within 30 s; see \(logPath)")
+    }
+}
+
+struct Down: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Destroy every domain and stop the host stack started by `conch up`.",
+        discussion: "Example: conch down"
+    )
+
+    @OptionGroup var runDirectoryOptions: RunDirectoryOptions
+
+    func run() async throws {
+        let runDirectory = runDirectoryOptions.runDirectory
+        var destroyed = 0
+        if let host = try? await HostConnection.open(runDirectory) {
+            for domain in (try? host.hypervisor.listDomains()) ?? [] {
+                try? await host.builder.destroy(domain.domid)
+                destroyed += 1
+            }
+            host.store.close()
+        }
+        try? FileManager.default.removeItem(atPath: DomainRecord.directory(runDirectory: runDirectory.path))
+        var stopped: [String] = []
+        if let pid = PidFile(path: HostSupervisor.pidFile(runDirectory)).read(), kill(pid, 0) == 0 {
+            kill(pid, SIGTERM)
+            guard Self.waitGone(pid, seconds: 20) else {
+                throw CLIError("the supervisor (pid \(pid)) did not stop within 20 s; see \(runDirectory)/logs/up.log")
+            }
+            stopped.append("supervisor")
+        }
+        // Daemons started by hand (or left by a supervisor that was killed).
+        for (name, pidFile) in [
+            ("consoled", runDirectory.consoledPidFile), ("hypervisor", runDirectory.hypervisorPidFile),
+            ("xenstored", runDirectory.xenstoredPidFile),
+        ] {
+            guard let pid = PidFile(path: pidFile).read(), kill(pid, 0) == 0 else { continue }
+            kill(pid, SIGTERM)
+            if !Self.waitGone(pid, seconds: 5) { kill(pid, SIGKILL) }
+            stopped.append(name)
+        }
+        if stopped.isEmpty && destroyed == 0 {
+            print("nothing was running in \(runDirectory)")
+        } else {
+            print("destroyed \(destroyed) domain(s); stopped \(stopped.joined(separator: ", "))")
+        }
+    }
+
+    static func waitGone(_ pid: Int32, seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if kill(pid, 0) != 0 { return true }
+            usleep(10_000)
+        }
+        return false
+    }
+}
