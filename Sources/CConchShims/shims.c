@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <spawn.h>
 #include <unistd.h>
 
 int cconch_memfd_create(const char *name) {
@@ -152,4 +153,8 @@ int cconch_read_signal(int fd) {
         got = read(fd, &byte, 1);
     } while (got < 0 && errno == EINTR);
     return got == 1 ? (int)byte : -1;
+}
+
+int cconch_spawn_add_closefrom(void *actions, int lowest) {
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, lowest);
 }

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+import CConchShims
 import SystemPackage
 
 #if canImport(Glibc)
@@ -72,6 +73,14 @@ public final class ChildProcess: Sendable {
                 posix_spawn_file_actions_adddup2(&actions, source.rawValue, target)
             }
         }
+        // Nothing else crosses over: a descriptor this process holds without
+        // close-on-exec (one inherited from our own parent, say) would otherwise
+        // live on in every daemon and guest — a leak, and a parent that waits for
+        // EOF on it (Foundation's Process does) would wait forever.
+        let firstUnmapped = max(3, (descriptors.keys.max() ?? 0) + 1)
+        // SAFETY: `actions` is initialised above and outlives the call.
+        let added = withUnsafeMutablePointer(to: &actions) { cconch_spawn_add_closefrom($0, firstUnmapped) }
+        guard added == 0 else { throw Errno(rawValue: added) }
 
         let argv = [executable] + arguments
         let env = environment.map { $0.map { "\($0.key)=\($0.value)" } }

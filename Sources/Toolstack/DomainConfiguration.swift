@@ -132,6 +132,17 @@ public struct DomainConfiguration: Equatable, Sendable, Codable {
     /// built in code rather than parsed: positive sizes, unique devids ≥ 1.
     public func validate() throws(DomainValidationError) {
         guard !name.isEmpty else { throw DomainValidationError("Domain name must be specified.") }
+        // The name becomes a file name under the run directory (the guest's dev
+        // directory, its log), so it may not climb out of it.
+        guard !name.contains("/"), name != ".", name != "..", !name.unicodeScalars.contains(where: { $0.value < 0x20 })
+        else {
+            throw DomainValidationError(
+                "domain name '\(name)' cannot be used: it may not contain '/' or control characters, nor be '.' or '..'"
+            )
+        }
+        guard UInt16(name) == nil else {
+            throw DomainValidationError("domain name '\(name)' is a number: commands would take it for a domid")
+        }
         guard memory >= 1, maxMemory >= memory else {
             throw DomainValidationError(
                 "memory (\(memory) MiB) must be at least 1 and at most maxmem (\(maxMemory) MiB)"

@@ -40,11 +40,18 @@ public enum ConchExecutable {
     public static func run(
         _ arguments: [String],
         environment: [String: String]? = nil,
-        input: String? = nil
+        input: String? = nil,
+        currentDirectory: String? = nil
     ) throws
         -> (status: Int32, stdout: String, stderr: String)
     {
-        try runProgram(try path(), arguments, environment: environment, input: input)
+        try runProgram(
+            try path(),
+            arguments,
+            environment: environment,
+            input: input,
+            currentDirectory: currentDirectory
+        )
     }
 }
 

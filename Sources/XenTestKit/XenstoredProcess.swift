@@ -101,11 +101,13 @@ public func runProgram(
     _ executable: String,
     _ arguments: [String],
     environment: [String: String]? = nil,
-    input: String? = nil
+    input: String? = nil,
+    currentDirectory: String? = nil
 ) throws -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
     if let environment { process.environment = environment }
     let stdout = Pipe()
     let stderr = Pipe()

@@ -220,3 +220,23 @@ struct DomainConfigurationTests {
         #expect(asked == ["/boot/vmlinuz"])
     }
 }
+
+@Suite("domain names")
+struct DomainNameTests {
+    @Test(arguments: ["../etc", "a/b", ".", "..", "tab\there", "42"])
+    func unusableNamesAreRefused(name: String) throws {
+        var configuration = try DomainConfiguration.parse("name = \"x\"\nkernel = \"/bin/true\"\n", fileName: "t.cfg")
+            .configuration
+        configuration.name = name
+        #expect(throws: DomainValidationError.self) { try configuration.validate() }
+    }
+
+    @Test func ordinaryNamesAreAccepted() throws {
+        var configuration = try DomainConfiguration.parse("name = \"x\"\nkernel = \"/bin/true\"\n", fileName: "t.cfg")
+            .configuration
+        for name in ["web-1", "db.example.org", "guest_7", "1st"] {
+            configuration.name = name
+            try configuration.validate()
+        }
+    }
+}

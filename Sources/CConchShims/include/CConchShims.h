@@ -48,4 +48,9 @@ int cconch_termination_signalfd(void);
 /// Reads one signal number from that pipe; -1 when none is pending.
 int cconch_read_signal(int fd);
 
+/// Adds "close every descriptor from `lowest` up" to a spawn's file actions
+/// (glibc's posix_spawn_file_actions_addclosefrom_np, which Swift's Glibc module
+/// does not export). Returns 0 or an errno value.
+int cconch_spawn_add_closefrom(void *actions, int lowest);
+
 #endif

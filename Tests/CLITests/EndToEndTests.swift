@@ -1,0 +1,289 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Foundation
+import Testing
+import XenTestKit
+
+/// `conch up --detach` in a scratch run directory, and `conch down` at the end.
+final class UpStack {
+    let directory: ScratchDirectory
+    var path: String { directory.path }
+
+    init(arguments: [String] = []) throws {
+        directory = try ScratchDirectory(prefix: "conch-e2e")
+        let up = try ConchExecutable.run(["up", "--detach", "--run-dir", directory.path] + arguments)
+        guard up.status == 0, up.stdout.contains("export XENSTORED_PATH=\(directory.path)/xenstored.sock") else {
+            throw ConchFailed(description: "conch up failed: \(up.stdout) \(up.stderr)")
+        }
+    }
+
+    /// Runs `conch <arguments> --run-dir <dir>`.
+    @discardableResult
+    func conch(_ arguments: [String], input: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+        try ConchExecutable.run(arguments + ["--run-dir", path], input: input)
+    }
+
+    func write(_ name: String, _ text: String) throws -> String {
+        let file = "\(path)/\(name)"
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
+    func eventually(seconds: Double = 20, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try condition() { return true }
+            usleep(20_000)
+        }
+        return try condition()
+    }
+
+    func down() throws -> String {
+        let result = try conch(["down"])
+        return result.stdout + result.stderr
+    }
+
+    deinit {
+        _ = try? conch(["down"])
+        directory.remove()
+    }
+}
+
+struct ConchFailed: Error, CustomStringConvertible {
+    let description: String
+}
+
+private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+
+/// The built `conch` binary, run as a user would, against real daemons.
+@Suite("end to end: the toolstack as a user runs it")
+struct EndToEndTests {
+    /// A guest that answers on a pty channel and a socket channel.
+    static func echoConfig(name: String, directory: String) -> String {
+        """
+        name = "\(name)"
+        kernel = "/bin/sh"
+        extra = "-c 'echo booted \(name); c=$CONCH_GUEST_DEV/xen-channel; \
+        (while IFS= read -r l; do echo \\"sock:$l\\"; done <$c/org.t.sock >$c/org.t.sock) & \
+        while IFS= read -r l; do echo \\"pty:$l\\"; done <$c/org.t.pty >$c/org.t.pty'"
+        channel = [
+            "name=org.t.sock, connection=socket, path=\(directory)/\(name).sock",
+            "name=org.t.pty, connection=pty",
+        ]
+
+        """
+    }
+
+    @Test func upCreateListConsoleHotplugDestroyDown() throws {
+        let stack = try UpStack()
+        let config = try stack.write("e2e.cfg", Self.echoConfig(name: "e2e", directory: stack.path))
+
+        let created = try stack.conch(["create", config])
+        #expect(created.status == 0, "create: \(created.stderr)")
+        let domid = try #require(UInt16(created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+
+        let list = try stack.conch(["list"])
+        #expect(list.stdout.hasPrefix("Name                                        ID   Mem VCPUs\tState\tTime(s)\n"))
+        #expect(list.stdout.contains("Domain-0 "))
+        let row = try #require(list.stdout.split(separator: "\n").first { $0.hasPrefix("e2e ") })
+        #expect(row.split(separator: " ", omittingEmptySubsequences: true)[1] == "\(domid)")
+        let json = try JSONSerialization.jsonObject(with: Data(try stack.conch(["list", "--json"]).stdout.utf8))
+        let rows = try #require(json as? [[String: Any]])
+        #expect(rows.contains { $0["name"] as? String == "e2e" && $0["domid"] as? Int == Int(domid) })
+
+        // Both channels connect (frontend state 4) once the guest runs.
+        var channels = ""
+        #expect(
+            try stack.eventually {
+                channels = try stack.conch(["channel-list", "e2e"]).stdout
+                return channels.split(separator: "\n").dropFirst().filter { $0.contains(" 4 ") }.count == 2
+            },
+            "channel-list: \(channels)"
+        )
+        let lines = channels.split(separator: "\n")
+        #expect(lines.first == "Idx BE state evt-ch ring-ref connection                               ")
+        #expect(lines.count == 3)
+        #expect(lines[1].hasPrefix("0   0  4 ") && lines[1].contains(" socket "))
+        #expect(lines[2].hasPrefix("1   0  4 ") && lines[2].contains(" pty ") && lines[2].contains("/dev/pts/"))
+
+        // conch console, without a terminal, on each kind of channel and on console 0.
+        let viaSocket = try stack.conch(["console", "e2e", "--channel", "org.t.sock"], input: "over the socket\n")
+        #expect(viaSocket.stdout.contains("sock:over the socket"), "stderr: \(viaSocket.stderr)")
+        let viaPty = try stack.conch(["console", "e2e", "-n", "2"], input: "over the pty\n")
+        #expect(viaPty.stdout.contains("pty:over the pty"), "stderr: \(viaPty.stderr)")
+        let primary = try stack.conch(["console", "e2e", "--linger", "0.5"])
+        #expect(primary.stdout.contains("booted e2e"), "console 0: \(primary.stdout) \(primary.stderr)")
+
+        // Hot-plug a channel: consoled publishes its socket, the guest sees its link.
+        let attach = try stack.conch(
+            ["channel-attach", "e2e", "name=org.t.hot, connection=socket, path=\(stack.path)/hot.sock"]
+        )
+        #expect(attach.status == 0, "channel-attach: \(attach.stderr)")
+        #expect(attach.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "2")
+        let link = "\(stack.path)/guests/e2e/dev/xen-channel/org.t.hot"
+        #expect(stack.eventually { FileManager.default.fileExists(atPath: link) }, "the guest never saw org.t.hot")
+        #expect(FileManager.default.fileExists(atPath: "\(stack.path)/hot.sock"))
+        #expect(
+            try stack.eventually {
+                try stack.conch(["channel-list", "e2e"]).stdout.split(separator: "\n").count == 4
+            }
+        )
+
+        let detach = try stack.conch(["channel-detach", "e2e", "2"])
+        #expect(detach.status == 0, "channel-detach: \(detach.stderr)")
+        #expect(!detach.stderr.contains("warning"), "the guest closed its end: \(detach.stderr)")
+        #expect(stack.eventually { !FileManager.default.fileExists(atPath: link) }, "org.t.hot is still in the guest")
+        #expect(!FileManager.default.fileExists(atPath: "\(stack.path)/hot.sock"), "consoled removed the socket")
+        #expect(try stack.conch(["channel-list", "e2e"]).stdout.split(separator: "\n").count == 3)
+
+        let wrong = try stack.conch(["channel-detach", "e2e", "7"])
+        #expect(wrong.status != 0)
+        #expect(wrong.stderr.contains("has no channel 7"))
+
+        #expect(try stack.conch(["destroy", "e2e"]).status == 0)
+        #expect(!(try stack.conch(["list"]).stdout.contains("e2e ")))
+        #expect(!FileManager.default.fileExists(atPath: "\(stack.path)/e2e.sock"), "the channel socket went")
+
+        let down = try stack.down()
+        #expect(down.contains("stopped supervisor"), "\(down)")
+        for daemon in ["hypervisor", "xenstored", "consoled", "up"] {
+            #expect(
+                !FileManager.default.fileExists(atPath: "\(stack.path)/\(daemon).pid"),
+                "\(daemon) still has a pid file"
+            )
+        }
+    }
+
+    @Test func createWaitsForConsoledAndSaysWhatIsMissing() throws {
+        let stack = try UpStack(arguments: ["--no-consoled"])
+        let config = try stack.write("late.cfg", Self.echoConfig(name: "late", directory: stack.path))
+
+        let refused = try stack.conch(["create", config, "--timeout", "0.5"])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("consoled is not running"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("console 0"), "names the missing piece: \(refused.stderr)")
+        #expect(!(try stack.conch(["list"]).stdout.contains("late ")), "nothing is left half-built")
+
+        // --no-wait starts it anyway (hyperlaunch); a consoled started later serves it.
+        let started = try stack.conch(["create", config, "--no-wait"])
+        #expect(started.status == 0, "\(started.stderr)")
+        #expect(try stack.conch(["list"]).stdout.contains("late "))
+        let consoled = try DaemonProcess(
+            ["consoled", "--run-dir", stack.path],
+            readyPath: stack.path + "/consoled.sock",
+            logDirectory: stack.path
+        )
+        defer { consoled.stop() }
+        let reply = try stack.eventually {
+            try stack.conch(["console", "late", "--channel", "org.t.sock"], input: "late hello\n").stdout
+                .contains("sock:late hello")
+        }
+        #expect(reply, "the late consoled serves the channel")
+        // Shut down cleanly through control/shutdown.
+        let shutdown = try stack.conch(["shutdown", "-w", "late"])
+        #expect(shutdown.status == 0, "\(shutdown.stderr)")
+        #expect(!(try stack.conch(["list"]).stdout.contains("late ")))
+    }
+
+    @Test func errorsNameTheProblemAndTheFix() throws {
+        let scratch = try ScratchDirectory(prefix: "conch-e2e-err")
+        defer { scratch.remove() }
+        let noStack = try ConchExecutable.run(["list", "--run-dir", scratch.path])
+        #expect(noStack.status != 0)
+        #expect(noStack.stderr.contains("conch up --detach"), "\(noStack.stderr)")
+        let missing = try ConchExecutable.run(["create", "/nonexistent.cfg", "--run-dir", scratch.path])
+        #expect(missing.stderr.contains("cannot read /nonexistent.cfg"))
+        for command in [
+            "create", "list", "destroy", "console", "channel-list", "channel-attach", "channel-detach", "up",
+        ] {
+            let help = try ConchExecutable.run([command, "--help"])
+            #expect(help.status == 0)
+            #expect(help.stdout.contains("Example"), "\(command) --help shows an example")
+        }
+    }
+
+    /// `conch create --dry-run` prints exactly the golden JSON of the pure parser
+    /// for every error fixture (each channel mistake among them).
+    @Test func dryRunJSONMatchesTheGoldenFiles() throws {
+        let fixtures = repositoryRoot + "/Tests/ToolstackTests/Fixtures"
+        let names = try FileManager.default.contentsOfDirectory(atPath: fixtures).filter {
+            $0.hasSuffix(".cfg") && ($0.hasPrefix("ch-") || $0.hasPrefix("bad-"))
+        }
+        #expect(names.count >= 14)
+        for name in names.sorted() {
+            let result = try ConchExecutable.run(["create", "--dry-run", name], currentDirectory: fixtures)
+            let golden = try String(contentsOfFile: fixtures + "/" + name.dropLast(4) + ".json", encoding: .utf8)
+            #expect(result.status == 1, "\(name) is an error")
+            #expect(result.stdout == golden, "\(name): \(result.stdout)")
+        }
+        // A valid configuration: the kernel is checked on the host too.
+        let scratch = try ScratchDirectory(prefix: "conch-e2e-dry")
+        defer { scratch.remove() }
+        try "name = \"ok\"\nkernel = \"/bin/true\"\nchannel = [ \"name=a, connection=pty\" ]\n".write(
+            toFile: scratch.path + "/ok.cfg",
+            atomically: true,
+            encoding: .utf8
+        )
+        let ok = try ConchExecutable.run(["create", "--dry-run", scratch.path + "/ok.cfg"])
+        #expect(ok.status == 0)
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(ok.stdout.utf8)) as? [String: Any])
+        let configuration = try #require(report["configuration"] as? [String: Any])
+        #expect(configuration["kernel"] as? String == "/bin/true")
+        #expect((configuration["channels"] as? [Any])?.count == 1)
+        try "name = \"nokernel\"\nkernel = \"/usr/bin/agent-that-is-not-here\"\n".write(
+            toFile: scratch.path + "/nk.cfg",
+            atomically: true,
+            encoding: .utf8
+        )
+        let noKernel = try ConchExecutable.run(["create", "--dry-run", scratch.path + "/nk.cfg"])
+        #expect(noKernel.status == 1)
+        #expect(noKernel.stdout.contains("agent-that-is-not-here"))
+    }
+
+    @Test func provisioningExample() throws {
+        let stack = try UpStack()
+        let examples = repositoryRoot + "/examples/provisioning"
+        let out = stack.path + "/provisioned"
+        let config = try stack.write(
+            "provision.cfg",
+            """
+            name = "prov"
+            kernel = "\(examples)/guest-agent.py"
+            extra = "\(out)"
+            channel = [ "name=org.conch.provision.0, connection=socket, path=\(stack.path)/provision.sock" ]
+
+            """
+        )
+        #expect(try stack.conch(["create", config]).status == 0)
+        let agent = try runProgram(
+            examples + "/host-agent.py",
+            [
+                "--socket", stack.path + "/provision.sock", "--hostname", "web-7", "--ssh-key",
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGV4YW1wbGUta2V5LW5vdC1yZWFsLWNvbmNoLWRlbW8h e2e@conch", "--ip",
+                "192.0.2.77",
+            ]
+        )
+        #expect(agent.status == 0, "host agent: \(agent.stdout) \(agent.stderr)")
+        #expect(try String(contentsOfFile: out + "/hostname", encoding: .utf8) == "web-7\n")
+        #expect(try String(contentsOfFile: out + "/ip", encoding: .utf8) == "192.0.2.77\n")
+        #expect(try String(contentsOfFile: out + "/authorized_keys", encoding: .utf8).hasSuffix("e2e@conch\n"))
+        // The guest exits after provisioning: shut down, then destroyed (on_poweroff).
+        #expect(try stack.eventually { !(try stack.conch(["list"]).stdout.contains("prov ")) })
+        let log = try String(contentsOfFile: stack.path + "/logs/guest-prov.log", encoding: .utf8)
+        #expect(log.contains("provision agent"), "the agent's output is in the boot log")
+    }
+
+    @Test func demoSucceeds() throws {
+        let result = try ConchExecutable.run(["demo"], currentDirectory: repositoryRoot)
+        #expect(result.status == 0, "demo: \(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("All steps succeeded."))
+        #expect(result.stdout.contains("boot-legacy: console log has all 400 boot lines in order"))
+    }
+}
