@@ -76,3 +76,17 @@ public struct PidFile: Sendable {
         return Int32(text.split(whereSeparator: { $0 == "\n" || $0 == " " }).first ?? "")
     }
 }
+
+/// Raises this process's soft limit on open descriptors to its hard limit: a
+/// daemon serving a thousand consoles holds several descriptors for each.
+/// Returns the new soft limit.
+@discardableResult
+public func raiseDescriptorLimit() -> UInt64 {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+    return UInt64(limit.rlim_cur)
+}

@@ -54,11 +54,14 @@ public struct DomainBuilder: Sendable {
     ///     given the configured kernel and its arguments after `--`; nil runs the
     ///     configured kernel directly.
     ///   - environment: extra environment for the guest process.
+    ///   - pageCount: pages of simulated memory (the guest kernel needs one per
+    ///     channel ring beyond the reserved frames).
     public func build(
         _ configuration: DomainConfiguration,
         legacyConsolePage: Bool = false,
         guestKernel: [String]? = nil,
-        environment: [String: String] = [:]
+        environment: [String: String] = [:],
+        pageCount: Int = DomainSpec.defaultPageCount
     ) async throws -> Built {
         // Validate everything a plan needs before touching the hypervisor.
         try configuration.validate(isExecutable: { FileManager.default.isExecutableFile(atPath: $0) })
@@ -78,6 +81,7 @@ public struct DomainBuilder: Sendable {
             program: program,
             arguments: arguments,
             environment: environment,
+            pageCount: pageCount,
             onPoweroff: XenHypervisor.ShutdownAction(configuration.onPoweroff),
             onReboot: XenHypervisor.ShutdownAction(configuration.onReboot),
             onCrash: XenHypervisor.ShutdownAction(configuration.onCrash),

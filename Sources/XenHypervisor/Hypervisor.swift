@@ -61,6 +61,7 @@ public struct DomainSpec: Codable, Hashable, Sendable {
     public var environment: [String: String]
     /// Pages of simulated memory (each 4 KiB, each its own memfd).
     public var pageCount: Int
+    public static let defaultPageCount = 64
     public var onPoweroff: ShutdownAction
     public var onReboot: ShutdownAction
     public var onCrash: ShutdownAction
@@ -78,7 +79,7 @@ public struct DomainSpec: Codable, Hashable, Sendable {
         program: String,
         arguments: [String] = [],
         environment: [String: String] = [:],
-        pageCount: Int = 64,
+        pageCount: Int = DomainSpec.defaultPageCount,
         onPoweroff: ShutdownAction = .destroy,
         onReboot: ShutdownAction = .restart,
         onCrash: ShutdownAction = .destroy,

@@ -14,7 +14,10 @@ import SystemExtras
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure Conch's throughput and latency.",
-        subcommands: [RingBench.self, XenstoreBench.self, EvtchnBench.self, ConsoleBench.self]
+        subcommands: [
+            RingBench.self, XenstoreBench.self, EvtchnBench.self, ConsoleBench.self, ScaleBench.self, CreateBench.self,
+            AllBench.self,
+        ]
     )
 }
 

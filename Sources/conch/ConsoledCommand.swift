@@ -67,6 +67,7 @@ struct Consoled: AsyncParsableCommand {
     func run() async throws {
         let logger = logging.makeLogger(label: "conch.consoled")
         let runDirectory = runDirectoryOptions.runDirectory
+        raiseDescriptorLimit()
         try runDirectory.create()
         umask(0o077)  // sockets 0600, logs 0600
         let hypervisor = try HypervisorFactory.privileged(.simulated(runDirectory))

@@ -183,7 +183,8 @@ final class DemoRunner {
             "\(examples)/host-agent.py",
             [
                 "--socket", "\(dir)/web-1.provision.sock", "--hostname", "web-1", "--ssh-key",
-                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGV4YW1wbGUta2V5LW5vdC1yZWFsLWNvbmNoLWRlbW8h demo@conch", "--ip", "192.0.2.10",
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGV4YW1wbGUta2V5LW5vdC1yZWFsLWNvbmNoLWRlbW8h demo@conch", "--ip",
+                "192.0.2.10",
             ]
         )
         let provisionMs = milliseconds(since: clock)

@@ -39,6 +39,7 @@ struct Hypervisor: ParsableCommand {
     func run() throws {
         let logger = logging.makeLogger(label: "conch.hypervisor")
         let runDirectory = runDirectoryOptions.runDirectory
+        raiseDescriptorLimit()
         try runDirectory.create()
         let pidFile = PidFile(path: runDirectory.hypervisorPidFile)
         try pidFile.write()

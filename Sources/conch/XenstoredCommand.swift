@@ -62,6 +62,7 @@ struct Xenstored: AsyncParsableCommand {
     func run() async throws {
         let logger = logging.makeLogger(label: "conch.xenstored")
         let runDirectory = runDirectoryOptions.runDirectory
+        raiseDescriptorLimit()
         // `--socket` alone serves just that socket; otherwise the run directory holds
         // the socket (unless given), the pid file and the hypervisor to serve guests.
         let usesRunDirectory = socket == nil || runDirectoryOptions.explicitPath != nil
