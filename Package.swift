@@ -95,6 +95,8 @@ let package = Package(
             name: "ConsoleBackend",
             dependencies: [
                 "ConsoleCore", "XenABI", "XenRing", "XenHypervisor", "XenstoreClient", "SystemExtras",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

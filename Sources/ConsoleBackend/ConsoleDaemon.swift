@@ -37,6 +37,9 @@ public actor ConsoleDaemon {
         public var historyCapacity: Int
         /// Never touch the `connection` byte (a pre-4.21 backend).
         public var legacyFlag: Bool
+        /// The process that holds socket channels' listeners and clients across
+        /// consoled restarts (``SinkKeeper``); socket channels need it.
+        public var keeper: KeeperClient?
 
         public init(
             logDirectory: String,
@@ -45,7 +48,8 @@ public actor ConsoleDaemon {
             logRotation: LogRotationPolicy = .disabled,
             rate: TokenBucket.Configuration = .default,
             historyCapacity: Int = ConsoleHistory.defaultCapacity,
-            legacyFlag: Bool = false
+            legacyFlag: Bool = false,
+            keeper: KeeperClient? = nil
         ) {
             self.logDirectory = logDirectory
             self.statsSocket = statsSocket
@@ -54,6 +58,7 @@ public actor ConsoleDaemon {
             self.rate = rate
             self.historyCapacity = historyCapacity
             self.legacyFlag = legacyFlag
+            self.keeper = keeper
         }
     }
 
@@ -113,6 +118,7 @@ public actor ConsoleDaemon {
         stopping = true
         for key in sessions.keys.sorted() { teardown(key, reason: "consoled stopping") }
         for key in prepared.keys.sorted() { discardPrepared(key) }
+        configuration.keeper?.quit()
         for tasks in watchedDomains.values { for task in tasks { task.cancel() } }
         watchedDomains.removeAll()
         statsServer?.close(promise: nil)
@@ -267,7 +273,7 @@ public actor ConsoleDaemon {
     /// this before unpausing, and a dom0 agent can attach before the guest runs;
     /// its bytes wait here until the ring is mapped.
     private func prepareSecondary(_ key: ConsoleKey, frontend: String) async {
-        guard let (backend, _, sink) = await sinkOf(key, frontend: frontend) else { return }
+        guard let (backend, name, sink) = await sinkOf(key, frontend: frontend) else { return }
         guard sessions[key] == nil, prepared[key] == nil else { return }
         let early = PreparedSink(spec: sink)
         prepared[key] = early
@@ -279,7 +285,7 @@ public actor ConsoleDaemon {
                 early.ptyChannel = try await attachStream(descriptor: pty.master.rawValue, key: key)
                 try await store.write(frontend + "/tty", pty.slavePath)
             case .socket(let path):
-                early.listener = try await listen(path: path, key: key)
+                try keeper().open(key: key, path: path, name: name)
             }
             guard prepared[key] === early else { return }  // connected or discarded meanwhile
             if await read(backend + "/state") == "\(XenbusState.initialising.rawValue)" {
@@ -295,9 +301,7 @@ public actor ConsoleDaemon {
     private func discardPrepared(_ key: ConsoleKey) {
         guard let early = prepared.removeValue(forKey: key) else { return }
         early.ptyChannel?.close(promise: nil)
-        early.client?.close(promise: nil)
-        early.listener?.close(promise: nil)
-        if case .socket(let path) = early.spec { unlink(path) }
+        if case .socket = early.spec { configuration.keeper?.close(key: key) }
     }
 
     private func connectSecondary(_ key: ConsoleKey, frontend: String) async {
@@ -344,24 +348,22 @@ public actor ConsoleDaemon {
     /// Sink ready, event channel watched, then (and only then) CONNECTED.
     private func connect(_ session: ConsoleSession, ttyNode: String) async throws {
         let key = session.key
-        if let early = prepared.removeValue(forKey: key) {
-            // The sink published before the frontend connected, with any client and
-            // the input it already sent.
-            session.pty = early.pty
-            session.ptyChannel = early.ptyChannel
-            session.listener = early.listener
-            session.client = early.client
-            session.pendingInput = early.pendingInput
-        } else {
-            switch session.sinkSpec {
-            case .pty:
+        let early = prepared.removeValue(forKey: key)
+        switch session.sinkSpec {
+        case .pty:
+            if let early {
+                // The pty published before the frontend connected, with the input it already took.
+                session.pty = early.pty
+                session.ptyChannel = early.ptyChannel
+                session.pendingInput = early.pendingInput
+            } else {
                 let pty = try PseudoTerminal()
                 session.pty = pty
                 session.ptyChannel = try await attachStream(descriptor: pty.master.rawValue, key: key)
                 try await store.write(ttyNode, pty.slavePath)
-            case .socket(let path):
-                session.listener = try await listen(path: path, key: key)
             }
+        case .socket(let path):
+            try await attachKeeper(session, path: path)
         }
         session.notifications = try await watchEvents(session.channel.waitDescriptor, key: key)
         guard sessions[key] === session else { return }  // torn down meanwhile
@@ -376,6 +378,40 @@ public actor ConsoleDaemon {
             metadata: ["console": "\(key)", "name": "\(session.name)", "sink": "\(session.stats.path ?? "")"]
         )
         service(key)
+    }
+
+    /// A socket channel's data stream from the keeper. Bytes an earlier consoled
+    /// handed over but did not live to consume are consumed now, unsent.
+    private func attachKeeper(_ session: ConsoleSession, path: String) async throws {
+        let keeper = try keeper()
+        try keeper.open(key: session.key, path: path, name: session.name)
+        let memory = session.ring.memory
+        let outCons = memory.load32(at: ConsoleInterface.outConsOffset, ordering: .acquiring)
+        let inProd = memory.load32(at: ConsoleInterface.inProdOffset, ordering: .acquiring)
+        let (data, target) = try keeper.attach(key: session.key, outCons: outCons, inProd: inProd)
+        defer { try? data.close() }
+        let delivered = target &- outCons
+        if delivered > 0, delivered <= UInt32(ConsoleInterface.outSize) {
+            try session.ring.backend.input.consume(Int(delivered))
+            logger.notice(
+                "\(delivered) bytes were delivered before a restart; consumed without resending",
+                metadata: ["console": "\(session.key)"]
+            )
+        } else if delivered != 0 {
+            logger.warning(
+                "the keeper and the ring disagree by \(delivered) bytes; resuming from the ring",
+                metadata: ["console": "\(session.key)"]
+            )
+        }
+        let channel = try await attachStream(descriptor: data.rawValue, key: session.key, isPty: false)
+        if session.client == nil { session.client = channel }
+    }
+
+    private func keeper() throws -> KeeperClient {
+        guard let keeper = configuration.keeper else {
+            throw KeeperClient.Failure(description: "socket channels need the sink keeper, and none is configured")
+        }
+        return keeper
     }
 
     /// Tears a console down: what is readable goes to its log, the flag becomes
@@ -397,8 +433,7 @@ public actor ConsoleDaemon {
         session.notifications?.close(promise: nil)
         session.ptyChannel?.close(promise: nil)
         session.client?.close(promise: nil)
-        session.listener?.close(promise: nil)
-        if case .socket(let path) = session.sinkSpec { unlink(path) }
+        if case .socket = session.sinkSpec { configuration.keeper?.close(key: key) }
         try? hypervisor.close(session.channel.port)
         logger.info("console torn down: \(reason)", metadata: ["console": "\(key)"])
     }
@@ -568,14 +603,6 @@ public actor ConsoleDaemon {
     }
 
     func clientAttached(_ key: ConsoleKey, _ channel: any Channel) {
-        if sessions[key] == nil, let early = prepared[key] {
-            if early.client != nil {
-                refuseBusy(channel, name: "console\(key.devid)")
-            } else {
-                early.client = channel
-            }
-            return
-        }
         guard let session = sessions[key], !session.closed else {
             channel.close(promise: nil)
             return
@@ -597,11 +624,6 @@ public actor ConsoleDaemon {
     }
 
     func clientDetached(_ key: ConsoleKey, _ channel: any Channel) {
-        if let early = prepared[key], early.client === channel {
-            early.client = nil
-            early.pendingInput.removeAll()
-            return
-        }
         guard let session = sessions[key], session.client === channel else { return }
         session.client = nil
         session.pendingInput.removeAll()
@@ -622,31 +644,18 @@ public actor ConsoleDaemon {
             .get()
     }
 
-    private func attachStream(descriptor: Int32, key: ConsoleKey) async throws -> any Channel {
+    /// A pty master (`isPty`) or the keeper's data stream, on the loop.
+    private func attachStream(descriptor: Int32, key: ConsoleKey, isPty: Bool = true) async throws -> any Channel {
         let daemon = self
         return try await NIOPipeBootstrap(group: eventLoop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ClientHandler(daemon: daemon, key: key, isPty: true))
-                }
-            }
-            .takingOwnershipOfDescriptor(inputOutput: dup(descriptor))
-            .get()
-    }
-
-    private func listen(path: String, key: ConsoleKey) async throws -> any Channel {
-        let daemon = self
-        unlink(path)
-        return try await ServerBootstrap(group: eventLoop)
-            .serverChannelOption(ChannelOptions.backlog, value: 8)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ClientHandler(daemon: daemon, key: key, isPty: false)
+                        ClientHandler(daemon: daemon, key: key, isPty: isPty)
                     )
                 }
             }
-            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+            .takingOwnershipOfDescriptor(inputOutput: dup(descriptor))
             .get()
     }
 

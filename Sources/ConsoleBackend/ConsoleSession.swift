@@ -43,10 +43,10 @@ final class PreparedSink {
     static let inputLimit = 64 * 1024
 
     let spec: SinkSpec
+    /// A pty channel's pty, and the input typed into it so far (socket channels'
+    /// clients wait in the keeper).
     var pty: PseudoTerminal?
     var ptyChannel: (any Channel)?
-    var listener: (any Channel)?
-    var client: (any Channel)?
     var pendingInput: [UInt8] = []
 
     init(spec: SinkSpec) { self.spec = spec }
@@ -65,10 +65,10 @@ final class ConsoleSession {
 
     /// The eventfd watcher for the guest's notifications.
     var notifications: (any Channel)?
-    /// pty: the master; socket: the listener and at most one client.
+    /// pty: the master; socket: the keeper's data stream for the channel (the
+    /// keeper holds the listener and the client).
     var pty: PseudoTerminal?
     var ptyChannel: (any Channel)?
-    var listener: (any Channel)?
     var client: (any Channel)?
     /// Client bytes waiting for space in the `in` ring.
     var pendingInput: [UInt8] = []

@@ -25,7 +25,7 @@ struct Conch: AsyncParsableCommand {
             ChannelListCommand.self, ChannelAttach.self, ChannelDetach.self, Demo.self,
             Dmesg.self, Store.self, Stats.self, Bench.self,
             Hypervisor.self, Xenstored.self, Consoled.self, GuestKernel.self, Version.self, RingPeerCommand.self,
-            TestGuest.self, BenchPeer.self,
+            TestGuest.self, BenchPeer.self, ConsoledKeeper.self,
         ]
     )
 }

@@ -10,9 +10,11 @@ import ArgumentParser
 import ConsoleBackend
 import ConsoleCore
 import Foundation
+import Logging
 import NIOPosix
 import ServiceLifecycle
 import SystemExtras
+import SystemPackage
 import UnixSignals
 import XenHypervisor
 import XenSim
@@ -79,6 +81,7 @@ struct Consoled: AsyncParsableCommand {
                 "cannot reach xenstored at \(runDirectory.xenstoredSocket): \(error) (start `conch up`)"
             )
         }
+        let keeper = try Self.keeper(runDirectory, logLevel: logging.logLevel)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let daemon = ConsoleDaemon(
             configuration: .init(
@@ -88,7 +91,8 @@ struct Consoled: AsyncParsableCommand {
                 logRotation: logMaxBytes == 0
                     ? .disabled : LogRotationPolicy(maxBytes: logMaxBytes, backups: logBackups),
                 rate: TokenBucket.Configuration(rate: rateBytes, burst: rateBurst),
-                legacyFlag: legacyFlag
+                legacyFlag: legacyFlag,
+                keeper: keeper
             ),
             hypervisor: hypervisor,
             store: store,
@@ -111,6 +115,63 @@ struct Consoled: AsyncParsableCommand {
         await daemon.stop()
         store.close()
         try await group.shutdownGracefully()
+    }
+}
+
+extension Consoled {
+    /// The running sink keeper of this run directory, or a new one: started in
+    /// its own process group, so that whatever kills consoled leaves it alive.
+    static func keeper(_ runDirectory: RunDirectory, logLevel: Logger.Level) throws -> KeeperClient {
+        if let client = try? KeeperClient(path: runDirectory.keeperSocket) { return client }
+        let logPath = runDirectory.logDirectory + "/consoled-keeper.log"
+        try FileManager.default.createDirectory(atPath: runDirectory.logDirectory, withIntermediateDirectories: true)
+        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+        defer {
+            close(log)
+            close(null)
+        }
+        let child = try ChildProcess(
+            executable: ChildProcess.currentExecutable(),
+            arguments: ["consoled-keeper", "--run-dir", runDirectory.path, "--log-level", logLevel.rawValue],
+            descriptors: [
+                0: FileDescriptor(rawValue: null), 1: FileDescriptor(rawValue: log), 2: FileDescriptor(rawValue: log),
+            ],
+            newProcessGroup: true
+        )
+        for _ in 0..<500 {
+            if let client = try? KeeperClient(path: runDirectory.keeperSocket) { return client }
+            if let ended = try? child.poll() {
+                throw ValidationError("the sink keeper exited (\(ended)) while starting; see \(logPath)")
+            }
+            usleep(10_000)
+        }
+        throw ValidationError("the sink keeper did not start within 5 s; see \(logPath)")
+    }
+}
+
+/// The sink keeper: socket channels' listeners and clients, held across consoled
+/// restarts. consoled starts it; it is not meant to be run by hand.
+struct ConsoledKeeper: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "consoled-keeper",
+        abstract: "Hold socket channels' listeners and clients across consoled restarts (started by consoled).",
+        shouldDisplay: false
+    )
+
+    @OptionGroup var runDirectoryOptions: RunDirectoryOptions
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        let logger = logging.makeLogger(label: "conch.consoled-keeper")
+        let runDirectory = runDirectoryOptions.runDirectory
+        raiseDescriptorLimit()
+        umask(0o077)
+        signal(SIGPIPE, SIG_IGN)
+        let pidFile = PidFile(path: runDirectory.keeperPidFile)
+        try pidFile.write()
+        defer { pidFile.remove() }
+        try SinkKeeper(socketPath: runDirectory.keeperSocket, logger: logger).run()
     }
 }
 

@@ -158,8 +158,8 @@ struct Down: AsyncParsableCommand {
         }
         // Daemons started by hand (or left by a supervisor that was killed).
         for (name, pidFile) in [
-            ("consoled", runDirectory.consoledPidFile), ("hypervisor", runDirectory.hypervisorPidFile),
-            ("xenstored", runDirectory.xenstoredPidFile),
+            ("consoled", runDirectory.consoledPidFile), ("consoled-keeper", runDirectory.keeperPidFile),
+            ("hypervisor", runDirectory.hypervisorPidFile), ("xenstored", runDirectory.xenstoredPidFile),
         ] {
             guard let pid = PidFile(path: pidFile).read(), kill(pid, 0) == 0 else { continue }
             kill(pid, SIGTERM)

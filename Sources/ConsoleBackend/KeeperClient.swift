@@ -1,0 +1,73 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Foundation
+import SystemExtras
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// consoled's side of the ``SinkKeeper`` control socket: one request, one reply.
+/// Requests are local and answered at once, so they are made synchronously.
+public final class KeeperClient: @unchecked Sendable {
+    private let socket: UnixSocket
+    private let lock = NSLock()
+
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Connects to a keeper listening at `path`.
+    public init(path: String) throws {
+        let fd = try UnixSocketPath.connect(path, type: Int32(SOCK_SEQPACKET.rawValue))
+        socket = UnixSocket(adopting: FileDescriptor(rawValue: fd))
+    }
+
+    func request(_ request: SinkKeeper.Request) throws -> (SinkKeeper.Reply, [FileDescriptor]) {
+        lock.lock()
+        defer { lock.unlock() }
+        try socket.send(Array(try JSONEncoder().encode(request)))
+        let (bytes, descriptors) = try socket.receive(maxBytes: 65536, maxDescriptors: 1)
+        guard !bytes.isEmpty else { throw Failure(description: "the keeper closed its control socket") }
+        let reply = try JSONDecoder().decode(SinkKeeper.Reply.self, from: Data(bytes))
+        if let error = reply.error {
+            for descriptor in descriptors { try? descriptor.close() }
+            throw Failure(description: "keeper: \(error)")
+        }
+        return (reply, descriptors)
+    }
+
+    /// Publishes a socket channel: the keeper listens at `path`.
+    public func open(key: ConsoleKey, path: String, name: String) throws {
+        _ = try request(.init(op: .open, key: key.description, path: path, name: name))
+    }
+
+    /// Connects the channel's data stream; returns it and the `out_cons` the
+    /// ring must be advanced to (bytes an earlier consoled already handed over).
+    public func attach(key: ConsoleKey, outCons: UInt32, inProd: UInt32) throws -> (FileDescriptor, UInt32) {
+        let (reply, descriptors) = try request(
+            .init(op: .attach, key: key.description, outCons: outCons, inProd: inProd)
+        )
+        guard let descriptor = descriptors.first, let target = reply.outCons else {
+            throw Failure(description: "the keeper's attach reply carried no data socket")
+        }
+        return (descriptor, target)
+    }
+
+    /// Closes a channel: the keeper drops its client and removes the socket file.
+    public func close(key: ConsoleKey) {
+        _ = try? request(.init(op: .close, key: key.description))
+    }
+
+    /// Orderly stop: the keeper closes everything and exits.
+    public func quit() {
+        _ = try? request(.init(op: .quit))
+    }
+}

@@ -1,0 +1,411 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import DequeModule
+import Foundation
+import Logging
+import SystemExtras
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The keeper of socket channels' sinks: a small process that outlives consoled.
+///
+/// It owns each socket channel's listening socket and its client, and relays
+/// bytes between the client and consoled over a stream socket pair per channel.
+/// When consoled is killed (SIGKILL, a crash), the client stays connected and
+/// the bytes already handed over stay here. The restarted consoled attaches
+/// again and the two reconcile on the ring's own free-running indices, which
+/// survive in guest memory:
+///
+/// - output (guest → client): the keeper counts bytes received from consoled
+///   since the channel's first attach, so `base + received` is the `out_cons`
+///   value consoled would have written had it lived; consoled consumes the
+///   difference and sends nothing twice.
+/// - input (client → guest): only consoled advances `in_prod`, with bytes taken
+///   in order from the keeper's stream, so `base + sent − in_prod` bytes were
+///   sent but never reached the ring; the keeper resends them from its history.
+///
+/// Nothing is lost and nothing is duplicated. Control requests are JSON over a
+/// SOCK_SEQPACKET socket; the data socket travels with the `attach` reply.
+public final class SinkKeeper {
+    /// Bytes held for a client before the keeper stops reading from consoled.
+    static let outputLimit = 256 * 1024
+    /// Input bytes remembered after sending them to consoled (for a resend).
+    static let inputHistoryLimit = 1 << 20
+    /// Client input held before the keeper stops reading the client.
+    static let inputLimit = 64 * 1024
+
+    public struct Request: Codable, Sendable {
+        public enum Operation: String, Codable, Sendable {
+            case open, attach, close, quit
+        }
+        public var op: Operation
+        public var key: String?
+        public var path: String?
+        public var name: String?
+        public var outCons: UInt32?
+        public var inProd: UInt32?
+
+        public init(
+            op: Operation,
+            key: String? = nil,
+            path: String? = nil,
+            name: String? = nil,
+            outCons: UInt32? = nil,
+            inProd: UInt32? = nil
+        ) {
+            self.op = op
+            self.key = key
+            self.path = path
+            self.name = name
+            self.outCons = outCons
+            self.inProd = inProd
+        }
+    }
+
+    public struct Reply: Codable, Sendable {
+        public var error: String?
+        /// `attach`: the `out_cons` consoled should advance its ring to.
+        public var outCons: UInt32?
+    }
+
+    final class Entry {
+        let key: String
+        let path: String
+        let name: String
+        var listener: Int32
+        var client: Int32?
+        var data: Int32?
+        var toClient = Deque<UInt8>()
+        var toConsoled = Deque<UInt8>()
+        var inputHistory = Deque<UInt8>()
+        var baseOut: UInt32?
+        var receivedOut: UInt32 = 0
+        var baseIn: UInt32 = 0
+        var sentIn: UInt32 = 0
+
+        init(key: String, path: String, name: String, listener: Int32) {
+            self.key = key
+            self.path = path
+            self.name = name
+            self.listener = listener
+        }
+    }
+
+    let socketPath: String
+    let logger: Logger
+    private var entries: [String: Entry] = [:]
+    private var controlListener: Int32 = -1
+    private var control: UnixSocket?
+    private var lastControl = ContinuousClock.now
+    private var running = true
+    /// With no consoled attached for this long, the keeper closes everything and exits.
+    let orphanTimeout: Duration
+
+    public init(socketPath: String, orphanTimeout: Duration = .seconds(60), logger: Logger) {
+        self.socketPath = socketPath
+        self.orphanTimeout = orphanTimeout
+        self.logger = logger
+    }
+
+    /// Serves until `quit`, or until orphaned.
+    public func run() throws {
+        controlListener = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard controlListener >= 0 else { throw Errno(rawValue: errno) }
+        unlink(socketPath)
+        try UnixSocketPath.bind(controlListener, to: socketPath)
+        guard listen(controlListener, 4) == 0 else { throw Errno(rawValue: errno) }
+        defer {
+            for key in entries.keys.sorted() { close(key) }
+            Glibc.close(controlListener)
+            unlink(socketPath)
+        }
+        logger.info("keeper running", metadata: ["socket": "\(socketPath)"])
+        while running {
+            var fds: [pollfd] = [pollfd(fd: controlListener, events: Int16(POLLIN), revents: 0)]
+            var owners: [(Entry?, Role)] = [(nil, .controlListener)]
+            if let control {
+                fds.append(pollfd(fd: control.fileDescriptor.rawValue, events: Int16(POLLIN), revents: 0))
+                owners.append((nil, .control))
+            }
+            for entry in entries.values {
+                fds.append(pollfd(fd: entry.listener, events: Int16(POLLIN), revents: 0))
+                owners.append((entry, .listener))
+                if let client = entry.client {
+                    var events: Int32 = 0
+                    if entry.toConsoled.count < Self.inputLimit { events |= Int32(POLLIN) }
+                    if !entry.toClient.isEmpty { events |= Int32(POLLOUT) }
+                    fds.append(pollfd(fd: client, events: Int16(events), revents: 0))
+                    owners.append((entry, .client))
+                }
+                if let data = entry.data {
+                    var events: Int32 = 0
+                    if entry.toClient.count < Self.outputLimit { events |= Int32(POLLIN) }
+                    if !entry.toConsoled.isEmpty { events |= Int32(POLLOUT) }
+                    fds.append(pollfd(fd: data, events: Int16(events), revents: 0))
+                    owners.append((entry, .data))
+                }
+            }
+            let ready = poll(&fds, nfds_t(fds.count), 1000)
+            if ready < 0 && errno != EINTR { throw Errno(rawValue: errno) }
+            if control == nil, lastControl.duration(to: .now) > orphanTimeout {
+                logger.warning("no consoled for \(orphanTimeout): closing every channel and exiting")
+                return
+            }
+            if access(socketPath, F_OK) != 0 {
+                logger.warning("\(socketPath) was removed: exiting")
+                return
+            }
+            guard ready > 0 else { continue }
+            for (index, entry) in fds.enumerated() where entry.revents != 0 {
+                let (owner, role) = owners[index]
+                // An earlier event in this pass may have closed it.
+                if let owner, entries[owner.key] !== owner { continue }
+                handle(role, owner, revents: entry.revents)
+            }
+        }
+    }
+
+    enum Role {
+        case controlListener, control, listener, client, data
+    }
+
+    private func handle(_ role: Role, _ entry: Entry?, revents: Int16) {
+        switch role {
+        case .controlListener:
+            let fd = acceptNonInheritable(controlListener, nonBlocking: false)
+            guard fd >= 0 else { return }
+            // A new consoled: the old one is gone (or about to be).
+            control = UnixSocket(adopting: FileDescriptor(rawValue: fd))
+            lastControl = .now
+        case .control:
+            serveControl()
+        case .listener:
+            guard let entry else { return }
+            acceptClient(entry)
+        case .client:
+            guard let entry else { return }
+            if revents & Int16(POLLOUT) != 0 { flush(&entry.toClient, to: entry.client, entry) }
+            if revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { readClient(entry) }
+        case .data:
+            guard let entry else { return }
+            if revents & Int16(POLLOUT) != 0 { sendInput(entry) }
+            if revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { readData(entry, draining: false) }
+        }
+    }
+
+    // MARK: Control
+
+    private func serveControl() {
+        guard let control else { return }
+        let message: [UInt8]
+        do {
+            message = try control.receive(maxBytes: 65536, maxDescriptors: 0).bytes
+        } catch {
+            self.control = nil
+            lastControl = .now
+            return
+        }
+        guard !message.isEmpty else {
+            self.control = nil  // consoled went away
+            lastControl = .now
+            return
+        }
+        var reply = Reply()
+        var descriptors: [FileDescriptor] = []
+        do {
+            let request = try JSONDecoder().decode(Request.self, from: Data(message))
+            switch request.op {
+            case .open:
+                try open(key: request.key ?? "", path: request.path ?? "", name: request.name ?? "")
+            case .attach:
+                let (outCons, descriptor) = try attach(
+                    key: request.key ?? "",
+                    outCons: request.outCons ?? 0,
+                    inProd: request.inProd ?? 0
+                )
+                reply.outCons = outCons
+                descriptors = [descriptor]
+            case .close:
+                close(request.key ?? "")
+            case .quit:
+                running = false
+            }
+        } catch {
+            reply.error = "\(error)"
+        }
+        let bytes = (try? JSONEncoder().encode(reply)).map { Array($0) } ?? Array("{}".utf8)
+        try? control.send(bytes, descriptors: descriptors)
+        for descriptor in descriptors { try? descriptor.close() }
+    }
+
+    struct KeeperError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    private func open(key: String, path: String, name: String) throws {
+        if let existing = entries[key] {
+            guard existing.path == path else { throw KeeperError(description: "\(key) is open at \(existing.path)") }
+            return
+        }
+        guard !key.isEmpty, path.hasPrefix("/") else { throw KeeperError(description: "open needs a key and a path") }
+        let listener = socket(
+            AF_UNIX,
+            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue),
+            0
+        )
+        guard listener >= 0 else { throw Errno(rawValue: errno) }
+        unlink(path)
+        do {
+            try UnixSocketPath.bind(listener, to: path)
+        } catch {
+            Glibc.close(listener)
+            throw error
+        }
+        chmod(path, 0o600)
+        guard listen(listener, 8) == 0 else {
+            Glibc.close(listener)
+            throw Errno(rawValue: errno)
+        }
+        entries[key] = Entry(key: key, path: path, name: name, listener: listener)
+        logger.debug("channel socket open", metadata: ["key": "\(key)", "path": "\(path)"])
+    }
+
+    private func attach(key: String, outCons: UInt32, inProd: UInt32) throws -> (UInt32, FileDescriptor) {
+        guard let entry = entries[key] else { throw KeeperError(description: "\(key) is not open") }
+        if entry.data != nil { readData(entry, draining: true) }  // everything the old consoled sent
+        if let data = entry.data { Glibc.close(data) }
+        entry.data = nil
+        if entry.baseOut == nil {
+            entry.baseOut = outCons
+            entry.baseIn = inProd
+        } else {
+            // Input the old consoled took but never wrote into the ring goes again.
+            let unconfirmed = Int(entry.baseIn &+ entry.sentIn &- inProd)
+            if unconfirmed > 0, unconfirmed <= entry.inputHistory.count {
+                let again = entry.inputHistory.suffix(unconfirmed)
+                entry.inputHistory.removeLast(unconfirmed)
+                entry.toConsoled.insert(contentsOf: again, at: 0)
+                entry.sentIn &-= UInt32(unconfirmed)
+            } else if unconfirmed != 0 {
+                logger.error(
+                    "input reconciliation impossible",
+                    metadata: ["key": "\(key)", "unconfirmed": "\(unconfirmed)"]
+                )
+            }
+        }
+        let (mine, theirs) = try UnixSocket.pair()
+        let data = dup(mine.fileDescriptor.rawValue)
+        _ = fcntl(data, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(data, F_SETFL, fcntl(data, F_GETFL) | O_NONBLOCK)
+        entry.data = data
+        let handed = FileDescriptor(rawValue: dup(theirs.fileDescriptor.rawValue))
+        return (entry.baseOut! &+ entry.receivedOut, handed)
+    }
+
+    /// accept(2), then close-on-exec (and non-blocking); Glibc's module lacks accept4.
+    private func acceptNonInheritable(_ listener: Int32, nonBlocking: Bool) -> Int32 {
+        let fd = accept(listener, nil, nil)
+        guard fd >= 0 else { return fd }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        if nonBlocking { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        return fd
+    }
+
+    private func close(_ key: String) {
+        guard let entry = entries.removeValue(forKey: key) else { return }
+        Glibc.close(entry.listener)
+        if let client = entry.client { Glibc.close(client) }
+        if let data = entry.data { Glibc.close(data) }
+        unlink(entry.path)
+    }
+
+    // MARK: Bytes
+
+    private func acceptClient(_ entry: Entry) {
+        let fd = acceptNonInheritable(entry.listener, nonBlocking: true)
+        guard fd >= 0 else { return }
+        guard entry.client == nil else {
+            let message = Array("conch: channel '\(entry.name)' is busy: another client is attached\r\n".utf8)
+            // SAFETY: the pointer is used only during the call, for the array's count.
+            _ = message.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            Glibc.close(fd)
+            return
+        }
+        entry.client = fd
+    }
+
+    private func readClient(_ entry: Entry) {
+        guard let client = entry.client else { return }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let got = read(client, &buffer, buffer.count)
+        if got > 0 {
+            entry.toConsoled.append(contentsOf: buffer.prefix(got))
+            sendInput(entry)
+        } else if got == 0 || (errno != EAGAIN && errno != EINTR) {
+            Glibc.close(client)
+            entry.client = nil
+        }
+    }
+
+    /// Reads what consoled sent; `draining` reads until nothing is left (an
+    /// attach: the old consoled is gone, its last bytes count).
+    private func readData(_ entry: Entry, draining: Bool) {
+        guard let data = entry.data else { return }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        repeat {
+            let got = read(data, &buffer, buffer.count)
+            if got > 0 {
+                entry.toClient.append(contentsOf: buffer.prefix(got))
+                entry.receivedOut &+= UInt32(truncatingIfNeeded: got)
+                continue
+            }
+            if got == 0 || (errno != EAGAIN && errno != EINTR) {
+                Glibc.close(data)
+                entry.data = nil
+            }
+            break
+        } while draining || entry.toClient.count < Self.outputLimit
+        flush(&entry.toClient, to: entry.client, entry)
+    }
+
+    private func sendInput(_ entry: Entry) {
+        guard let data = entry.data, !entry.toConsoled.isEmpty else { return }
+        let chunk = Array(entry.toConsoled.prefix(65536))
+        // SAFETY: the pointer is used only during the call, for the chunk's count.
+        let sent = chunk.withUnsafeBytes { send(data, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        guard sent > 0 else { return }
+        entry.toConsoled.removeFirst(sent)
+        entry.sentIn &+= UInt32(truncatingIfNeeded: sent)
+        entry.inputHistory.append(contentsOf: chunk.prefix(sent))
+        if entry.inputHistory.count > Self.inputHistoryLimit {
+            entry.inputHistory.removeFirst(entry.inputHistory.count - Self.inputHistoryLimit)
+        }
+    }
+
+    private func flush(_ pending: inout Deque<UInt8>, to descriptor: Int32?, _ entry: Entry) {
+        guard let descriptor, !pending.isEmpty else { return }
+        while !pending.isEmpty {
+            let chunk = Array(pending.prefix(65536))
+            // SAFETY: the pointer is used only during the call, for the chunk's count.
+            let sent = chunk.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if sent > 0 {
+                pending.removeFirst(sent)
+                continue
+            }
+            if sent < 0, errno == EAGAIN || errno == EINTR { return }
+            // The client went away; what it did not take waits for the next one.
+            Glibc.close(descriptor)
+            entry.client = nil
+            return
+        }
+    }
+}
