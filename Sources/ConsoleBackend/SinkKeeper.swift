@@ -102,6 +102,8 @@ public final class SinkKeeper {
 
     let socketPath: String
     let logger: Logger
+    /// One read buffer for every descriptor (the keeper is single-threaded).
+    private var buffer = [UInt8](repeating: 0, count: 65536)
     private var entries: [String: Entry] = [:]
     private var controlListener: Int32 = -1
     private var control: UnixSocket?
@@ -345,10 +347,9 @@ public final class SinkKeeper {
 
     private func readClient(_ entry: Entry) {
         guard let client = entry.client else { return }
-        var buffer = [UInt8](repeating: 0, count: 65536)
         let got = read(client, &buffer, buffer.count)
         if got > 0 {
-            entry.toConsoled.append(contentsOf: buffer.prefix(got))
+            entry.toConsoled.append(contentsOf: buffer[..<got])
             sendInput(entry)
         } else if got == 0 || (errno != EAGAIN && errno != EINTR) {
             Glibc.close(client)
@@ -357,15 +358,21 @@ public final class SinkKeeper {
     }
 
     /// Reads what consoled sent; `draining` reads until nothing is left (an
-    /// attach: the old consoled is gone, its last bytes count).
+    /// attach: the old consoled is gone, its last bytes count). With nothing
+    /// queued for the client, bytes go straight through; only what the client
+    /// does not take at once is queued.
     private func readData(_ entry: Entry, draining: Bool) {
         guard let data = entry.data else { return }
-        var buffer = [UInt8](repeating: 0, count: 65536)
         repeat {
             let got = read(data, &buffer, buffer.count)
             if got > 0 {
-                entry.toClient.append(contentsOf: buffer.prefix(got))
                 entry.receivedOut &+= UInt32(truncatingIfNeeded: got)
+                var sent = 0
+                if entry.toClient.isEmpty, let client = entry.client {
+                    // SAFETY: the pointer is used only during the call, for `got` bytes of the buffer.
+                    sent = max(0, buffer.withUnsafeBytes { send(client, $0.baseAddress, got, Int32(MSG_NOSIGNAL)) })
+                }
+                if sent < got { entry.toClient.append(contentsOf: buffer[sent..<got]) }
                 continue
             }
             if got == 0 || (errno != EAGAIN && errno != EINTR) {

@@ -67,14 +67,23 @@ public final class ChannelFrontend: @unchecked Sendable {
     public var devicePath: String { pty.slavePath }
 
     /// Whether the backend connected and the relay runs.
-    public var isRunning: Bool { relay != nil }
+    public var isRunning: Bool { stopLock.withLock { relay != nil } }
 
     /// Starts relaying between the pty and the ring (after the backend connected).
-    public func start() {
-        let thread = Thread { [self] in relayLoop() }
-        thread.name = "hvc\(devid)"
-        relay = thread
-        thread.start()
+    /// Only the first call starts anything: the ring has exactly one writer, even
+    /// when two xenstore scans see the backend connect at the same time.
+    /// - Returns: whether this call started the relay.
+    @discardableResult
+    public func start() -> Bool {
+        let thread: Thread? = stopLock.withLock {
+            guard relay == nil else { return nil }
+            let thread = Thread { [self] in relayLoop() }
+            thread.name = "hvc\(devid)"
+            relay = thread
+            return thread
+        }
+        thread?.start()
+        return thread != nil
     }
 
     public func stop() {

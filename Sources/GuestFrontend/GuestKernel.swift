@@ -209,9 +209,9 @@ public final class GuestKernel: @unchecked Sendable {
             } else if let channel = existing {
                 switch backendState {
                 case .connected where frontendState == .initialised:
-                    try? await store.write("\(base)/\(devid)/state", "\(XenbusState.connected.rawValue)")
+                    guard channel.start() else { continue }  // another scan got here first
                     expose(channel)
-                    channel.start()
+                    try? await store.write("\(base)/\(devid)/state", "\(XenbusState.connected.rawValue)")
                     log("hvc\(devid): connected\(channel.name.map { " (\($0))" } ?? "")")
                 case .closing, .closed:
                     remove(devid)
