@@ -104,11 +104,13 @@ public actor ConsoleDaemon {
     public func start() async throws {
         try FileManager.default.createDirectory(atPath: configuration.logDirectory, withIntermediateDirectories: true)
         if let path = configuration.statsSocket { statsServer = try await startStatsServer(path) }
-        for (path, token) in [("@introduceDomain", "domlist-intro"), ("@releaseDomain", "domlist-release")] {
-            let events = try await store.watch(path, token: token)
-            Task { [weak self] in
-                for await _ in events { await self?.rescanDomains() }
-            }
+        let introduced = try await store.watch("@introduceDomain", token: "domlist-intro")
+        Task { [weak self] in
+            for await _ in introduced { await self?.trackIntroduced() }
+        }
+        let released = try await store.watch("@releaseDomain", token: "domlist-release")
+        Task { [weak self] in
+            for await _ in released { await self?.rescanDomains() }
         }
         rescanDomains()
     }
@@ -145,6 +147,16 @@ public actor ConsoleDaemon {
         let live = Set(domains.filter { $0.domid != .dom0 && $0.state != .dying }.map(\.domid))
         for domid in live.sorted() where watchedDomains[domid] == nil { track(domid) }
         for domid in watchedDomains.keys.sorted() where !live.contains(domid) { release(domid) }
+    }
+
+    /// `@introduceDomain`: start watching domains that have a home in xenstore
+    /// (cheaper than asking the hypervisor for every domain, which matters with
+    /// a thousand of them).
+    private func trackIntroduced() async {
+        guard !stopping, let names = try? await store.directory("/local/domain") else { return }
+        for domid in names.compactMap({ UInt16($0) }).map({ DomID($0) }).sorted() {
+            if domid != .dom0, watchedDomains[domid] == nil, !stopping { track(domid) }
+        }
     }
 
     private func track(_ domid: DomID) {

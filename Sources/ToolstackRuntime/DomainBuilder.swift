@@ -113,10 +113,19 @@ public struct DomainBuilder: Sendable {
     ) throws
         -> DomainPlan
     {
-        let names = Dictionary(
-            try hypervisor.listDomains().map { ($0.name, $0.domid) },
-            uniquingKeysWith: { first, _ in first }
-        )
+        // Listing every domain costs O(domains); only a channel naming its backend
+        // domain needs it.
+        let needsNames = configuration.channels.contains { channel in
+            guard let backend = channel.backend else { return false }
+            return backend != "Domain-0" && UInt16(backend) == nil
+        }
+        let names =
+            needsNames
+            ? Dictionary(
+                try hypervisor.listDomains().map { ($0.name, $0.domid) },
+                uniquingKeysWith: { first, _ in first }
+            )
+            : [:]
         var configured = configuration
         configured.uuid = uuid
         return try DomainPlan.make(
