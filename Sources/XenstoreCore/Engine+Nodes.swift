@@ -16,6 +16,7 @@ struct StoreView {
     /// The transaction's snapshot, nil outside transactions.
     let base: Tree?
     var touched: [XenstorePath: UInt64?]
+    var dependencies: [XenstorePath: XenstorePermissions?] = [:]
     var log: [TreeOperation]
     var triggers: [WatchTrigger] = []
 
@@ -23,6 +24,15 @@ struct StoreView {
     mutating func touch(_ path: XenstorePath) {
         guard let base, touched.index(forKey: path) == nil else { return }
         touched.updateValue(base.node(at: path)?.generation, forKey: path)
+    }
+
+    /// Records that the request relied on `path` existing with its permissions —
+    /// the ancestor a write creates under, the parent a removal detaches from —
+    /// without reading it: commit replays the change onto whatever children the
+    /// ancestor has by then, so only its existence and permissions must hold.
+    mutating func depend(_ path: XenstorePath) {
+        guard let base, touched.index(forKey: path) == nil, dependencies.index(forKey: path) == nil else { return }
+        dependencies.updateValue(base.node(at: path)?.perms, forKey: path)
     }
 }
 
@@ -33,6 +43,7 @@ extension XenstoreEngine {
                 tree: transaction.tree,
                 base: transaction.base,
                 touched: transaction.touched,
+                dependencies: transaction.dependencies,
                 log: transaction.log
             )
         }
@@ -48,9 +59,14 @@ extension XenstoreEngine {
             store = view.tree
             return fire(view.triggers)
         }
-        if let limits = limits(request), view.touched.count.exceeds(limits.transactionNodes) { throw .ENOSPC }
+        // The nodes a transaction accessed, as cxenstored counts them: read, written, or relied on.
+        if let limits = limits(request), (view.touched.count + view.dependencies.count).exceeds(limits.transactionNodes)
+        {
+            throw .ENOSPC
+        }
         connections[request.id]?.transactions[request.message.txID]?.tree = view.tree
         connections[request.id]?.transactions[request.message.txID]?.touched = view.touched
+        connections[request.id]?.transactions[request.message.txID]?.dependencies = view.dependencies
         connections[request.id]?.transactions[request.message.txID]?.log = view.log
         connections[request.id]?.transactions[request.message.txID]?.triggers += view.triggers
         return []
@@ -85,7 +101,9 @@ extension XenstoreEngine {
         guard txID != 0, let transaction = connections[request.id]?.transactions[txID],
             transaction.touched.index(forKey: path) == nil
         else { return }
-        if let limits = limits(request), (transaction.touched.count + 1).exceeds(limits.transactionNodes) {
+        if let limits = limits(request),
+            (transaction.touched.count + transaction.dependencies.count + 1).exceeds(limits.transactionNodes)
+        {
             throw .ENOSPC
         }
         connections[request.id]?.transactions[txID]?.touched.updateValue(
@@ -191,7 +209,7 @@ extension XenstoreEngine {
             if let limits, (view.tree.nodeCount(ownedBy: connection.domid) + newNodes).exceeds(limits.nodes) {
                 throw .ENOSPC
             }
-            view.touch(existingPath)
+            view.depend(existingPath)
             var cursor = path
             for _ in 1..<newNodes {
                 cursor = cursor.parent ?? cursor
@@ -233,7 +251,7 @@ extension XenstoreEngine {
         }
         guard canWrite(request.connection, node.perms) else { throw .EACCES }
         let parentPerms = view.tree.node(at: parent)?.perms
-        view.touch(parent)
+        view.depend(parent)
         let removed = view.tree.remove(path, generation: nextGeneration())
         view.log.append(.remove(path))
         view.triggers += removalTriggers(removed, parentPerms: parentPerms)

@@ -19,8 +19,11 @@ import XenstoreWire
 ///    nothing applied.
 /// 3. T writes /b, which did not exist (recorded as absent); another connection creates /b.
 ///    Commit: /b now exists → EAGAIN. (cxenstored skips nodes T wrote; we check them too.)
-/// 4. T creates /c/d under /c; another connection adds /c/e, bumping g(/c). T touched /c
-///    (its child list changed) → EAGAIN. Strict, but never wrong: the client retries.
+/// 4. T creates /c/d under /c; another connection adds /c/e, bumping g(/c). T never read
+///    /c, it only relied on /c existing with its permissions: commit replays "create /c/d"
+///    onto the current /c, so both children exist → OK. (Many guests created at once all
+///    add children to /local/domain; none of them conflicts.) If /c's permissions changed
+///    or /c was removed meanwhile → EAGAIN; if T read /c (a DIRECTORY, say) → EAGAIN.
 extension XenstoreEngine {
     // MARK: WATCH, UNWATCH, RESET_WATCHES
 
@@ -99,6 +102,10 @@ extension XenstoreEngine {
         guard commit else { return [request.ok] }
 
         for (path, seen) in transaction.touched where store.node(at: path)?.generation != seen {
+            throw .EAGAIN
+        }
+        for (path, seen) in transaction.dependencies
+        where transaction.touched.index(forKey: path) == nil && store.node(at: path)?.perms != seen {
             throw .EAGAIN
         }
         var tree = store

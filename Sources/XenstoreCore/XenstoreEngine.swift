@@ -223,6 +223,10 @@ struct Transaction: Sendable {
     var tree: Tree
     /// Every node read or written, with its generation in `base` (nil: it did not exist).
     var touched: [XenstorePath: UInt64?] = [:]
+    /// Ancestors whose child list a write or removal changed without the transaction
+    /// reading them, with their permissions in `base` (nil: absent). Commit needs only
+    /// these unchanged — not their generation, which a sibling's creation bumps.
+    var dependencies: [XenstorePath: XenstorePermissions?] = [:]
     var log: [TreeOperation] = []
     var triggers: [WatchTrigger] = []
 }

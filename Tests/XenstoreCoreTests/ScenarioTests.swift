@@ -233,6 +233,56 @@ struct ScenarioTests {
         ])
     }
 
+    /// Transactions that only add children under a common ancestor (every domain
+    /// builder creates /local/domain/<d>) do not conflict; one that read the ancestor,
+    /// or whose ancestor's permissions changed, does.
+    @Test func siblingCreationDoesNotConflict() {
+        var h = Harness()
+        h.run([
+            step(C.d0, .write, "/p\0", .ok),
+            // Two transactions each create a child of /p; both commit, both children exist.
+            step(C.d0, .transactionStart, "\0", .payload("1\0")),
+            step(C.obs, .transactionStart, "\0", .payload("1\0")),
+            step(C.d0, .write, "/p/one/x\0a", tx: 1, .ok),
+            step(C.obs, .write, "/p/two/x\0b", tx: 1, .ok),
+            step(C.obs, .transactionEnd, "T\0", tx: 1, .ok),
+            step(C.d0, .transactionEnd, "T\0", tx: 1, .ok),
+            step(C.d0, .directory, "/p\0", .payload("two\0one\0")),  // in commit order
+            step(C.d0, .read, "/p/one/x\0", .payload("a")),
+            step(C.d0, .read, "/p/two/x\0", .payload("b")),
+
+            // Removing a child while another is created: both apply.
+            step(C.d0, .transactionStart, "\0", .payload("2\0")),
+            step(C.d0, .rm, "/p/one\0", tx: 2, .ok),
+            step(C.obs, .write, "/p/three\0c", .ok),
+            step(C.d0, .transactionEnd, "T\0", tx: 2, .ok),
+            step(C.d0, .directory, "/p\0", .payload("two\0three\0")),
+
+            // A transaction that listed /p sees the new sibling as a conflict.
+            step(C.d0, .transactionStart, "\0", .payload("3\0")),
+            step(C.d0, .directory, "/p\0", tx: 3, .payload("two\0three\0")),
+            step(C.d0, .write, "/p/four\0d", tx: 3, .ok),
+            step(C.obs, .write, "/p/five\0e", .ok),
+            step(C.d0, .transactionEnd, "T\0", tx: 3, .error(.EAGAIN)),
+            step(C.d0, .read, "/p/four\0", .error(.ENOENT)),
+
+            // The ancestor's permissions changed meanwhile: the write was checked
+            // against the old ones, so it must not commit.
+            step(C.d0, .transactionStart, "\0", .payload("4\0")),
+            step(C.d0, .write, "/p/six\0f", tx: 4, .ok),
+            step(C.obs, .setPerms, "/p\0n0\0r5\0", .ok),
+            step(C.d0, .transactionEnd, "T\0", tx: 4, .error(.EAGAIN)),
+            step(C.d0, .read, "/p/six\0", .error(.ENOENT)),
+
+            // The ancestor was removed meanwhile: EAGAIN, nothing recreated.
+            step(C.d0, .transactionStart, "\0", .payload("5\0")),
+            step(C.d0, .write, "/p/seven\0g", tx: 5, .ok),
+            step(C.obs, .rm, "/p\0", .ok),
+            step(C.d0, .transactionEnd, "T\0", tx: 5, .error(.EAGAIN)),
+            step(C.d0, .read, "/p\0", .error(.ENOENT)),
+        ])
+    }
+
     @Test func guestTransactionPermissions() {
         var h = Harness()
         h.run(homes)
