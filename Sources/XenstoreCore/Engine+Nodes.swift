@@ -244,7 +244,8 @@ extension XenstoreEngine {
         var view = view(for: request)
         view.touch(path)
         guard let node = view.tree.node(at: path) else {
-            view.touch(parent)
+            // Only the parent's existence and permissions decide the answer.
+            view.depend(parent)
             guard let parentNode = view.tree.node(at: parent) else { throw missing(path, in: view.tree, request) }
             guard canRead(request.connection, parentNode.perms) else { throw .EACCES }
             return [request.ok] + (try commit(view, request))

@@ -258,27 +258,42 @@ struct ScenarioTests {
             step(C.d0, .transactionEnd, "T\0", tx: 2, .ok),
             step(C.d0, .directory, "/p\0", .payload("two\0three\0")),
 
-            // A transaction that listed /p sees the new sibling as a conflict.
+            // Removing a node that is not there (a builder clearing stale state) relies
+            // only on the parent; a sibling created meanwhile is no conflict…
             step(C.d0, .transactionStart, "\0", .payload("3\0")),
-            step(C.d0, .directory, "/p\0", tx: 3, .payload("two\0three\0")),
-            step(C.d0, .write, "/p/four\0d", tx: 3, .ok),
+            step(C.d0, .rm, "/p/stale\0", tx: 3, .ok),
+            step(C.obs, .write, "/p/eight\0h", .ok),
+            step(C.d0, .transactionEnd, "T\0", tx: 3, .ok),
+            // …but the removed node itself appearing meanwhile is.
+            step(C.d0, .transactionStart, "\0", .payload("4\0")),
+            step(C.d0, .rm, "/p/stale\0", tx: 4, .ok),
+            step(C.obs, .write, "/p/stale\0i", .ok),
+            step(C.d0, .transactionEnd, "T\0", tx: 4, .error(.EAGAIN)),
+            step(C.d0, .read, "/p/stale\0", .payload("i")),
+            step(C.obs, .rm, "/p/stale\0", .ok),
+            step(C.obs, .rm, "/p/eight\0", .ok),
+
+            // A transaction that listed /p sees the new sibling as a conflict.
+            step(C.d0, .transactionStart, "\0", .payload("5\0")),
+            step(C.d0, .directory, "/p\0", tx: 5, .payload("two\0three\0")),
+            step(C.d0, .write, "/p/four\0d", tx: 5, .ok),
             step(C.obs, .write, "/p/five\0e", .ok),
-            step(C.d0, .transactionEnd, "T\0", tx: 3, .error(.EAGAIN)),
+            step(C.d0, .transactionEnd, "T\0", tx: 5, .error(.EAGAIN)),
             step(C.d0, .read, "/p/four\0", .error(.ENOENT)),
 
             // The ancestor's permissions changed meanwhile: the write was checked
             // against the old ones, so it must not commit.
-            step(C.d0, .transactionStart, "\0", .payload("4\0")),
-            step(C.d0, .write, "/p/six\0f", tx: 4, .ok),
+            step(C.d0, .transactionStart, "\0", .payload("6\0")),
+            step(C.d0, .write, "/p/six\0f", tx: 6, .ok),
             step(C.obs, .setPerms, "/p\0n0\0r5\0", .ok),
-            step(C.d0, .transactionEnd, "T\0", tx: 4, .error(.EAGAIN)),
+            step(C.d0, .transactionEnd, "T\0", tx: 6, .error(.EAGAIN)),
             step(C.d0, .read, "/p/six\0", .error(.ENOENT)),
 
             // The ancestor was removed meanwhile: EAGAIN, nothing recreated.
-            step(C.d0, .transactionStart, "\0", .payload("5\0")),
-            step(C.d0, .write, "/p/seven\0g", tx: 5, .ok),
+            step(C.d0, .transactionStart, "\0", .payload("7\0")),
+            step(C.d0, .write, "/p/seven\0g", tx: 7, .ok),
             step(C.obs, .rm, "/p\0", .ok),
-            step(C.d0, .transactionEnd, "T\0", tx: 5, .error(.EAGAIN)),
+            step(C.d0, .transactionEnd, "T\0", tx: 7, .error(.EAGAIN)),
             step(C.d0, .read, "/p\0", .error(.ENOENT)),
         ])
     }
