@@ -80,15 +80,17 @@ public enum ConsoleReadiness {
         )
         let ring = page.map { ConsoleRing(memory: $0) }
         let deadline = ContinuousClock.now + timeout
-        var delay = Duration.milliseconds(1)
+        var delay = Duration.microseconds(250)
         while true {
             let missing = await missing(built, store: store, consolePage: ring)
             if missing.isEmpty { return }
             guard ContinuousClock.now < deadline else {
                 throw DomainBuilder.BuildError(description: missing.joined(separator: "; "))
             }
+            // Short sleeps: consoled usually needs a few milliseconds, and every
+            // millisecond here delays the guest's first byte.
             try await Task.sleep(for: delay)
-            delay = min(delay * 2, .milliseconds(20))
+            delay = min(delay * 2, .milliseconds(2))
         }
     }
 }

@@ -147,26 +147,33 @@ public struct DomainBuilder: Sendable {
     /// Writes the plan's nodes in one transaction (retried on EAGAIN), then
     /// introduces the domain.
     func apply(_ plan: DomainPlan) async throws {
+        // One pipelined batch per attempt: xenstored applies a connection's requests
+        // in order, so this is the same sequence as one request at a time, in one
+        // round trip instead of about a hundred.
+        var requests: [XenstoreClient.BatchRequest] = []
+        var removals: Set<Int> = []
+        for step in plan.steps {
+            switch step {
+            case .remove(let path):
+                removals.insert(requests.count)
+                requests.append(.remove(path))
+            case .mkdir(let path, let permissions):
+                requests.append(.mkdir(path))
+                requests.append(.setPermissions(path, permissions.wire))
+            case .write(let path, let value, let permissions):
+                requests.append(.write(path, value))
+                if let permissions { requests.append(.setPermissions(path, permissions.wire)) }
+            case .introduce:
+                continue  // after the commit, below
+            }
+        }
         try await store.transaction { transaction in
-            for step in plan.steps {
-                switch step {
-                case .remove(let path):
-                    do {
-                        try await store.remove(path, transaction: transaction)
-                    } catch let error as XenstoreClientError where error == .server(.ENOENT) {
-                        continue
-                    }
-                case .mkdir(let path, let permissions):
-                    try await store.mkdir(path, transaction: transaction)
-                    try await store.setPermissions(path, permissions.wire, transaction: transaction)
-                case .write(let path, let value, let permissions):
-                    try await store.write(path, value, transaction: transaction)
-                    if let permissions {
-                        try await store.setPermissions(path, permissions.wire, transaction: transaction)
-                    }
-                case .introduce:
-                    continue  // after the commit, below
-                }
+            let results = try await store.batch(requests, transaction: transaction)
+            for (index, result) in results.enumerated() {
+                guard case .failure(let error) = result else { continue }
+                // Clearing stale state: a path that is not there is fine.
+                if removals.contains(index), error == .server(.ENOENT) { continue }
+                throw error
             }
         }
         for case .introduce(let domid, let frame, let port) in plan.steps {

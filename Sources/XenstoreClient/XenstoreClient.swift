@@ -65,6 +65,8 @@ public final class XenstoreClient: Sendable {
     private struct State: ~Copyable {
         var nextRequestID: UInt32 = 1
         var pending: [UInt32: CheckedContinuation<XenstoreMessage, any Error>] = [:]
+        /// Requests sent by ``batch(_:transaction:)``: their collector and position.
+        var batched: [UInt32: (BatchCollector, Int)] = [:]
         var watchers: [String: AsyncStream<XenstoreWatchEvent>.Continuation] = [:]
         var decoder = XenstoreDecoder()
         var closed = false
@@ -149,6 +151,79 @@ public final class XenstoreClient: Sendable {
             throw .protocolViolation("reply type \(reply.type) to a \(type) request")
         }
         return reply.payload
+    }
+
+    /// One request of a ``batch(_:transaction:)``.
+    public struct BatchRequest: Sendable {
+        public var type: XenstoreMessageType
+        public var payload: [UInt8]
+
+        public init(_ type: XenstoreMessageType, _ payload: [UInt8]) {
+            self.type = type
+            self.payload = payload
+        }
+
+        public static func write(_ path: String, _ value: String) -> BatchRequest {
+            BatchRequest(.write, XenstorePayload.string(path) + Array(value.utf8))
+        }
+        public static func mkdir(_ path: String) -> BatchRequest { BatchRequest(.mkdir, XenstorePayload.string(path)) }
+        public static func remove(_ path: String) -> BatchRequest { BatchRequest(.rm, XenstorePayload.string(path)) }
+        public static func setPermissions(_ path: String, _ permissions: XenstorePermissions) -> BatchRequest {
+            BatchRequest(.setPerms, XenstorePayload.string(path) + permissions.wire)
+        }
+    }
+
+    /// Sends every request at once, in order, and waits for all the replies: one
+    /// round trip instead of one per request. xenstored answers a connection's
+    /// requests in the order they arrive, so later requests see earlier ones'
+    /// effects, exactly as if they had been sent one by one. Each result is the
+    /// reply payload or that request's error.
+    public func batch(
+        _ requests: [BatchRequest],
+        transaction: XenstoreTransaction = .none
+    ) async throws(XenstoreClientError) -> [Result<[UInt8], XenstoreClientError>] {
+        guard !requests.isEmpty else { return [] }
+        guard requests.allSatisfy({ $0.payload.count <= XenstoreInterface.payloadMax }) else {
+            throw .payloadTooLarge
+        }
+        let replies: [XenstoreMessage]
+        do {
+            replies = try await withCheckedThrowingContinuation { continuation in
+                let collector = BatchCollector(count: requests.count, continuation: continuation)
+                let bytes: [UInt8]? = state.withLock { state in
+                    guard !state.closed else { return nil }
+                    var bytes: [UInt8] = []
+                    for (index, request) in requests.enumerated() {
+                        let id = state.nextRequestID
+                        state.nextRequestID = id == UInt32.max ? 1 : id + 1
+                        state.batched[id] = (collector, index)
+                        bytes += XenstoreMessage(
+                            type: request.type,
+                            reqID: id,
+                            txID: transaction.id,
+                            payload: request.payload
+                        ).encoded()
+                    }
+                    return bytes
+                }
+                guard let bytes else {
+                    continuation.resume(throwing: XenstoreClientError.connectionClosed)
+                    return
+                }
+                transport.send(bytes)
+            }
+        } catch let error as XenstoreClientError {
+            throw error
+        } catch {
+            throw .connectionClosed
+        }
+        return zip(requests, replies).map { request, reply in
+            if reply.type == .error { return .failure(.server(XenstoreError(wireName: Self.string(reply.payload)))) }
+            guard reply.type == request.type else {
+                return .failure(.protocolViolation("reply type \(reply.type) to a \(request.type) request"))
+            }
+            return .success(reply.payload)
+        }
     }
 
     public func read(
@@ -336,6 +411,7 @@ public final class XenstoreClient: Sendable {
 
     private func received(_ bytes: [UInt8]) {
         var replies: [(CheckedContinuation<XenstoreMessage, any Error>, XenstoreMessage)] = []
+        var batches: [BatchCollector] = []
         var events: [(AsyncStream<XenstoreWatchEvent>.Continuation, XenstoreWatchEvent)] = []
         let failed: Bool = state.withLock { state in
             for message in state.decoder.feed(bytes) {
@@ -345,6 +421,10 @@ public final class XenstoreClient: Sendable {
                     events.append((watcher, XenstoreWatchEvent(path: parts[0], token: parts[1])))
                 } else if let continuation = state.pending.removeValue(forKey: message.reqID) {
                     replies.append((continuation, message))
+                } else if let (collector, index) = state.batched.removeValue(forKey: message.reqID),
+                    collector.record(message, at: index)
+                {
+                    batches.append(collector)
                 }
             }
             if case .failed = state.decoder.state { return true }
@@ -352,20 +432,26 @@ public final class XenstoreClient: Sendable {
         }
         // Resume outside the lock: continuations may run code that calls back in.
         for (continuation, message) in replies { continuation.resume(returning: message) }
+        for collector in batches { collector.finish() }
         for (watcher, event) in events { watcher.yield(event) }
         if failed { transport.close() }
     }
 
     private func closed() {
-        let (pending, watchers) = state.withLock { state in
+        let (pending, batches, watchers) = state.withLock { state in
             state.closed = true
             defer {
                 state.pending.removeAll()
+                state.batched.removeAll()
                 state.watchers.removeAll()
             }
-            return (Array(state.pending.values), Array(state.watchers.values))
+            // One collector per batch, however many of its requests were unanswered.
+            var collectors: [ObjectIdentifier: BatchCollector] = [:]
+            for (collector, _) in state.batched.values { collectors[ObjectIdentifier(collector)] = collector }
+            return (Array(state.pending.values), Array(collectors.values), Array(state.watchers.values))
         }
         for continuation in pending { continuation.resume(throwing: XenstoreClientError.connectionClosed) }
+        for collector in batches { collector.fail() }
         for watcher in watchers { watcher.finish() }
     }
 
@@ -385,4 +471,30 @@ public final class XenstoreClient: Sendable {
         if payload.last == 0 { parts.removeLast() }
         return parts
     }
+}
+
+/// Gathers a batch's replies; touched only under the client's state lock, resumed
+/// outside it.
+final class BatchCollector: @unchecked Sendable {
+    private var messages: [XenstoreMessage?]
+    private var remaining: Int
+    private let continuation: CheckedContinuation<[XenstoreMessage], any Error>
+
+    init(count: Int, continuation: CheckedContinuation<[XenstoreMessage], any Error>) {
+        messages = Array(repeating: nil, count: count)
+        remaining = count
+        self.continuation = continuation
+    }
+
+    /// Records a reply; true when it was the last one.
+    func record(_ message: XenstoreMessage, at index: Int) -> Bool {
+        guard messages[index] == nil else { return false }
+        messages[index] = message
+        remaining -= 1
+        return remaining == 0
+    }
+
+    func finish() { continuation.resume(returning: messages.map { $0! }) }
+
+    func fail() { continuation.resume(throwing: XenstoreClientError.connectionClosed) }
 }

@@ -37,6 +37,39 @@ struct ClientLibraryTests {
         #expect(try await client.permissions("/local/domain/1").description == "n1,r0")
     }
 
+    /// A batch is sent in one go and applied in order; each request gets its own
+    /// result, errors included, and a transaction sees the whole batch.
+    @Test func batchesArePipelinedInOrder() async throws {
+        let daemon = try XenstoredProcess()
+        defer { daemon.stop() }
+        let client = try await XenstoreClient.connect(socketPath: daemon.socketPath)
+        defer { client.close() }
+        let results = try await client.batch([
+            .mkdir("/b/dir"),
+            .write("/b/dir/key", "first"),
+            .write("/b/dir/key", "second"),  // order matters: the last write wins
+            .remove("/nowhere/at/all"),  // no parent: ENOENT
+            .setPermissions("/b/dir", XenstorePermissions(owner: DomID(3), acl: [])),
+            .init(.read, XenstorePayload.string("/b/dir/key")),
+        ])
+        #expect(results.count == 6)
+        #expect(results[3] == .failure(.server(.ENOENT)), "each request has its own result")
+        #expect(try results[5].get() == Array("second".utf8))
+        #expect(try await client.permissions("/b/dir").description == "n3")
+
+        // Inside a transaction: nothing is visible until the commit.
+        try await client.transaction { transaction in
+            let inside = try await client.batch(
+                (0..<300).map { .write("/b/t/k\($0)", "v\($0)") },
+                transaction: transaction
+            )
+            #expect(inside.allSatisfy { (try? $0.get()) != nil })
+            #expect(try await !client.exists("/b/t"))
+        }
+        #expect(try await client.directory("/b/t").count == 300)
+        #expect(try await client.batch([]).isEmpty)
+    }
+
     /// Many tasks share one connection; replies are matched by req_id.
     @Test func concurrentRequestsAreMatchedByRequestID() async throws {
         let daemon = try XenstoredProcess()
