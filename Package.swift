@@ -142,6 +142,16 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            // Every guest kernel, daemon and CLI call is a fresh `conch` process: linking
+            // the Swift runtime and Foundation statically halves its start-up (21.5 → 11.9 ms
+            // median for `conch version`), which is most of `create`'s time to first byte.
+            // (Foundation's own static archives are named explicitly: without
+            // `-static-stdlib` at compile time, autolinking does not pull them in.)
+            linkerSettings: [
+                .unsafeFlags(["-static-stdlib"]),
+                .linkedLibrary("_FoundationCShims"), .linkedLibrary("_FoundationCollections"),
+                .linkedLibrary("CoreFoundation"), .linkedLibrary("_FoundationICU"), .linkedLibrary("stdc++"),
             ]
         ),
 
