@@ -31,6 +31,8 @@ public actor ConsoleDaemon {
     public struct Configuration: Sendable {
         public var logDirectory: String
         public var statsSocket: String?
+        /// Where clients ask for console 0's history before attaching (`history <domid>\n`).
+        public var controlSocket: String?
         public var timestamps: Bool
         public var logRotation: LogRotationPolicy
         public var rate: TokenBucket.Configuration
@@ -44,6 +46,7 @@ public actor ConsoleDaemon {
         public init(
             logDirectory: String,
             statsSocket: String? = nil,
+            controlSocket: String? = nil,
             timestamps: Bool = false,
             logRotation: LogRotationPolicy = .disabled,
             rate: TokenBucket.Configuration = .default,
@@ -53,6 +56,7 @@ public actor ConsoleDaemon {
         ) {
             self.logDirectory = logDirectory
             self.statsSocket = statsSocket
+            self.controlSocket = controlSocket
             self.timestamps = timestamps
             self.logRotation = logRotation
             self.rate = rate
@@ -74,6 +78,7 @@ public actor ConsoleDaemon {
     private var prepared: [ConsoleKey: PreparedSink] = [:]
     private var watchedDomains: [DomID: [Task<Void, Never>]] = [:]
     private var statsServer: (any Channel)?
+    private var controlServer: (any Channel)?
     private let started = ContinuousClock.now
     private var stopping = false
 
@@ -104,6 +109,9 @@ public actor ConsoleDaemon {
     public func start() async throws {
         try FileManager.default.createDirectory(atPath: configuration.logDirectory, withIntermediateDirectories: true)
         if let path = configuration.statsSocket { statsServer = try await startStatsServer(path) }
+        if let path = configuration.controlSocket {
+            controlServer = try await startServer(path) { daemon in ControlHandler(daemon: daemon) }
+        }
         let introduced = try await store.watch("@introduceDomain", token: "domlist-intro")
         Task { [weak self] in
             for await _ in introduced { await self?.trackIntroduced() }
@@ -125,6 +133,8 @@ public actor ConsoleDaemon {
         watchedDomains.removeAll()
         statsServer?.close(promise: nil)
         if let path = configuration.statsSocket { unlink(path) }
+        controlServer?.close(promise: nil)
+        if let path = configuration.controlSocket { unlink(path) }
     }
 
     /// SIGHUP: reopen every log file (logrotate moved them).
@@ -139,6 +149,26 @@ public actor ConsoleDaemon {
     }
 
     public var servedConsoles: [ConsoleKey] { sessions.keys.sorted() }
+
+    /// A client is about to open console 0's pty: what it missed — the history,
+    /// with its drop marker. Output written to the pty while nobody read it (and
+    /// any still queued for it) is discarded first: it is older than, or part
+    /// of, the history, and would otherwise arrive twice and out of order.
+    /// nil when console 0 of `domid` is not served.
+    public func historyForAttach(_ domid: DomID) async -> [UInt8]? {
+        let key = ConsoleKey(domid: domid, devid: 0)
+        guard let session = sessions[key], let pty = session.pty else { return nil }
+        // A fresh channel on the master; closing the old one drops its queued writes.
+        guard let fresh = try? await attachStream(descriptor: pty.master.rawValue, key: key),
+            sessions[key] === session
+        else { return nil }
+        let old = session.ptyChannel
+        session.ptyChannel = fresh
+        old?.close(promise: nil)
+        tcflush(pty.slave.rawValue, TCIFLUSH)
+        session.pump.updateSink(session.sinkReadiness)
+        return session.pump.replayForNewClient()
+    }
 
     // MARK: - Discovery
 
@@ -671,6 +701,21 @@ public actor ConsoleDaemon {
             .get()
     }
 
+    private func startServer(
+        _ path: String,
+        handler: @escaping @Sendable (ConsoleDaemon) -> any ChannelHandler
+    ) async throws -> any Channel {
+        let daemon = self
+        return try await ServerBootstrap(group: eventLoop)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(handler(daemon))
+                }
+            }
+            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+            .get()
+    }
+
     private func startStatsServer(_ path: String) async throws -> any Channel {
         let daemon = self
         return try await ServerBootstrap(group: eventLoop)
@@ -756,4 +801,43 @@ private final class StatsHandler: ChannelInboundHandler {
         channel.writeAndFlush(channel.allocator.buffer(bytes: json)).whenComplete { _ in channel.close(promise: nil) }
     }
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+}
+
+/// The control socket: one request line, one answer, then the connection closes.
+/// `history <domid>` answers with console 0's history (see
+/// ``ConsoleDaemon/historyForAttach(_:)``); anything else with an error line.
+private final class ControlHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let daemon: ConsoleDaemon
+    private var line: [UInt8] = []
+    init(daemon: ConsoleDaemon) { self.daemon = daemon }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        line += buffer.readBytes(length: buffer.readableBytes) ?? []
+        guard let end = line.firstIndex(of: UInt8(ascii: "\n")) else {
+            if line.count > 256 { answer(context, Array("error: request too long\n".utf8)) }
+            return
+        }
+        let words = String(decoding: line[..<end], as: UTF8.self).split(separator: " ")
+        if words.count == 2, words[0] == "history", let domid = UInt16(words[1]) {
+            let channel = context.channel
+            let daemon = self.daemon
+            line.removeAll()
+            Task {
+                let history = await daemon.historyForAttach(DomID(domid))
+                let bytes = history ?? Array("error: console 0 of domain \(domid) is not served\n".utf8)
+                try? await channel.writeAndFlush(channel.allocator.buffer(bytes: bytes))
+                try? await channel.close()
+            }
+        } else {
+            answer(context, Array("error: unknown request (expected: history DOMID)\n".utf8))
+        }
+    }
+
+    private func answer(_ context: ChannelHandlerContext, _ bytes: [UInt8]) {
+        let channel = context.channel
+        line.removeAll()
+        channel.writeAndFlush(channel.allocator.buffer(bytes: bytes)).whenComplete { _ in channel.close(promise: nil) }
+    }
 }

@@ -37,6 +37,8 @@ public struct RunDirectory: Hashable, Sendable, CustomStringConvertible {
     public var consoledPidFile: String { path + "/consoled.pid" }
     /// consoled's statistics socket (`conch stats`).
     public var consoledSocket: String { path + "/consoled.sock" }
+    /// consoled's control socket (console 0's history for a client about to attach).
+    public var consoledControlSocket: String { path + "/consoled-control.sock" }
     /// consoled's sink keeper (socket channels' listeners and clients, across restarts).
     public var keeperSocket: String { path + "/consoled-keeper.sock" }
     public var keeperPidFile: String { path + "/consoled-keeper.pid" }

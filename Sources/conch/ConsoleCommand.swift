@@ -72,6 +72,17 @@ enum ConsoleAttachment {
     static let escape: UInt8 = 0x1d
 
     static func attach(host: HostConnection, domain: DomainInfo, target: Target, linger: Double) async throws {
+        // Console 0: what was written before we came, from consoled's history (the pty
+        // itself holds only what fitted in its buffer, and consoled discards that).
+        if case .primary = target {
+            let history = try? readAll(
+                fromSocket: host.runDirectory.consoledControlSocket,
+                request: "history \(domain.domid.rawValue)\n"
+            )
+            if let history, !history.starts(with: Array("error:".utf8)) {
+                _ = writeAll(STDOUT_FILENO, history[...])
+            }
+        }
         let descriptor = try await open(host: host, domain: domain, target: target)
         defer { close(descriptor) }
         let terminal = isatty(STDIN_FILENO) == 1

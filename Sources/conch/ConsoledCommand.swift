@@ -87,6 +87,7 @@ struct Consoled: AsyncParsableCommand {
             configuration: .init(
                 logDirectory: logDir ?? runDirectory.logDirectory,
                 statsSocket: runDirectory.consoledSocket,
+                controlSocket: runDirectory.consoledControlSocket,
                 timestamps: timestamps,
                 logRotation: logMaxBytes == 0
                     ? .disabled : LogRotationPolicy(maxBytes: logMaxBytes, backups: logBackups),
@@ -223,8 +224,8 @@ struct Stats: AsyncParsableCommand {
     }
 }
 
-/// Reads everything a Unix-socket server sends until it closes.
-func readAll(fromSocket path: String) throws -> [UInt8] {
+/// Sends `request` (if any), then reads everything a Unix-socket server sends until it closes.
+func readAll(fromSocket path: String, request: String? = nil) throws -> [UInt8] {
     let fd: Int32
     do {
         fd = try UnixSocketPath.connect(path)
@@ -232,6 +233,13 @@ func readAll(fromSocket path: String) throws -> [UInt8] {
         throw ValidationError("cannot reach consoled at \(path): \(error) (is `conch consoled` running?)")
     }
     defer { close(fd) }
+    if let request {
+        let bytes = Array(request.utf8)
+        // SAFETY: the pointer is used only during the call, for the array's count.
+        guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
+            throw ValidationError("cannot send a request to consoled at \(path)")
+        }
+    }
     var result: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 65536)
     while true {

@@ -161,6 +161,35 @@ struct EndToEndTests {
         }
     }
 
+    /// `conch console` on console 0 starts with consoled's history: the last 64 KiB,
+    /// with a marker for what was dropped before it, and nothing twice.
+    @Test func consoleZeroReplaysItsHistory() throws {
+        let stack = try UpStack()
+        let config = try stack.write(
+            "chatty.cfg",
+            """
+            name = "chatty"
+            kernel = "/bin/sh"
+            extra = "-c 'i=0; while [ $i -lt 3000 ]; do echo \\"boot line $i, padded to about fifty bytes\\"; \
+            i=$((i+1)); done; sleep 60'"
+
+            """
+        )
+        #expect(try stack.conch(["create", config]).status == 0)
+        let log = stack.path + "/logs/guest-chatty.log"
+        #expect(
+            stack.eventually {
+                ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("boot line 2999,")
+            },
+            "the whole boot reached the log"
+        )
+        let attached = try stack.conch(["console", "chatty", "--linger", "0.5"])
+        #expect(attached.stdout.contains("bytes of earlier output dropped]"), "the history marks its drop")
+        #expect(attached.stdout.components(separatedBy: "boot line 2999,").count == 2, "the last line, once")
+        #expect(!attached.stdout.contains("boot line 0,"), "older than the 64 KiB history")
+        #expect(attached.stdout.utf8.count >= 60_000 && attached.stdout.utf8.count < 70_000)
+    }
+
     @Test func createWaitsForConsoledAndSaysWhatIsMissing() throws {
         let stack = try UpStack(arguments: ["--no-consoled"])
         let config = try stack.write("late.cfg", Self.echoConfig(name: "late", directory: stack.path))
