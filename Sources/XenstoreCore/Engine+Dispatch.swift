@@ -121,9 +121,10 @@ extension XenstoreEngine {
     /// Watch events for every registered watch the triggers match, trigger by trigger.
     func fire(_ triggers: [WatchTrigger]) -> [XenstoreEffect] {
         var effects: [XenstoreEffect] = []
+        guard !triggers.isEmpty, !watcherIDs.isEmpty else { return [] }
         for trigger in triggers {
-            for (id, connection) in connections {
-                guard connection.watches.contains(where: { matches($0, trigger) }),
+            for id in connections.keys where watcherIDs.contains(id) {
+                guard let connection = connections[id], connection.watches.contains(where: { matches($0, trigger) }),
                     mayObserve(connection, trigger)
                 else { continue }
                 for watch in connection.watches where matches(watch, trigger) {

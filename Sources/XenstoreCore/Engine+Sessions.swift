@@ -44,6 +44,7 @@ extension XenstoreEngine {
         }
         let watch = Watch(path: path, token: token)
         connections[request.id]?.watches.append(watch)
+        watcherIDs.insert(request.id)
         let event = XenstoreMessage.watchEvent(path: reportedPath(path, for: watch, connection), token: token)
         return [request.ok] + (event.fitsOnWire ? [.send(to: request.id, event)] : [])
     }
@@ -58,12 +59,14 @@ extension XenstoreEngine {
             })
         else { throw .ENOENT }
         connections[request.id]?.watches.remove(at: index)
+        if connections[request.id]?.watches.isEmpty ?? true { watcherIDs.remove(request.id) }
         return [request.ok]
     }
 
     /// RESET_WATCHES (payload ignored) → OK; drops the caller's watches and transactions.
     mutating func resetWatches(_ request: RequestContext) -> [XenstoreEffect] {
         connections[request.id]?.watches = []
+        watcherIDs.remove(request.id)
         connections[request.id]?.transactions = [:]
         return [request.ok]
     }

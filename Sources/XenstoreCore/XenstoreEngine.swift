@@ -71,6 +71,9 @@ public struct XenstoreEngine: Sendable {
     var store: Tree
     var generation: UInt64 = 1
     var connections: OrderedDictionary<ConnectionID, Connection> = [:]
+    /// Connections holding at least one watch: ``fire(_:)`` looks only at these, so a
+    /// thousand guests without watches cost nothing per change.
+    var watcherIDs: Set<ConnectionID> = []
     var domains: [DomID: DomainEntry] = [:]
     var targets: [DomID: DomID] = [:]
     var pendingFeatures: [DomID: XenstoreServerFeatures] = [:]
@@ -93,11 +96,13 @@ public struct XenstoreEngine: Sendable {
     /// Registering an id again resets it.
     public mutating func connect(_ id: ConnectionID, domid: DomID, privileged: Bool) {
         connections[id] = Connection(domid: domid, privileged: privileged)
+        watcherIDs.remove(id)
     }
 
     /// Forgets a connection with its watches and open transactions. Nothing is sent to anyone.
     public mutating func disconnect(_ id: ConnectionID) {
         connections.removeValue(forKey: id)
+        watcherIDs.remove(id)
     }
 
     /// Handles one request from `id`. Unknown connections get nothing (a shell bug).
