@@ -124,10 +124,10 @@ extension XenstoreEngine {
         guard !triggers.isEmpty, !watcherIDs.isEmpty else { return [] }
         for trigger in triggers {
             for id in connections.keys where watcherIDs.contains(id) {
-                guard let connection = connections[id], connection.watches.contains(where: { matches($0, trigger) }),
-                    mayObserve(connection, trigger)
-                else { continue }
-                for watch in connection.watches where matches(watch, trigger) {
+                guard let connection = connections[id] else { continue }
+                let matched = connection.watches(matching: trigger)
+                guard !matched.isEmpty, mayObserve(connection, trigger) else { continue }
+                for watch in matched {
                     let event = XenstoreMessage.watchEvent(
                         path: reportedPath(trigger.path, for: watch, connection),
                         token: watch.token
@@ -138,11 +138,6 @@ extension XenstoreEngine {
             }
         }
         return effects
-    }
-
-    private func matches(_ watch: Watch, _ trigger: WatchTrigger) -> Bool {
-        if trigger.exactOnly || trigger.path.isSpecial || watch.path.isSpecial { return watch.path == trigger.path }
-        return trigger.path.isDescendant(ofOrEqualTo: watch.path)
     }
 
     private func mayObserve(_ connection: Connection, _ trigger: WatchTrigger) -> Bool {

@@ -35,15 +35,13 @@ extension XenstoreEngine {
         let path = try resolve(arguments[0], request, allowSpecial: true)
         let token = arguments[1]
         let connection = request.connection
-        if connection.watches.contains(where: { $0.path.rawValue == path.rawValue && $0.token == token }) {
-            throw .EEXIST
-        }
+        if connection.hasWatch(path: path, token: token) { throw .EEXIST }
         if let limits = limits(request) {
             let held = unprivilegedConnections(of: connection.domid).reduce(0) { $0 + $1.watches.count }
             if held.exceeds(limits.watches) { throw .E2BIG }
         }
         let watch = Watch(path: path, token: token)
-        connections[request.id]?.watches.append(watch)
+        connections[request.id]?.addWatch(watch)
         watcherIDs.insert(request.id)
         let event = XenstoreMessage.watchEvent(path: reportedPath(path, for: watch, connection), token: token)
         return [request.ok] + (event.fitsOnWire ? [.send(to: request.id, event)] : [])
@@ -53,19 +51,14 @@ extension XenstoreEngine {
     mutating func unwatch(_ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
         let arguments = try XenstorePayload.arguments(request.message.payload, count: 2)
         let path = try resolve(arguments[0], request, allowSpecial: true)
-        guard
-            let index = request.connection.watches.firstIndex(where: {
-                $0.path.rawValue == path.rawValue && $0.token == arguments[1]
-            })
-        else { throw .ENOENT }
-        connections[request.id]?.watches.remove(at: index)
+        guard connections[request.id]?.removeWatch(path: path, token: arguments[1]) == true else { throw .ENOENT }
         if connections[request.id]?.watches.isEmpty ?? true { watcherIDs.remove(request.id) }
         return [request.ok]
     }
 
     /// RESET_WATCHES (payload ignored) → OK; drops the caller's watches and transactions.
     mutating func resetWatches(_ request: RequestContext) -> [XenstoreEffect] {
-        connections[request.id]?.watches = []
+        connections[request.id]?.removeAllWatches()
         watcherIDs.remove(request.id)
         connections[request.id]?.transactions = [:]
         return [request.ok]

@@ -193,6 +193,8 @@ struct Watch: Sendable {
     /// Absolute or `@`; `wasRelative` says whether events are reported relative.
     let path: XenstorePath
     let token: [UInt8]
+    /// Registration order on its connection: events for one change go out in it.
+    var sequence: UInt64 = 0
 }
 
 /// A change that may fire watches.
@@ -239,9 +241,65 @@ struct Transaction: Sendable {
 struct Connection: Sendable {
     let domid: DomID
     let privileged: Bool
-    var watches: [Watch] = []
+    /// In registration order.
+    private(set) var watches: [Watch] = []
+    /// The same watches by path: a change is matched against its own path and its
+    /// ancestors' (O(depth)), not against every watch (consoled holds two per domain).
+    private var watchesByPath: [String: [Watch]] = [:]
+    private var nextWatchSequence: UInt64 = 0
     var transactions: [UInt32: Transaction] = [:]
     var nextTransactionID: UInt32 = 1
+
+    func hasWatch(path: XenstorePath, token: [UInt8]) -> Bool {
+        watchesByPath[path.rawValue]?.contains { $0.token == token } ?? false
+    }
+
+    mutating func addWatch(_ watch: Watch) {
+        var watch = watch
+        watch.sequence = nextWatchSequence
+        nextWatchSequence &+= 1
+        watches.append(watch)
+        watchesByPath[watch.path.rawValue, default: []].append(watch)
+    }
+
+    /// Removes the watch on `path` with `token`; false if there is none.
+    mutating func removeWatch(path: XenstorePath, token: [UInt8]) -> Bool {
+        guard let index = watches.firstIndex(where: { $0.path.rawValue == path.rawValue && $0.token == token }) else {
+            return false
+        }
+        watches.remove(at: index)
+        watchesByPath[path.rawValue]?.removeAll { $0.token == token }
+        if watchesByPath[path.rawValue]?.isEmpty ?? false { watchesByPath[path.rawValue] = nil }
+        return true
+    }
+
+    mutating func removeAllWatches() {
+        watches = []
+        watchesByPath = [:]
+    }
+
+    /// The watches `trigger` fires, in registration order: those on its path, and —
+    /// unless the trigger is exact-only or special — those on any ancestor.
+    func watches(matching trigger: WatchTrigger) -> [Watch] {
+        let path = trigger.path.rawValue
+        if trigger.exactOnly || trigger.path.isSpecial { return watchesByPath[path] ?? [] }
+        var matched = watchesByPath[path] ?? []
+        var levels = matched.isEmpty ? 0 : 1
+        // Every proper ancestor: "/", then each prefix ending before a "/".
+        if let root = watchesByPath["/"], path != "/" {
+            matched += root
+            levels += 1
+        }
+        var index = path.utf8.index(after: path.utf8.startIndex)
+        while index < path.utf8.endIndex {
+            if path.utf8[index] == UInt8(ascii: "/"), let found = watchesByPath[String(path[..<index])] {
+                matched += found
+                levels += 1
+            }
+            index = path.utf8.index(after: index)
+        }
+        return levels > 1 ? matched.sorted { $0.sequence < $1.sequence } : matched
+    }
 
     init(domid: DomID, privileged: Bool) {
         self.domid = domid
