@@ -135,6 +135,21 @@ public enum UnixSocketPath {
 
     /// A new socket of `type` (`SOCK_STREAM` or `SOCK_SEQPACKET`) connected to
     /// `path`; the caller owns the descriptor.
+    /// Whether a server accepts connections at `path` (stream or seqpacket). A
+    /// daemon's socket file appears at bind(2), before listen(2): the file
+    /// existing is not yet readiness.
+    public static func isListening(_ path: String) -> Bool {
+        for type in [Int32(SOCK_STREAM.rawValue), Int32(SOCK_SEQPACKET.rawValue)] {
+            do {
+                close(try connect(path, type: type))
+                return true
+            } catch {
+                if error != .protocolWrongTypeForSocket { return false }
+            }
+        }
+        return false
+    }
+
     public static func connect(_ path: String, type: Int32 = Int32(SOCK_STREAM.rawValue)) throws(Errno) -> Int32 {
         var address = try address(path)
         let fd = socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue), 0)

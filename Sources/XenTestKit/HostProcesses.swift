@@ -18,8 +18,8 @@ public final class DaemonProcess: @unchecked Sendable {
     public let name: String
     private let stderrFile: String
 
-    /// Starts `conch <arguments>` and waits until `readyPath` exists (a socket the
-    /// daemon creates once it listens).
+    /// Starts `conch <arguments>` and waits until the daemon accepts connections on
+    /// `readyPath`.
     public init(_ arguments: [String], readyPath: String, logDirectory: String) throws {
         name = arguments.first ?? "daemon"
         stderrFile = "\(logDirectory)/\(name)-\(UUID().uuidString.prefix(8)).stderr"
@@ -31,7 +31,7 @@ public final class DaemonProcess: @unchecked Sendable {
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         for _ in 0..<1000 {
-            if FileManager.default.fileExists(atPath: readyPath) { return }
+            if UnixSocketPath.isListening(readyPath) { return }
             guard process.isRunning else {
                 throw XenstoredProcess.DaemonFailed(description: "\(name) exited early: \(log)")
             }

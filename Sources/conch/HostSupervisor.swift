@@ -24,7 +24,7 @@ final class HostSupervisor: @unchecked Sendable {
     struct Daemon {
         let name: String
         let arguments: [String]
-        /// Exists once the daemon serves (its socket).
+        /// Accepts connections once the daemon serves (its socket).
         let readyPath: String
         let pidFile: String
         var process: ChildProcess?
@@ -100,7 +100,7 @@ final class HostSupervisor: @unchecked Sendable {
         )
         daemons[index].process = process
         for _ in 0..<1500 {
-            if FileManager.default.fileExists(atPath: daemon.readyPath) { return }
+            if UnixSocketPath.isListening(daemon.readyPath) { return }
             if let ended = try? process.poll() {
                 daemons[index].process = nil
                 let tail = (try? String(contentsOfFile: logPath, encoding: .utf8))?.split(separator: "\n").suffix(5)
