@@ -190,6 +190,34 @@ struct EndToEndTests {
         #expect(attached.stdout.utf8.count >= 60_000 && attached.stdout.utf8.count < 70_000)
     }
 
+    /// `conch up` restarts a daemon that dies and says so in its log.
+    @Test func upRestartsACrashedDaemon() throws {
+        let stack = try UpStack()
+        let pidFile = stack.path + "/consoled.pid"
+        let first = try #require(
+            Int32(
+                (try String(contentsOfFile: pidFile, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)
+            )
+        )
+        kill(first, SIGKILL)
+        var second: Int32?
+        #expect(
+            stack.eventually {
+                second = (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap {
+                    Int32($0.trimmingCharacters(in: .whitespacesAndNewlines))
+                }
+                return second != nil && second != first && kill(second!, 0) == 0
+                    && FileManager.default.fileExists(atPath: stack.path + "/consoled.sock")
+            },
+            "a new consoled is running"
+        )
+        let log = (try? String(contentsOfFile: stack.path + "/logs/up.log", encoding: .utf8)) ?? ""
+        #expect(log.contains("consoled exited (signalled(9)); restarted"), "\(log)")
+        // And it serves: a new domain's console comes up.
+        let config = try stack.write("after.cfg", Self.echoConfig(name: "after", directory: stack.path))
+        #expect(try stack.conch(["create", config]).status == 0)
+    }
+
     @Test func createWaitsForConsoledAndSaysWhatIsMissing() throws {
         let stack = try UpStack(arguments: ["--no-consoled"])
         let config = try stack.write("late.cfg", Self.echoConfig(name: "late", directory: stack.path))
