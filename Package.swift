@@ -7,7 +7,13 @@
 //
 //===----------------------------------------------------------------------===//
 
+import Foundation
 import PackageDescription
+
+/// `conch` links the Swift runtime and Foundation statically (see its target).
+/// ThreadSanitizer's runtime does not work with that, so sanitizer builds opt
+/// out: `CONCH_DYNAMIC_STDLIB=1 swift test --sanitize=thread …`.
+let staticStdlib = ProcessInfo.processInfo.environment["CONCH_DYNAMIC_STDLIB"] == nil
 
 // Dependency rule (see docs/ARCHITECTURE.md): the pure cores — XenABI, XenMemory,
 // XenRing — import only the standard library and swift-atomics. Anything that
@@ -87,6 +93,7 @@ let package = Package(
             name: "XenstoreClient",
             dependencies: [
                 "XenABI", "XenstoreWire", "XenRing", "XenHypervisor",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -148,11 +155,12 @@ let package = Package(
             // median for `conch version`), which is most of `create`'s time to first byte.
             // (Foundation's own static archives are named explicitly: without
             // `-static-stdlib` at compile time, autolinking does not pull them in.)
-            linkerSettings: [
-                .unsafeFlags(["-static-stdlib"]),
-                .linkedLibrary("_FoundationCShims"), .linkedLibrary("_FoundationCollections"),
-                .linkedLibrary("CoreFoundation"), .linkedLibrary("_FoundationICU"), .linkedLibrary("stdc++"),
-            ]
+            linkerSettings: staticStdlib
+                ? [
+                    .unsafeFlags(["-static-stdlib"]),
+                    .linkedLibrary("_FoundationCShims"), .linkedLibrary("_FoundationCollections"),
+                    .linkedLibrary("CoreFoundation"), .linkedLibrary("_FoundationICU"), .linkedLibrary("stdc++"),
+                ] : []
         ),
 
         // MARK: Tests.

@@ -6,7 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-import Synchronization
+import NIOConcurrencyHelpers
 import XenABI
 import XenstoreWire
 
@@ -60,9 +60,22 @@ public struct XenstoreWatchEvent: Hashable, Sendable {
 /// `AsyncStream`. ``transaction(_:)`` retries the body on EAGAIN.
 public final class XenstoreClient: Sendable {
     private let transport: any XenstoreClientTransport
-    private let state: Mutex<State>
+    private let state = StateBox()
 
-    private struct State: ~Copyable {
+    /// The client's state behind a pthread mutex (NIOLock). ThreadSanitizer sees
+    /// pthread locking; it does not see Synchronization.Mutex, whose futex calls
+    /// live in the uninstrumented runtime, and reported this lock's own critical
+    /// sections as racing.
+    private final class StateBox: @unchecked Sendable {
+        private let lock = NIOLock()
+        private var state = State()
+
+        func withLock<R>(_ body: (inout State) throws -> R) rethrows -> R {
+            try lock.withLock { try body(&state) }
+        }
+    }
+
+    fileprivate struct State: ~Copyable {
         var nextRequestID: UInt32 = 1
         var pending: [UInt32: CheckedContinuation<XenstoreMessage, any Error>] = [:]
         /// Requests sent by ``batch(_:transaction:)``: their collector and position.
@@ -75,7 +88,6 @@ public final class XenstoreClient: Sendable {
     /// Connects over `transport` and starts reading.
     public init(transport: any XenstoreClientTransport) async throws {
         self.transport = transport
-        self.state = Mutex(State())
         try await transport.start(Sink(client: self))
     }
 

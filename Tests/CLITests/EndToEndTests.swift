@@ -71,6 +71,7 @@ struct EndToEndTests {
         name = "\(name)"
         kernel = "/bin/sh"
         extra = "-c 'echo booted \(name); c=$CONCH_GUEST_DEV/xen-channel; \
+        while [ ! -e $c/org.t.sock ] || [ ! -e $c/org.t.pty ]; do sleep 0.1; done; \
         (while IFS= read -r l; do echo \\"sock:$l\\"; done <$c/org.t.sock >$c/org.t.sock) & \
         while IFS= read -r l; do echo \\"pty:$l\\"; done <$c/org.t.pty >$c/org.t.pty'"
         channel = [
@@ -211,8 +212,14 @@ struct EndToEndTests {
             },
             "a new consoled is running"
         )
-        let log = (try? String(contentsOfFile: stack.path + "/logs/up.log", encoding: .utf8)) ?? ""
-        #expect(log.contains("consoled exited (signalled(9)); restarted"), "\(log)")
+        var log = ""
+        #expect(
+            stack.eventually {
+                log = (try? String(contentsOfFile: stack.path + "/logs/up.log", encoding: .utf8)) ?? ""
+                return log.contains("consoled exited (signalled(9)); restarted")
+            },
+            "\(log)"
+        )
         // And it serves: a new domain's console comes up.
         let config = try stack.write("after.cfg", Self.echoConfig(name: "after", directory: stack.path))
         #expect(try stack.conch(["create", config]).status == 0)
