@@ -279,13 +279,21 @@ struct AllBench: ParsableCommand {
         print("benchmark  figure                              value")
         for (name, object) in results {
             for key in object.keys.sorted() {
-                let value = object[key].map { "\($0)" } ?? ""
+                let value = object[key].map(Self.formatted) ?? ""
                 print(
                     name.padding(toLength: 10, withPad: " ", startingAt: 0) + " "
                         + key.padding(toLength: 35, withPad: " ", startingAt: 0) + " " + value
                 )
             }
         }
+    }
+
+    /// Integers as they are; other numbers with at most two decimals.
+    static func formatted(_ value: Any) -> String {
+        guard let number = value as? NSNumber, !(value is Bool) else { return "\(value)" }
+        let double = number.doubleValue
+        if double == double.rounded(), abs(double) < 1e15 { return String(Int64(double)) }
+        return String(format: "%.2f", double)
     }
 
     private func captureStdout(_ executable: String, _ arguments: [String]) throws -> String {
