@@ -97,6 +97,30 @@ public final class ChildProcess: Sendable {
         pid = child
     }
 
+    /// Starts a background program: stdin from /dev/null, stdout and stderr
+    /// appended to `logPath` (created 0600, its directory too).
+    public static func logging(
+        to logPath: String,
+        executable: String,
+        arguments: [String],
+        newProcessGroup: Bool = false
+    ) throws -> ChildProcess {
+        let directory = String(logPath[..<(logPath.lastIndex(of: "/") ?? logPath.startIndex)])
+        if !directory.isEmpty { mkdir(directory, 0o700) }
+        let log = try retryingSyscall { open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600) }
+        defer { close(log) }
+        let null = try retryingSyscall { open("/dev/null", O_RDWR | O_CLOEXEC) }
+        defer { close(null) }
+        return try ChildProcess(
+            executable: executable,
+            arguments: arguments,
+            descriptors: [
+                0: FileDescriptor(rawValue: null), 1: FileDescriptor(rawValue: log), 2: FileDescriptor(rawValue: log),
+            ],
+            newProcessGroup: newProcessGroup
+        )
+    }
+
     /// Waits for the child to end and reaps it.
     public func wait() throws(Errno) -> Termination {
         var status: Int32 = 0

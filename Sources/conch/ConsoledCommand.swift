@@ -125,19 +125,10 @@ extension Consoled {
     static func keeper(_ runDirectory: RunDirectory, logLevel: Logger.Level) throws -> KeeperClient {
         if let client = try? KeeperClient(path: runDirectory.keeperSocket) { return client }
         let logPath = runDirectory.logDirectory + "/consoled-keeper.log"
-        try FileManager.default.createDirectory(atPath: runDirectory.logDirectory, withIntermediateDirectories: true)
-        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
-        defer {
-            close(log)
-            close(null)
-        }
-        let child = try ChildProcess(
+        let child = try ChildProcess.logging(
+            to: logPath,
             executable: ChildProcess.currentExecutable(),
             arguments: ["consoled-keeper", "--run-dir", runDirectory.path, "--log-level", logLevel.rawValue],
-            descriptors: [
-                0: FileDescriptor(rawValue: null), 1: FileDescriptor(rawValue: log), 2: FileDescriptor(rawValue: log),
-            ],
             newProcessGroup: true
         )
         for _ in 0..<500 {

@@ -175,7 +175,7 @@ final class DemoRunner {
             return true
         }
         out("$ conch channel-list web-1 db-1")
-        out(try await channelList(host, [domids["web-1"]!, domids["db-1"]!]), terminator: "")
+        out(await channelList(host, [domids["web-1"]!, domids["db-1"]!]), terminator: "")
 
         step("Provision web-1 over its socket channel (examples/provisioning/host-agent.py)")
         clock = .now
@@ -323,19 +323,9 @@ final class DemoRunner {
         for domid in domids.values { try? await host.builder.destroy(DomID(domid)) }
     }
 
-    func channelList(_ host: HostConnection, _ domids: [UInt16]) async throws -> String {
+    func channelList(_ host: HostConnection, _ domids: [UInt16]) async -> String {
         var entries: [ChannelListEntry] = []
-        for domid in domids {
-            let base = "/local/domain/\(domid)/device/console"
-            for devid in ((try? await host.store.directory(base)) ?? []).compactMap({ Int($0) }).sorted() {
-                var nodes: [String: String] = [:]
-                for node in ["backend-id", "state", "port", "ring-ref", "tty"] {
-                    nodes[node] = try? await host.store.readString("\(base)/\(devid)/\(node)")
-                }
-                let connection = try? await host.store.readString("/libxl/\(domid)/device/console/\(devid)/connection")
-                entries.append(ChannelListEntry(index: devid - 1, frontendNodes: nodes, connection: connection))
-            }
-        }
+        for domid in domids { entries += await host.channelEntries(domid) }
         return ChannelList.format(entries)
     }
 

@@ -335,19 +335,7 @@ struct ChannelListCommand: AsyncParsableCommand {
         let host = try await HostConnection.open(runDirectoryOptions.runDirectory)
         var entries: [ChannelListEntry] = []
         for reference in domains {
-            let domid = try host.domain(reference).domid.rawValue
-            let base = "/local/domain/\(domid)/device/console"
-            let devids = ((try? await host.store.directory(base)) ?? []).compactMap { Int($0) }.filter { $0 > 0 }
-            for devid in devids.sorted() {
-                var nodes: [String: String] = [:]
-                for node in ["backend-id", "state", "port", "ring-ref", "tty"] {
-                    nodes[node] = try? await host.store.readString("\(base)/\(devid)/\(node)")
-                }
-                let connection = try? await host.store.readString(
-                    "/libxl/\(domid)/device/console/\(devid)/connection"
-                )
-                entries.append(ChannelListEntry(index: devid - 1, frontendNodes: nodes, connection: connection))
-            }
+            entries += await host.channelEntries(try host.domain(reference).domid.rawValue)
         }
         FileHandle.standardOutput.write(Data(ChannelList.format(entries).utf8))
     }

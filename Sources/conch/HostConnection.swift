@@ -8,6 +8,7 @@
 
 import Foundation
 import SystemExtras
+import Toolstack
 import ToolstackRuntime
 import XenABI
 import XenHypervisor
@@ -76,6 +77,23 @@ struct HostConnection {
             )
         }
         return (record, DomainBuilder.Built(domain: domain, plan: record.plan))
+    }
+
+    /// A domain's channels as `xl channel-list` shows them: from the frontend nodes
+    /// and the toolstack's `/libxl` copy of each `connection`.
+    func channelEntries(_ domid: UInt16) async -> [ChannelListEntry] {
+        let base = "/local/domain/\(domid)/device/console"
+        let devids = ((try? await store.directory(base)) ?? []).compactMap { Int($0) }.filter { $0 > 0 }
+        var entries: [ChannelListEntry] = []
+        for devid in devids.sorted() {
+            var nodes: [String: String] = [:]
+            for node in ["backend-id", "state", "port", "ring-ref", "tty"] {
+                nodes[node] = try? await store.readString("\(base)/\(devid)/\(node)")
+            }
+            let connection = try? await store.readString("/libxl/\(domid)/device/console/\(devid)/connection")
+            entries.append(ChannelListEntry(index: devid - 1, frontendNodes: nodes, connection: connection))
+        }
+        return entries
     }
 
     /// Whether the process in `pidFile` is alive.

@@ -85,19 +85,7 @@ final class HostSupervisor: @unchecked Sendable {
         let daemon = daemons[index]
         unlink(daemon.readyPath)  // a stale socket would look ready
         let logPath = "\(runDirectory.logDirectory)/\(daemon.name).log"
-        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        defer {
-            close(log)
-            close(null)
-        }
-        let process = try ChildProcess(
-            executable: executable,
-            arguments: daemon.arguments,
-            descriptors: [
-                0: FileDescriptor(rawValue: null), 1: FileDescriptor(rawValue: log), 2: FileDescriptor(rawValue: log),
-            ]
-        )
+        let process = try ChildProcess.logging(to: logPath, executable: executable, arguments: daemon.arguments)
         daemons[index].process = process
         for _ in 0..<1500 {
             if UnixSocketPath.isListening(daemon.readyPath) { return }

@@ -93,20 +93,12 @@ struct Up: AsyncParsableCommand {
         }
         try FileManager.default.createDirectory(atPath: runDirectory.logDirectory, withIntermediateDirectories: true)
         let logPath = runDirectory.logDirectory + "/up.log"
-        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
-        defer {
-            close(log)
-            close(null)
-        }
         var arguments = ["up", "--run-dir", runDirectory.path, "--log-level", logLevel]
         if noConsoled { arguments.append("--no-consoled") }
-        let child = try ChildProcess(
+        let child = try ChildProcess.logging(
+            to: logPath,
             executable: ChildProcess.currentExecutable(),
             arguments: arguments,
-            descriptors: [
-                0: FileDescriptor(rawValue: null), 1: FileDescriptor(rawValue: log), 2: FileDescriptor(rawValue: log),
-            ],
             newProcessGroup: true
         )
         for _ in 0..<3000 {
