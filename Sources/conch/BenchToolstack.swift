@@ -25,10 +25,10 @@ struct CreateBench: AsyncParsableCommand {
         commandName: "create",
         abstract: "`conch create -c` to the guest's first console byte, beside spawning the same program bare.",
         discussion: """
-            Starts the host stack in a scratch run directory. Each round runs `conch create -c CFG` \\
-            as a user would and times until the first byte of console 0 reaches that client; the \\
-            baseline, measured in the same run, spawns the guest's program directly and times its \\
-            first byte on a pipe. Then creates --parallel guests at once and times until all run. \\
+            Starts the host stack in a scratch run directory. Each round runs `conch create -c CFG` \
+            as a user would and times until the first byte of console 0 reaches that client; the \
+            baseline, measured in the same run, spawns the guest's program directly and times its \
+            first byte on a pipe. Then creates --parallel guests at once and times until all run. \
             Example:
 
               swift run -c release conch bench create --json
@@ -235,7 +235,7 @@ struct AllBench: ParsableCommand {
         commandName: "all",
         abstract: "Run every benchmark; print one table, or one JSON object keyed by benchmark.",
         discussion: """
-            Runs `conch bench ring`, `xenstore`, `evtchn`, `console`, `scale` and `create`, each \\
+            Runs `conch bench ring`, `xenstore`, `evtchn`, `console`, `scale` and `create`, each \
             as its own process with --json. Example:
 
               swift run -c release conch bench all --json
@@ -327,10 +327,10 @@ struct ScaleBench: AsyncParsableCommand {
         commandName: "scale",
         abstract: "One consoled serving many consoles: time until all are connected, idle CPU, RSS.",
         discussion: """
-            Starts the host stack in a scratch run directory and builds --consoles domains (each \\
-            running /bin/sleep, four pages of memory), then times until consoled has marked every \\
-            console page CONNECTED — beside the time the toolstack took to build them, measured in \\
-            the same run. Then measures consoled's CPU over --idle-seconds with no traffic and its \\
+            Starts the host stack in a scratch run directory and builds --consoles domains (each \
+            running /bin/sleep, four pages of memory; --concurrency at once), then times until consoled has marked every \
+            console page CONNECTED — beside the time the toolstack took to build them, measured in \
+            the same run. Then measures consoled's CPU over --idle-seconds with no traffic and its \
             resident memory, beside its memory with no consoles. Example:
 
               swift run -c release conch bench scale --consoles 1000 --json
@@ -346,8 +346,13 @@ struct ScaleBench: AsyncParsableCommand {
     @Option(help: "Seconds of idle measurement.")
     var idleSeconds: Double = 10
 
+    @Option(help: "Domains built at once.")
+    var concurrency = 8
+
     func validate() throws {
-        guard consoles >= 1, idleSeconds > 0 else { throw ValidationError("--consoles >= 1 and --idle-seconds > 0") }
+        guard consoles >= 1, idleSeconds > 0, concurrency >= 1 else {
+            throw ValidationError("--consoles >= 1, --idle-seconds > 0 and --concurrency >= 1")
+        }
     }
 
     struct Result: Codable {
@@ -389,21 +394,36 @@ struct ScaleBench: AsyncParsableCommand {
 
         let start = ContinuousClock.now
         var pages: [ConsoleRing<GuestPage>] = []
-        for index in 0..<consoles {
-            var configuration = try DomainConfiguration.parse(
-                "name = \"s\(index)\"\nkernel = \"/bin/sleep\"\nextra = \"3600\"\n",
-                fileName: "scale.cfg"
-            ).configuration
-            configuration.uuid = nil
-            let built = try await builder.build(configuration, pageCount: 4)
-            try host.hypervisor.unpause(built.domain.domid)
-            let page = try host.hypervisor.mapForeign(
-                built.domain.domid,
-                frame: built.domain.start.consoleFrame,
-                readOnly: true
-            )
-            pages.append(ConsoleRing(memory: page))
-            if !json, index % 200 == 199 { print("built \(index + 1) domains") }
+        // Built by `concurrency` tasks at once, as a toolstack creating many guests
+        // would (`bench create` does 100 `conch create`s at once).
+        let hypervisor = host.hypervisor
+        try await withThrowingTaskGroup(of: ConsoleRing<GuestPage>.self) { group in
+            var next = 0
+            func addBuild() {
+                let index = next
+                next += 1
+                group.addTask {
+                    var configuration = try DomainConfiguration.parse(
+                        "name = \"s\(index)\"\nkernel = \"/bin/sleep\"\nextra = \"3600\"\n",
+                        fileName: "scale.cfg"
+                    ).configuration
+                    configuration.uuid = nil
+                    let built = try await builder.build(configuration, pageCount: 4)
+                    try hypervisor.unpause(built.domain.domid)
+                    let page = try hypervisor.mapForeign(
+                        built.domain.domid,
+                        frame: built.domain.start.consoleFrame,
+                        readOnly: true
+                    )
+                    return ConsoleRing(memory: page)
+                }
+            }
+            while next < min(concurrency, consoles) { addBuild() }
+            for try await ring in group {
+                pages.append(ring)
+                if next < consoles { addBuild() }
+                if !json, pages.count % 200 == 0 { print("built \(pages.count) domains") }
+            }
         }
         let buildSeconds = start.duration(to: .now).seconds
         while pages.contains(where: { $0.connection != .connected }) {

@@ -20,9 +20,9 @@ struct ConsoleCommand: AsyncParsableCommand {
         commandName: "console",
         abstract: "Attach to a domain's console 0, console N or a channel (like xl console).",
         discussion: """
-            On a terminal: raw mode, and Ctrl-] detaches. Without a terminal (a script): stdin \\
-            goes to the console and output comes out on stdout; after stdin ends, output is \\
-            relayed until the console has been quiet for --linger seconds. pty and socket \\
+            On a terminal: raw mode, and Ctrl-] detaches. Without a terminal (a script): stdin \
+            goes to the console and output comes out on stdout; after stdin ends, output is \
+            relayed until the console has been quiet for --linger seconds. pty and socket \
             channels behave the same. Examples:
 
               conch console web-1

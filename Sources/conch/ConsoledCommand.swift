@@ -29,10 +29,10 @@ struct Consoled: AsyncParsableCommand {
         commandName: "consoled",
         abstract: "Run the console backend: console 0, secondary consoles and channels of every domain.",
         discussion: """
-            Serves every console and channel: a pty for console 0 and pty channels (the slave's \\
-            path goes into the frontend's tty node), a listening Unix socket (0600, one client at a \\
-            time) for socket channels. Marks each ring CONNECTED once it is served and \\
-            DISCONNECTED again on teardown or SIGTERM. Console 0's output goes to \\
+            Serves every console and channel: a pty for console 0 and pty channels (the slave's \
+            path goes into the frontend's tty node), a listening Unix socket (0600, one client at a \
+            time) for socket channels. Marks each ring CONNECTED once it is served and \
+            DISCONNECTED again on teardown or SIGTERM. Console 0's output goes to \
             <log-dir>/guest-<name>.log; SIGHUP reopens the logs. Example:
 
               conch consoled --run-dir /tmp/conch --timestamps

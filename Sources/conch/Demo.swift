@@ -21,11 +21,11 @@ struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "A one-minute tour: guests with channels, provisioning over a channel, late backends.",
         discussion: """
-            Starts the host stack in a fresh temporary run directory, creates two guests with \\
-            channels from configuration files it writes (and shows), provisions one over a socket \\
-            channel with examples/provisioning, exchanges messages with the other, shows their \\
-            boot logs, then starts two guests while consoled is down (the new frontend never \\
-            stalls; the legacy one waits and loses nothing). Cleans up everything it started and \\
+            Starts the host stack in a fresh temporary run directory, creates two guests with \
+            channels from configuration files it writes (and shows), provisions one over a socket \
+            channel with examples/provisioning, exchanges messages with the other, shows their \
+            boot logs, then starts two guests while consoled is down (the new frontend never \
+            stalls; the legacy one waits and loses nothing). Cleans up everything it started and \
             exits 0 only if every step succeeded. Example:
 
               swift run conch demo

@@ -22,9 +22,9 @@ struct Create: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create a domain from an xl-style configuration file.",
         discussion: """
-            Builds the domain paused, waits until consoled serves console 0 and has published \\
-            every channel (so the guest's first byte is never lost), then unpauses it and prints \\
-            its domid. Relative kernel paths resolve against the configuration file's directory. \\
+            Builds the domain paused, waits until consoled serves console 0 and has published \
+            every channel (so the guest's first byte is never lost), then unpauses it and prints \
+            its domid. Relative kernel paths resolve against the configuration file's directory. \
             See docs/CONFIGURATION.md. Examples:
 
               conch create guest.cfg -c
@@ -271,8 +271,8 @@ struct Shutdown: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Ask a domain to shut down, like xl shutdown.",
         discussion: """
-            Writes `poweroff` (or `reboot`) to the guest's control/shutdown node; the guest \\
-            kernel stops its program and the domain shuts down, then its on_poweroff action \\
+            Writes `poweroff` (or `reboot`) to the guest's control/shutdown node; the guest \
+            kernel stops its program and the domain shuts down, then its on_poweroff action \
             applies. Example:
 
               conch shutdown -w web-1
@@ -346,7 +346,7 @@ struct ChannelAttach: AsyncParsableCommand {
         commandName: "channel-attach",
         abstract: "Hot-plug a channel into a running domain.",
         discussion: """
-            SPEC is a channel specification as in a configuration file's channel list. The guest \\
+            SPEC is a channel specification as in a configuration file's channel list. The guest \
             sees $CONCH_GUEST_DEV/xen-channel/<name> appear. Prints the new channel's index. Example:
 
               conch channel-attach web-1 'name=org.example.log.0, connection=socket, path=/tmp/web-1.log.sock'
@@ -395,8 +395,8 @@ struct ChannelDetach: AsyncParsableCommand {
         commandName: "channel-detach",
         abstract: "Unplug a channel from a running domain.",
         discussion: """
-            IDX is the channel's index in `conch channel-list`. The backend goes to Closing, the \\
-            guest closes its end (its xen-channel link disappears), consoled tears the channel \\
+            IDX is the channel's index in `conch channel-list`. The backend goes to Closing, the \
+            guest closes its end (its xen-channel link disappears), consoled tears the channel \
             down, then the nodes are removed. Example:
 
               conch channel-detach web-1 1

@@ -17,10 +17,10 @@ struct GuestKernel: AsyncParsableCommand {
         commandName: "guest-kernel",
         abstract: "The guest side: run by the hypervisor for a domain; runs PROGRAM on console 0.",
         discussion: """
-            Brings up the console 0 frontend and xenbus, connects every secondary console and \\
-            channel, exposes them as $CONCH_GUEST_DEV/hvc<N> and $CONCH_GUEST_DEV/xen-channel/<name>, \\
-            then runs PROGRAM with console 0 as its stdin, stdout and stderr. The domain shuts down \\
-            when PROGRAM exits. The toolstack starts it; example of what it runs:
+            Brings up the console 0 frontend and xenbus, connects every secondary console and \
+            channel, exposes them as $CONCH_GUEST_DEV/hvc<N> and $CONCH_GUEST_DEV/xen-channel/<name>, \
+            then runs PROGRAM with console 0 as its stdin, stdout and stderr. The domain shuts down \
+            when PROGRAM exits. The toolstack starts it. Example of what it runs:
 
               conch guest-kernel -- /usr/bin/my-agent --verbose
             """
@@ -33,6 +33,11 @@ struct GuestKernel: AsyncParsableCommand {
     var command: [String] = []
 
     func run() async throws {
+        // Everything is passed through to PROGRAM, so --help has to be caught here.
+        if command.first == "--help" || command.first == "-h" {
+            print(Self.helpMessage())
+            return
+        }
         var words = command
         if words.first == "--" { words.removeFirst() }
         guard let program = words.first else {

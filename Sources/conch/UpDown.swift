@@ -21,7 +21,7 @@ struct Up: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Start the host stack (hypervisor, xenstored, consoled) and supervise it.",
         discussion: """
-            In the foreground, Ctrl-C stops everything cleanly; a daemon that dies is restarted \\
+            In the foreground, Ctrl-C stops everything cleanly; a daemon that dies is restarted \
             and the restart is logged. Daemon logs go to <run-dir>/logs/<daemon>.log. Examples:
 
               conch up --detach          # then: conch create guest.cfg; …; conch down
