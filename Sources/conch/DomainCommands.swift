@@ -52,6 +52,12 @@ struct Create: AsyncParsableCommand {
     @Option(help: "Seconds to wait for consoled before giving up.")
     var timeout: Double = 10
 
+    func validate() throws {
+        guard timeout > 0, timeout <= 3600 else {
+            throw ValidationError("--timeout must be between 0 and 3600 seconds")
+        }
+    }
+
     func run() async throws {
         let text: String
         do {
@@ -364,7 +370,8 @@ struct ChannelAttach: AsyncParsableCommand {
     func run() async throws {
         let host = try await HostConnection.open(runDirectoryOptions.runDirectory)
         let target = try host.domain(domain)
-        var (record, built) = try host.built(target)
+        let (loaded, built) = try host.built(target)
+        var record = loaded
         let devid = (record.configuration.channels.map(\.devid).max() ?? 0) + 1
         let parsed: ChannelConfiguration.ParseResult
         do {
@@ -384,7 +391,6 @@ struct ChannelAttach: AsyncParsableCommand {
             throw CLIError(error.description)
         }
         record.configuration = configuration
-        built = DomainBuilder.Built(domain: target, plan: record.plan)
         try record.save(runDirectory: host.runDirectory.path)
         print(devid - 1)
     }
