@@ -108,7 +108,9 @@ public actor ConsoleDaemon {
     /// Starts discovery; returns once the existing domains were scanned.
     public func start() async throws {
         try FileManager.default.createDirectory(atPath: configuration.logDirectory, withIntermediateDirectories: true)
-        if let path = configuration.statsSocket { statsServer = try await startStatsServer(path) }
+        if let path = configuration.statsSocket {
+            statsServer = try await startServer(path) { daemon in StatsHandler(daemon: daemon) }
+        }
         if let path = configuration.controlSocket {
             controlServer = try await startServer(path) { daemon in ControlHandler(daemon: daemon) }
         }
@@ -710,18 +712,6 @@ public actor ConsoleDaemon {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(handler(daemon))
-                }
-            }
-            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
-            .get()
-    }
-
-    private func startStatsServer(_ path: String) async throws -> any Channel {
-        let daemon = self
-        return try await ServerBootstrap(group: eventLoop)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(StatsHandler(daemon: daemon))
                 }
             }
             .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)

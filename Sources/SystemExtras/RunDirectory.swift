@@ -30,6 +30,16 @@ public struct RunDirectory: Hashable, Sendable, CustomStringConvertible {
         return RunDirectory(path: "/tmp/conch-\(getuid())")
     }
 
+    /// A new, empty directory `/tmp/<prefix>-XXXXXX` (mkdtemp: 0700, a name
+    /// nobody else has), for a demo, a benchmark or a test.
+    public static func makeTemporary(prefix: String) throws(Errno) -> RunDirectory {
+        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+        guard mkdtemp(&template) != nil else { throw Errno(rawValue: errno) }
+        return RunDirectory(
+            path: String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        )
+    }
+
     public var xenstoredSocket: String { path + "/xenstored.sock" }
     public var xenstoredPidFile: String { path + "/xenstored.pid" }
     public var hypervisorSocket: String { path + "/hypervisor.sock" }
@@ -71,13 +81,8 @@ public struct PidFile: Sendable {
 
     /// The pid recorded in the file, if any.
     public func read() -> Int32? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 32)
-        let count = Glibc.read(fd, &buffer, buffer.count)
-        guard count > 0 else { return nil }
-        let text = String(decoding: buffer.prefix(count), as: UTF8.self)
+        guard let bytes = readSmallFile(path, limit: 32), !bytes.isEmpty else { return nil }
+        let text = String(decoding: bytes, as: UTF8.self)
         return Int32(text.split(whereSeparator: { $0 == "\n" || $0 == " " }).first ?? "")
     }
 }
@@ -94,4 +99,21 @@ public func raiseDescriptorLimit() -> UInt64 {
         _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     }
     return UInt64(limit.rlim_cur)
+}
+
+/// Up to `limit` bytes of a small file (a pid file, a `/proc` entry); nil if it
+/// cannot be opened.
+func readSmallFile(_ path: String, limit: Int) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while bytes.count < limit {
+        let count = Glibc.read(fd, &buffer, min(buffer.count, limit - bytes.count))
+        if count < 0, errno == EINTR { continue }
+        guard count > 0 else { break }
+        bytes += buffer.prefix(count)
+    }
+    return bytes
 }

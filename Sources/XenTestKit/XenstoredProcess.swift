@@ -15,11 +15,7 @@ public struct ScratchDirectory: Sendable {
     public let path: String
 
     public init(prefix: String = "conch-test") throws {
-        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw CocoaError(.fileWriteUnknown)
-        }
-        path = String(cString: made)
+        path = try RunDirectory.makeTemporary(prefix: prefix).path
     }
 
     public func remove() { try? FileManager.default.removeItem(atPath: path) }

@@ -72,9 +72,9 @@ struct CreateBench: AsyncParsableCommand {
         if isDebugBuild {
             FileHandle.standardError.write(Data("note: debug build; use `swift run -c release conch bench …`\n".utf8))
         }
-        let scratch = try BenchScratch()
-        defer { scratch.remove() }
-        let supervisor = HostSupervisor(runDirectory: scratch.runDirectory, logLevel: "warning")
+        let scratch = try RunDirectory.makeTemporary(prefix: "conch-bench")
+        defer { try? FileManager.default.removeItem(atPath: scratch.path) }
+        let supervisor = HostSupervisor(runDirectory: scratch, logLevel: "warning")
         try supervisor.start(["hypervisor", "xenstored", "consoled"])
         defer { supervisor.stopAll() }
         let conch = ChildProcess.currentExecutable()
@@ -85,7 +85,7 @@ struct CreateBench: AsyncParsableCommand {
         for _ in 0..<rounds {
             let start = ContinuousClock.now
             let (process, output) = try spawnReading(program[0], Array(program.dropFirst()))
-            _ = firstByte(output)
+            _ = nextByte(output)
             baseline.record(start.duration(to: .now))
             process.kill(SIGKILL)
             _ = try? process.wait()
@@ -179,23 +179,19 @@ struct CreateBench: AsyncParsableCommand {
         return (process, ends[0])
     }
 
-    private func firstByte(_ descriptor: Int32) -> Bool {
+    /// The next byte, waiting up to 10 s; nil on timeout or end of stream.
+    private func nextByte(_ descriptor: Int32) -> UInt8? {
         var byte: UInt8 = 0
         var entry = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-        return poll(&entry, 1, 10_000) > 0 && read(descriptor, &byte, 1) == 1
+        return poll(&entry, 1, 10_000) > 0 && read(descriptor, &byte, 1) == 1 ? byte : nil
     }
 
+    /// Whether a byte arrives after the first line (`create -c` prints the domid first).
     private func firstByteAfterLine(_ descriptor: Int32) -> Bool {
-        var byte: UInt8 = 0
-        while firstByteInto(descriptor, &byte) {
-            if byte == UInt8(ascii: "\n") { return firstByte(descriptor) }
+        while let byte = nextByte(descriptor) {
+            if byte == UInt8(ascii: "\n") { return nextByte(descriptor) != nil }
         }
         return false
-    }
-
-    private func firstByteInto(_ descriptor: Int32, _ byte: inout UInt8) -> Bool {
-        var entry = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-        return poll(&entry, 1, 10_000) > 0 && read(descriptor, &byte, 1) == 1
     }
 
     private func runQuiet(_ executable: String, _ arguments: [String]) throws -> ChildProcess.Termination {
@@ -208,20 +204,6 @@ struct CreateBench: AsyncParsableCommand {
         )
         return try process.wait()
     }
-}
-
-/// A scratch run directory for a benchmark.
-struct BenchScratch {
-    let path: String
-    var runDirectory: RunDirectory { RunDirectory(path: path) }
-
-    init() throws {
-        var template = Array("/tmp/conch-bench-XXXXXX".utf8CString)
-        guard mkdtemp(&template) != nil else { throw CLIError("cannot create a scratch directory") }
-        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
 }
 
 extension Duration {
@@ -380,16 +362,16 @@ struct ScaleBench: AsyncParsableCommand {
             FileHandle.standardError.write(Data("note: debug build; use `swift run -c release conch bench …`\n".utf8))
         }
         raiseDescriptorLimit()
-        let scratch = try BenchScratch()
-        defer { scratch.remove() }
-        let supervisor = HostSupervisor(runDirectory: scratch.runDirectory, logLevel: "warning")
+        let scratch = try RunDirectory.makeTemporary(prefix: "conch-bench")
+        defer { try? FileManager.default.removeItem(atPath: scratch.path) }
+        let supervisor = HostSupervisor(runDirectory: scratch, logLevel: "warning")
         try supervisor.start(["hypervisor", "xenstored", "consoled"])
         defer { supervisor.stopAll() }
-        guard let consoled = PidFile(path: scratch.runDirectory.consoledPidFile).read() else {
+        guard let consoled = PidFile(path: scratch.consoledPidFile).read() else {
             throw CLIError("consoled wrote no pid file")
         }
-        let emptyRSS = Self.residentMegabytes(consoled)
-        let host = try await HostConnection.open(scratch.runDirectory)
+        let emptyRSS = Self.megabytes(ProcessStatistics.residentBytes(consoled))
+        let host = try await HostConnection.open(scratch)
         let builder = host.builder
 
         let start = ContinuousClock.now
@@ -436,18 +418,18 @@ struct ScaleBench: AsyncParsableCommand {
         let connectedSeconds = start.duration(to: .now).seconds
         let served = try JSONDecoder().decode(
             ConsoledStats.self,
-            from: Data(readAll(fromSocket: scratch.runDirectory.consoledSocket))
+            from: Data(readAll(fromSocket: scratch.consoledSocket))
         ).consoles.count
         guard served == consoles else { throw CLIError("consoled reports \(served) consoles, expected \(consoles)") }
         if !json { print("all \(consoles) consoles connected after \(rounded(connectedSeconds, places: 2)) s") }
 
         try await Task.sleep(for: .seconds(1))  // let the burst of setup work settle
-        let before = Self.cpuTicks(consoled)
+        let before = ProcessStatistics.cpuTicks(consoled) ?? 0
         let idleStart = ContinuousClock.now
         try await Task.sleep(for: .milliseconds(Int64(idleSeconds * 1000)))
-        let ticks = Self.cpuTicks(consoled) - before
-        let idleCPU = Double(ticks) / Double(sysconf(Int32(_SC_CLK_TCK))) / idleStart.duration(to: .now).seconds * 100
-        let rss = Self.residentMegabytes(consoled)
+        let ticks = (ProcessStatistics.cpuTicks(consoled) ?? before) - before
+        let idleCPU = Double(ticks) / ProcessStatistics.ticksPerSecond / idleStart.duration(to: .now).seconds * 100
+        let rss = Self.megabytes(ProcessStatistics.residentBytes(consoled))
         host.store.close()
 
         let result = Result(
@@ -470,22 +452,6 @@ struct ScaleBench: AsyncParsableCommand {
         }
     }
 
-    /// utime + stime of a process, in clock ticks (/proc/<pid>/stat fields 14, 15).
-    static func cpuTicks(_ pid: Int32) -> Int {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = text.lastIndex(of: ")")
-        else { return 0 }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        guard fields.count > 12 else { return 0 }
-        return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
-    }
-
-    /// VmRSS of a process, in MB (10^6 bytes).
-    static func residentMegabytes(_ pid: Int32) -> Double {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-            let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "")
-        else { return 0 }
-        return kilobytes * 1024 / 1e6
-    }
+    /// Bytes in MB (10^6), 0 when unknown.
+    static func megabytes(_ bytes: UInt64?) -> Double { Double(bytes ?? 0) / 1e6 }
 }

@@ -243,9 +243,8 @@ func readAll(fromSocket path: String, request: String? = nil) throws -> [UInt8] 
 
 /// A domain given as a name or an id, as xl takes it.
 func resolveDomain(_ text: String, runDirectory: RunDirectory) throws -> UInt16 {
-    let hypervisor = try HypervisorFactory.privileged(.simulated(runDirectory))
-    let domains = try hypervisor.listDomains()
-    if let id = UInt16(text), domains.contains(where: { $0.domid.rawValue == id }) || id == 0 { return id }
-    if let match = domains.first(where: { $0.name == text }) { return match.domid.rawValue }
+    if text == "0" { return 0 }  // dom0: consoled serves none of its consoles, but it is a domain
+    let domains = try HypervisorFactory.privileged(.simulated(runDirectory)).listDomains()
+    if let found = HostConnection.find(text, in: domains) { return found.domid.rawValue }
     throw ValidationError("no domain named or numbered '\(text)' (see `conch list`)")
 }

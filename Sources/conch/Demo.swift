@@ -67,11 +67,7 @@ final class DemoRunner {
     var timings: [(String, String)] = []
 
     init(keep: Bool) throws {
-        var template = Array("/tmp/conch-demo-XXXXXX".utf8CString)
-        guard mkdtemp(&template) != nil else { throw CLIError("cannot create a temporary directory") }
-        runDirectory = RunDirectory(
-            path: String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        )
+        runDirectory = try RunDirectory.makeTemporary(prefix: "conch-demo")
         supervisor = HostSupervisor(runDirectory: runDirectory, logLevel: "warning")
         self.keep = keep
     }

@@ -201,7 +201,9 @@ struct List: AsyncParsableCommand {
                     memory: record?.configuration.memory,
                     vcpus: record?.configuration.vcpus,
                     state: domain.shutdownReason.map { "shutdown(\($0.rawValue))" } ?? domain.state.rawValue,
-                    cpuSeconds: domain.pid.flatMap(Self.cpuSeconds),
+                    cpuSeconds: domain.pid.flatMap(ProcessStatistics.cpuTicks).map {
+                        Double($0) / ProcessStatistics.ticksPerSecond
+                    },
                     uuid: domain.uuid
                 )
             )
@@ -234,17 +236,6 @@ struct List: AsyncParsableCommand {
         default: if state.hasPrefix("shutdown") { flags[3] = "s" }
         }
         return String(flags)
-    }
-
-    /// CPU time of the guest process, from /proc/<pid>/stat (utime + stime).
-    static func cpuSeconds(_ pid: Int32) -> Double? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = text.lastIndex(of: ")")
-        else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        // Fields after the command: state is [0]; utime and stime are fields 14 and 15 of the line.
-        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 }
 

@@ -58,15 +58,19 @@ struct HostConnection {
 
     /// A domain by name or domid, as xl takes them.
     func domain(_ reference: String) throws -> DomainInfo {
-        let domains = try hypervisor.listDomains()
-        if let number = UInt16(reference), let found = domains.first(where: { $0.domid.rawValue == number }) {
-            return found
-        }
-        if let found = domains.first(where: { $0.name == reference }) { return found }
+        if let found = Self.find(reference, in: try hypervisor.listDomains()) { return found }
         if reference == "0" || reference == "Domain-0" {
             throw CLIError("Domain-0 is the host itself: name a guest (see `conch list`)")
         }
         throw CLIError("no domain named or numbered '\(reference)': see `conch list`")
+    }
+
+    /// The domain `reference` names: a domid first, else a name.
+    static func find(_ reference: String, in domains: [DomainInfo]) -> DomainInfo? {
+        if let number = UInt16(reference), let found = domains.first(where: { $0.domid.rawValue == number }) {
+            return found
+        }
+        return domains.first { $0.name == reference }
     }
 
     /// The toolstack's record of `domain`, with the hypervisor's current view.
