@@ -77,12 +77,13 @@ let package = Package(
                 "CConchShims",
                 "XenMemory",
                 .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .target(
             name: "XenstoreServer",
             dependencies: [
-                "XenABI", "XenstoreWire", "XenstoreCore", "XenRing", "XenHypervisor",
+                "XenABI", "XenstoreWire", "XenstoreCore", "XenRing", "XenHypervisor", "SystemExtras",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

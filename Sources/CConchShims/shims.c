@@ -32,6 +32,10 @@ int cconch_memfd_seal_size(int fd) {
 #define CCONCH_MAX_FDS 16
 
 ssize_t cconch_send_fds(int sock, const int *fds, size_t nfds, const void *buf, size_t len) {
+    return cconch_send_fds_flags(sock, fds, nfds, buf, len, 0);
+}
+
+ssize_t cconch_send_fds_flags(int sock, const int *fds, size_t nfds, const void *buf, size_t len, int flags) {
     if (nfds > CCONCH_MAX_FDS || len == 0) {
         errno = EINVAL;
         return -1;
@@ -54,7 +58,7 @@ ssize_t cconch_send_fds(int sock, const int *fds, size_t nfds, const void *buf, 
     }
     ssize_t sent;
     do {
-        sent = sendmsg(sock, &msg, MSG_NOSIGNAL);
+        sent = sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
     } while (sent < 0 && errno == EINTR);
     return sent;
 }
@@ -112,6 +116,23 @@ int cconch_peer_credentials(int sock, int32_t *pid, uint32_t *uid, uint32_t *gid
     *uid = cred.uid;
     *gid = cred.gid;
     return 0;
+}
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+int cconch_peer_pidfd(int sock) {
+    int pidfd = -1;
+    socklen_t size = sizeof(pidfd);
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &size) != 0) {
+        return -1;
+    }
+    return pidfd;
+}
+
+int cconch_pidfd_alive(int pidfd) {
+    return syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0;
 }
 
 int cconch_pidfd_open(int pid) {

@@ -39,6 +39,8 @@ public actor ConsoleDaemon {
         public var historyCapacity: Int
         /// Never touch the `connection` byte (a pre-4.21 backend).
         public var legacyFlag: Bool
+        /// The domain consoled runs in: its backend tree is `/local/domain/<this>/backend/console`.
+        public var backendDomid: DomID = .dom0
         /// The process that holds socket channels' listeners and clients across
         /// consoled restarts (``SinkKeeper``); socket channels need it.
         public var keeper: KeeperClient?
@@ -191,12 +193,13 @@ public actor ConsoleDaemon {
         }
     }
 
+    /// Watches a domain's console 0 directory, the backend tree of its other
+    /// consoles (ours, dom0-owned: the list of devices comes from here) and its
+    /// device directory (guest-owned: only a hint that a frontend state changed).
     private func track(_ domid: DomID) {
         let d = domid.rawValue
         var tasks: [Task<Void, Never>] = []
-        for (path, token, devices) in [
-            ("/local/domain/\(d)/console", "dom\(d)", false), ("/local/domain/\(d)/device/console", "dev\(d)", true),
-        ] {
+        for (path, token, devices) in watchedPaths(domid) {
             tasks.append(
                 Task { [weak self, store] in
                     guard let events = try? await store.watch(path, token: token) else { return }
@@ -208,17 +211,25 @@ public actor ConsoleDaemon {
             )
         }
         watchedDomains[domid] = tasks
-        logger.info("domain found", metadata: ["domid": "\(domid)"])
+        logger.info("domain found", metadata: ["domid": "\(d)"])
+    }
+
+    private func watchedPaths(_ domid: DomID) -> [(path: String, token: String, devices: Bool)] {
+        let d = domid.rawValue
+        return [
+            (ConsoleLayout.frontend(domid, devid: 0), "dom\(d)", false),
+            (ConsoleLayout.backends(of: domid, backend: configuration.backendDomid), "be\(d)", true),
+            (ConsoleLayout.devices(domid), "dev\(d)", true),
+        ]
     }
 
     /// The domain is gone (`@releaseDomain`): flush what is readable, close sinks,
     /// remove socket files, unmap.
     private func release(_ domid: DomID) {
         for task in watchedDomains.removeValue(forKey: domid) ?? [] { task.cancel() }
-        let d = domid.rawValue
+        let watched = watchedPaths(domid)
         Task { [store] in
-            try? await store.unwatch("/local/domain/\(d)/console", token: "dom\(d)")
-            try? await store.unwatch("/local/domain/\(d)/device/console", token: "dev\(d)")
+            for (path, token, _) in watched { try? await store.unwatch(path, token: token) }
         }
         for key in sessions.keys.sorted() where key.domid == domid { teardown(key, reason: "domain released") }
         for key in prepared.keys.sorted() where key.domid == domid { discardPrepared(key) }
@@ -230,12 +241,12 @@ public actor ConsoleDaemon {
     private func primaryChanged(_ domid: DomID) async {
         let key = ConsoleKey(domid: domid, devid: 0)
         guard !stopping, sessions[key] == nil, watchedDomains[domid] != nil else { return }
-        let base = "/local/domain/\(domid.rawValue)/console"
+        let base = ConsoleLayout.frontend(domid, devid: 0)
         guard let ringRef = await read(base + "/ring-ref").flatMap({ UInt64($0) }),
             let port = await read(base + "/port").flatMap({ UInt32($0) })
         else { return }  // not written yet: the watch fires again when it is
         if let type = await read(base + "/type"), type != "xenconsoled" { return }
-        let name = await read("/local/domain/\(domid.rawValue)/name") ?? "d\(domid.rawValue)"
+        let name = await read(ConsoleLayout.home(domid) + "/name") ?? "d\(domid.rawValue)"
         guard sessions[key] == nil else { return }
         do {
             // Grant 0 first, as xenconsoled does; the frame number as a fallback.
@@ -260,24 +271,39 @@ public actor ConsoleDaemon {
         }
     }
 
+    /// A console device of ours: where its frontend is (derived, never read from a
+    /// node the guest could have written) and where its backend directory is.
+    struct DeviceLocation {
+        let key: ConsoleKey
+        let frontend: String
+        let backend: String
+    }
+
+    /// Reconciles a domain's secondary consoles with our backend tree. The devices
+    /// are the ones the toolstack put under `backend/console/<d>`; a directory the
+    /// guest made up under `device/console` has no backend and is ignored.
     private func devicesChanged(_ domid: DomID) async {
         guard !stopping, watchedDomains[domid] != nil else { return }
-        let base = "/local/domain/\(domid.rawValue)/device/console"
-        let devids = ((try? await store.directory(base)) ?? []).compactMap { Int($0) }.filter { $0 > 0 }
+        let backends = ConsoleLayout.backends(of: domid, backend: configuration.backendDomid)
+        let devids = ((try? await store.directory(backends)) ?? []).compactMap { Int($0) }.filter { $0 > 0 }
         for devid in devids.sorted() {
-            let key = ConsoleKey(domid: domid, devid: devid)
-            let frontend = "\(base)/\(devid)"
-            let state = await read(frontend + "/state").flatMap { XenbusState(nodeValue: $0) }
+            let device = DeviceLocation(
+                key: ConsoleKey(domid: domid, devid: devid),
+                frontend: ConsoleLayout.frontend(domid, devid: devid),
+                backend: ConsoleLayout.backend(of: domid, devid: devid, backend: configuration.backendDomid)
+            )
+            guard await belongs(device) else { continue }
+            let key = device.key
+            let state = await read(device.frontend + "/state").flatMap { XenbusState(nodeValue: $0) }
             switch state {
             case .initialising, .initWait:
-                if sessions[key] == nil, prepared[key] == nil { await prepareSecondary(key, frontend: frontend) }
+                if sessions[key] == nil, prepared[key] == nil { await prepareSecondary(device) }
             case .initialised, .connected:
-                if sessions[key] == nil { await connectSecondary(key, frontend: frontend) }
+                if sessions[key] == nil { await connectSecondary(device) }
             case .closing, .closed:
-                let backend = await read(frontend + "/backend")
                 if sessions[key] != nil {
                     teardown(key, reason: "frontend \(state!)")
-                    if let backend { try? await store.write(backend + "/state", "\(XenbusState.closed.rawValue)") }
+                    try? await store.write(device.backend + "/state", "\(XenbusState.closed.rawValue)")
                 } else if prepared[key] != nil {
                     discardPrepared(key)
                 }
@@ -293,21 +319,38 @@ public actor ConsoleDaemon {
         }
     }
 
-    /// Where a secondary console's bytes go, from its backend directory; nil when
-    /// the nodes are incomplete or another backend (QEMU: `ioemu`) serves it.
-    private func sinkOf(_ key: ConsoleKey, frontend: String) async -> (backend: String, name: String, sink: SinkSpec)? {
-        guard let backend = await read(frontend + "/backend") else { return nil }
-        if let type = await read(frontend + "/type"), type != "xenconsoled" { return nil }
-        let name = await read(backend + "/name") ?? "console\(key.devid)"
-        switch await read(backend + "/connection") {
+    /// The toolstack's backend directory names this very frontend (`frontend-id`
+    /// and `frontend`); anything else is a misconfiguration we do not serve.
+    private func belongs(_ device: DeviceLocation) async -> Bool {
+        let frontendID = await read(device.backend + "/frontend-id")
+        let frontend = await read(device.backend + "/frontend")
+        guard frontendID == String(device.key.domid.rawValue), frontend == device.frontend else {
+            logger.warning(
+                "backend directory does not name its frontend; not serving it",
+                metadata: [
+                    "console": "\(device.key)", "frontend-id": "\(frontendID ?? "-")", "frontend": "\(frontend ?? "-")",
+                ]
+            )
+            return false
+        }
+        return true
+    }
+
+    /// Where a secondary console's bytes go, from its backend directory (which only
+    /// dom0 writes); nil when the nodes are incomplete or another backend (QEMU:
+    /// `ioemu`) serves it.
+    private func sinkOf(_ device: DeviceLocation) async -> (name: String, sink: SinkSpec)? {
+        if let type = await read(device.frontend + "/type"), type != "xenconsoled" { return nil }
+        let name = await read(device.backend + "/name") ?? "console\(device.key.devid)"
+        switch await read(device.backend + "/connection") {
         case "socket":
-            guard let path = await read(backend + "/path"), !path.isEmpty else {
-                logger.warning("socket channel without a path", metadata: ["console": "\(key)"])
+            guard let path = await read(device.backend + "/path"), path.hasPrefix("/") else {
+                logger.warning("socket channel without an absolute path", metadata: ["console": "\(device.key)"])
                 return nil
             }
-            return (backend, name, .socket(path: path))
+            return (name, .socket(path: path))
         default:
-            return (backend, name, .pty)
+            return (name, .pty)
         }
     }
 
@@ -316,8 +359,9 @@ public actor ConsoleDaemon {
     /// `tty` — and move the backend to InitWait. `conch create` waits for exactly
     /// this before unpausing, and a dom0 agent can attach before the guest runs;
     /// its bytes wait here until the ring is mapped.
-    private func prepareSecondary(_ key: ConsoleKey, frontend: String) async {
-        guard let (backend, name, sink) = await sinkOf(key, frontend: frontend) else { return }
+    private func prepareSecondary(_ device: DeviceLocation) async {
+        let key = device.key
+        guard let (name, sink) = await sinkOf(device) else { return }
         guard sessions[key] == nil, prepared[key] == nil else { return }
         let early = PreparedSink(spec: sink)
         prepared[key] = early
@@ -327,13 +371,13 @@ public actor ConsoleDaemon {
                 let pty = try PseudoTerminal()
                 early.pty = pty
                 early.ptyChannel = try await attachStream(descriptor: pty.master.rawValue, key: key)
-                try await store.write(frontend + "/tty", pty.slavePath)
+                try await store.write(device.frontend + "/tty", pty.slavePath)
             case .socket(let path):
                 try keeper().open(key: key, path: path, name: name)
             }
             guard prepared[key] === early else { return }  // connected or discarded meanwhile
-            if await read(backend + "/state") == "\(XenbusState.initialising.rawValue)" {
-                try await store.write(backend + "/state", "\(XenbusState.initWait.rawValue)")
+            if await read(device.backend + "/state") == "\(XenbusState.initialising.rawValue)" {
+                try await store.write(device.backend + "/state", "\(XenbusState.initWait.rawValue)")
             }
             logger.debug("channel sink published", metadata: ["console": "\(key)"])
         } catch {
@@ -348,10 +392,11 @@ public actor ConsoleDaemon {
         if case .socket = early.spec { configuration.keeper?.close(key: key) }
     }
 
-    private func connectSecondary(_ key: ConsoleKey, frontend: String) async {
-        guard let ringRef = await read(frontend + "/ring-ref").flatMap({ UInt32($0) }),
-            let port = await read(frontend + "/port").flatMap({ UInt32($0) }),
-            let (backend, name, described) = await sinkOf(key, frontend: frontend)
+    private func connectSecondary(_ device: DeviceLocation) async {
+        let key = device.key
+        guard let ringRef = await read(device.frontend + "/ring-ref").flatMap({ UInt32($0) }),
+            let port = await read(device.frontend + "/port").flatMap({ UInt32($0) }),
+            let (name, described) = await sinkOf(device)
         else { return }
         guard sessions[key] == nil else { return }
         let sink = prepared[key]?.spec ?? described
@@ -359,8 +404,8 @@ public actor ConsoleDaemon {
             let page = try hypervisor.mapGrant(key.domid, ref: GrantRef(ringRef), readOnly: false)
             let channel = try hypervisor.bindInterdomain(remote: key.domid, remotePort: EvtchnPort(port))
             let session = makeSession(key: key, name: name, sink: sink, page: page, channel: channel, primary: false)
-            try await connect(session, ttyNode: frontend + "/tty")
-            try await store.write(backend + "/state", "\(XenbusState.connected.rawValue)")
+            try await connect(session, ttyNode: device.frontend + "/tty")
+            try await store.write(device.backend + "/state", "\(XenbusState.connected.rawValue)")
         } catch {
             logger.warning("cannot connect console: \(error)", metadata: ["console": "\(key)"])
             teardown(key, reason: "connect failed")
@@ -708,9 +753,14 @@ public actor ConsoleDaemon {
         handler: @escaping @Sendable (ConsoleDaemon) -> any ChannelHandler
     ) async throws -> any Channel {
         let daemon = self
+        let logger = self.logger
         return try await ServerBootstrap(group: eventLoop)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                channel.checkHostToolstackPeer().flatMapThrowing { refusal in
+                    if let refusal {
+                        logger.warning("refused a connection to \(path): \(refusal)")
+                        throw refusal
+                    }
                     try channel.pipeline.syncOperations.addHandler(handler(daemon))
                 }
             }

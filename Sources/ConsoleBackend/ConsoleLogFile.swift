@@ -40,7 +40,7 @@ final class ConsoleLogFile {
     }
 
     private func open() {
-        fd = Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        fd = Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o640)
         var info = stat()
         size = fd >= 0 && fstat(fd, &info) == 0 ? UInt64(info.st_size) : 0
         writeAll(formatter.fileOpened(at: Self.now()))

@@ -82,6 +82,7 @@ public final class SinkKeeper {
         let path: String
         let name: String
         var listener: Int32
+        var acceptor: Acceptor
         var client: Int32?
         var data: Int32?
         var toClient = Deque<UInt8>()
@@ -97,25 +98,33 @@ public final class SinkKeeper {
             self.path = path
             self.name = name
             self.listener = listener
+            acceptor = Acceptor(listener: listener)
         }
     }
 
     let socketPath: String
     let logger: Logger
+    /// The sockets this keeper (or an earlier keeper of this run directory) created:
+    /// the only files it ever unlinks.
+    private var ledger: SocketLedger
     /// One read buffer for every descriptor (the keeper is single-threaded).
     private var buffer = [UInt8](repeating: 0, count: 65536)
     private var entries: [String: Entry] = [:]
     private var controlListener: Int32 = -1
+    private var controlAcceptor = Acceptor(listener: -1)
     private var control: UnixSocket?
     private var lastControl = ContinuousClock.now
     private var running = true
     /// With no consoled attached for this long, the keeper closes everything and exits.
     let orphanTimeout: Duration
 
-    public init(socketPath: String, orphanTimeout: Duration = .seconds(60), logger: Logger) {
+    /// - Parameter ledgerPath: where the keeper records the sockets it creates
+    ///   (in the run directory, so that a restarted keeper knows them too).
+    public init(socketPath: String, ledgerPath: String, orphanTimeout: Duration = .seconds(60), logger: Logger) {
         self.socketPath = socketPath
         self.orphanTimeout = orphanTimeout
         self.logger = logger
+        ledger = SocketLedger(path: ledgerPath)
     }
 
     /// Serves until `quit`, or until orphaned.
@@ -125,6 +134,7 @@ public final class SinkKeeper {
         unlink(socketPath)
         try UnixSocketPath.bind(controlListener, to: socketPath)
         guard listen(controlListener, 4) == 0 else { throw Errno(rawValue: errno) }
+        controlAcceptor = Acceptor(listener: controlListener)
         defer {
             for key in entries.keys.sorted() { close(key) }
             Glibc.close(controlListener)
@@ -132,15 +142,24 @@ public final class SinkKeeper {
         }
         logger.info("keeper running", metadata: ["socket": "\(socketPath)"])
         while running {
-            var fds: [pollfd] = [pollfd(fd: controlListener, events: Int16(POLLIN), revents: 0)]
-            var owners: [(Entry?, Role)] = [(nil, .controlListener)]
+            var fds: [pollfd] = []
+            var owners: [(Entry?, Role)] = []
+            var timeout: Int32 = 1000
+            if controlAcceptor.isAccepting() {
+                fds.append(pollfd(fd: controlListener, events: Int16(POLLIN), revents: 0))
+                owners.append((nil, .controlListener))
+            }
+            timeout = controlAcceptor.pollTimeout(otherwise: timeout)
             if let control {
                 fds.append(pollfd(fd: control.fileDescriptor.rawValue, events: Int16(POLLIN), revents: 0))
                 owners.append((nil, .control))
             }
             for entry in entries.values {
-                fds.append(pollfd(fd: entry.listener, events: Int16(POLLIN), revents: 0))
-                owners.append((entry, .listener))
+                if entry.acceptor.isAccepting() {
+                    fds.append(pollfd(fd: entry.listener, events: Int16(POLLIN), revents: 0))
+                    owners.append((entry, .listener))
+                }
+                timeout = entry.acceptor.pollTimeout(otherwise: timeout)
                 if let client = entry.client {
                     var events: Int32 = 0
                     if entry.toConsoled.count < Self.inputLimit { events |= Int32(POLLIN) }
@@ -156,7 +175,7 @@ public final class SinkKeeper {
                     owners.append((entry, .data))
                 }
             }
-            let ready = poll(&fds, nfds_t(fds.count), 1000)
+            let ready = poll(&fds, nfds_t(fds.count), timeout)
             if ready < 0 && errno != EINTR { throw Errno(rawValue: errno) }
             if control == nil, lastControl.duration(to: .now) > orphanTimeout {
                 logger.warning("no consoled for \(orphanTimeout): closing every channel and exiting")
@@ -183,8 +202,12 @@ public final class SinkKeeper {
     private func handle(_ role: Role, _ entry: Entry?, revents: Int16) {
         switch role {
         case .controlListener:
-            let fd = acceptNonInheritable(controlListener, nonBlocking: false)
-            guard fd >= 0 else { return }
+            guard let fd = controlAcceptor.accept() else { return }
+            if let refusal = PeerPolicy.checkHostToolstack(fd) {
+                logger.warning("refused a connection to the keeper's control socket: \(refusal)")
+                Glibc.close(fd)
+                return
+            }
             // A new consoled: the old one is gone (or about to be).
             control = UnixSocket(adopting: FileDescriptor(rawValue: fd))
             lastControl = .now
@@ -265,16 +288,18 @@ public final class SinkKeeper {
             0
         )
         guard listener >= 0 else { throw Errno(rawValue: errno) }
-        unlink(path)
         do {
+            try ledger.removeStale(path)
+            // Created 0600 from the first moment (the keeper's umask is 077).
             try UnixSocketPath.bind(listener, to: path)
+            try ledger.record(path)
         } catch {
             Glibc.close(listener)
             throw error
         }
-        chmod(path, 0o600)
         guard listen(listener, 8) == 0 else {
             Glibc.close(listener)
+            ledger.remove(path)
             throw Errno(rawValue: errno)
         }
         entries[key] = Entry(key: key, path: path, name: name, listener: listener)
@@ -313,28 +338,27 @@ public final class SinkKeeper {
         return (entry.baseOut! &+ entry.receivedOut, handed)
     }
 
-    /// accept(2), then close-on-exec (and non-blocking); Glibc's module lacks accept4.
-    private func acceptNonInheritable(_ listener: Int32, nonBlocking: Bool) -> Int32 {
-        let fd = accept(listener, nil, nil)
-        guard fd >= 0 else { return fd }
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        if nonBlocking { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
-        return fd
-    }
-
     private func close(_ key: String) {
         guard let entry = entries.removeValue(forKey: key) else { return }
         Glibc.close(entry.listener)
         if let client = entry.client { Glibc.close(client) }
         if let data = entry.data { Glibc.close(data) }
-        unlink(entry.path)
+        ledger.remove(entry.path)
     }
 
     // MARK: Bytes
 
     private func acceptClient(_ entry: Entry) {
-        let fd = acceptNonInheritable(entry.listener, nonBlocking: true)
-        guard fd >= 0 else { return }
+        guard let fd = entry.acceptor.accept(nonBlocking: true) else { return }
+        // The channel's other end is the host's agent; a guest must not pose as it.
+        if let refusal = PeerPolicy.checkHostToolstack(fd) {
+            logger.warning(
+                "refused a client of channel '\(entry.name)': \(refusal)",
+                metadata: ["path": "\(entry.path)"]
+            )
+            Glibc.close(fd)
+            return
+        }
         guard entry.client == nil else {
             let message = Array("conch: channel '\(entry.name)' is busy: another client is attached\r\n".utf8)
             // SAFETY: the pointer is used only during the call, for the array's count.
@@ -414,5 +438,89 @@ public final class SinkKeeper {
             entry.client = nil
             return
         }
+    }
+}
+
+/// The sockets a keeper created, by path with their device and inode, kept in a
+/// file so that a restarted keeper can tell its own stale sockets from anything
+/// else. A keeper unlinks a path only if the file there is a socket with the
+/// identity it recorded: never a file someone else put there, never through a
+/// symbolic link.
+struct SocketLedger {
+    let path: String
+    private var sockets: [String: FileIdentity] = [:]
+
+    struct FileIdentity: Hashable {
+        var device: UInt64
+        var inode: UInt64
+    }
+
+    init(path: String) {
+        self.path = path
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return }
+        defer { Glibc.close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while bytes.count < 16 << 20 {
+            let got = Glibc.read(fd, &buffer, buffer.count)
+            guard got > 0 else { break }
+            bytes += buffer.prefix(got)
+        }
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+            let fields = line.split(separator: " ", maxSplits: 2)
+            guard fields.count == 3, let device = UInt64(fields[0]), let inode = UInt64(fields[1]) else { continue }
+            sockets[String(fields[2])] = FileIdentity(device: device, inode: inode)
+        }
+    }
+
+    /// The socket at `path`, if it is one.
+    private static func socketIdentity(_ path: String) -> FileIdentity? {
+        var info = stat()
+        guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { return nil }
+        return FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    }
+
+    /// Makes way for a new socket at `path`: nothing there, or a socket this ledger
+    /// recorded (which is removed); anything else is an error naming the path.
+    mutating func removeStale(_ path: String) throws {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        guard let recorded = sockets[path], Self.socketIdentity(path) == recorded else {
+            throw SinkKeeper.KeeperError(
+                description: "\(path) already exists and consoled did not create it: remove it or choose another path"
+            )
+        }
+        unlink(path)
+        sockets[path] = nil
+    }
+
+    /// Records the socket just bound at `path`.
+    mutating func record(_ path: String) throws {
+        guard let identity = Self.socketIdentity(path) else {
+            throw SinkKeeper.KeeperError(description: "\(path) is not a socket after bind")
+        }
+        sockets[path] = identity
+        save()
+    }
+
+    /// Unlinks `path` if it is still the socket recorded there, and forgets it.
+    mutating func remove(_ path: String) {
+        if let recorded = sockets.removeValue(forKey: path), Self.socketIdentity(path) == recorded { unlink(path) }
+        save()
+    }
+
+    private func save() {
+        let text = sockets.sorted { $0.key < $1.key }.map { "\($0.value.device) \($0.value.inode) \($0.key)\n" }
+            .joined()
+        let temporary = path + ".new"
+        unlink(temporary)
+        let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        let bytes = Array(text.utf8)
+        // SAFETY: the pointer is used only during the call, for the array's count.
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        Glibc.close(fd)
+        if written == bytes.count { rename(temporary, path) } else { unlink(temporary) }
     }
 }

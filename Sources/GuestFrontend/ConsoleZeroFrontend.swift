@@ -18,15 +18,18 @@ import Glibc
 
 /// The guest's console 0 frontend (hvc_xen's domU path). Every write reads the
 /// `connection` flag first: DISCONNECTED sends the bytes to the hypervisor console
-/// (and keeps the last 64 KiB for replay); connected writes the ring, and a full
-/// ring waits on the event channel. ``FrontendConsole`` makes each decision.
+/// if the hypervisor permits it (and keeps the last 64 KiB for replay either way);
+/// connected writes the ring, and a full ring waits on the event channel.
+/// ``FrontendConsole`` makes each decision.
 public final class ConsoleZeroFrontend: @unchecked Sendable {
     let ring: ConsoleRing<GuestPage>
     let channel: any EventChannelEndpoint
     let hypervisor: any HypervisorConsole
     private let core: Mutex<FrontendConsole>
-    /// Serialises writers (the relay thread and the kernel's own boot messages).
-    private let writeLock = Mutex(())
+    /// Serialises writers (the relay thread and the kernel's own boot messages),
+    /// and remembers whether the hypervisor refused `console_io` (Xen's default
+    /// policy for a domU): then the boot history alone keeps the output.
+    private let writeLock = Mutex(false)
     /// Called with bytes the backend wrote into `in` (keyboard input).
     public var onInput: (@Sendable ([UInt8]) -> Void)?
 
@@ -48,7 +51,7 @@ public final class ConsoleZeroFrontend: @unchecked Sendable {
     /// backend is disconnected in flag-aware mode). An empty write only gives a
     /// pending boot-history replay its chance to run.
     public func write(_ bytes: [UInt8]) {
-        writeLock.withLock { _ in
+        writeLock.withLock { consoleIORefused in
             var pending = bytes[...]
             while true {
                 let free = try? ring.frontend.output.freeSpace()
@@ -57,7 +60,14 @@ public final class ConsoleZeroFrontend: @unchecked Sendable {
                 case .done:
                     return
                 case .hypervisorConsole:
-                    try? hypervisor.consoleWrite(Array(pending))
+                    // The core kept the bytes in the boot history: a refused console_io
+                    // loses nothing, they are replayed once a backend connects.
+                    guard !consoleIORefused else { return }
+                    do {
+                        try hypervisor.consoleWrite(Array(pending))
+                    } catch HypervisorError.permissionDenied {
+                        consoleIORefused = true
+                    } catch {}
                     return
                 case .ring(let count):
                     let written = (try? ring.frontend.output.write(pending.prefix(count))) ?? 0

@@ -19,6 +19,11 @@ import XenstoreClient
 import Glibc
 #endif
 
+/// Why the guest kernel cannot start.
+public struct GuestKernelError: Error, CustomStringConvertible {
+    public let description: String
+}
+
 /// The Conch guest kernel: the program the hypervisor runs for a domain. It brings
 /// up the console 0 frontend and xenbus, prints a short boot log, connects every
 /// secondary console and channel (and follows hotplug), exposes them under
@@ -62,8 +67,10 @@ public final class GuestKernel: @unchecked Sendable {
             hypervisor: hypervisor,
             mode: options.mode
         )
-        let runDirectory = ProcessInfo.processInfo.environment["CONCH_RUN_DIR"] ?? "/tmp/conch-guest-\(getuid())"
-        devDirectory = "\(runDirectory)/guests/\(info.name)/dev"
+        guard let devices = ProcessInfo.processInfo.environment["CONCH_GUEST_DEV"], devices.hasPrefix("/") else {
+            throw GuestKernelError(description: "CONCH_GUEST_DEV is not set: the hypervisor starts the guest kernel")
+        }
+        devDirectory = devices
     }
 
     func log(_ line: String) {
@@ -110,10 +117,19 @@ public final class GuestKernel: @unchecked Sendable {
         environment["CONCH_DOMID"] = String(info.domid.rawValue)
         environment["TERM"] = environment["TERM"] ?? "vt100"
         environment.removeValue(forKey: "CONCH_HYPERVISOR_FD")
+        environment.removeValue(forKey: "CONCH_KERNEL_FD")
+        var descriptors: [Int32: FileDescriptor] = [0: stdio.slave, 1: stdio.slave, 2: stdio.slave]
+        var executable = options.program
+        // The hypervisor loaded our program at fd 4 (its path may be out of our reach).
+        if let text = ProcessInfo.processInfo.environment["CONCH_KERNEL_FD"], let fd = Int32(text) {
+            descriptors[fd] = FileDescriptor(rawValue: fd)
+            executable = "/proc/self/fd/\(fd)"
+        }
         let child = try ChildProcess(
-            executable: options.program,
+            executable: executable,
+            argument0: options.program,
             arguments: options.arguments,
-            descriptors: [0: stdio.slave, 1: stdio.slave, 2: stdio.slave],
+            descriptors: descriptors,
             environment: environment
         )
         // xl shutdown / conch shutdown write control/shutdown; like Linux, answer by

@@ -19,6 +19,19 @@ public final class ChildProcess: Sendable {
     public let pid: pid_t
     /// Whether the child leads its own process group (signals reach the group).
     public let isGroupLeader: Bool
+    /// A sandboxed guest's init reports the program's wait status here (see
+    /// ``sandboxed(_:guestIndex:executable:arguments:environment:descriptors:hostname:)``).
+    private let statusDescriptor: Int32?
+
+    init(pid: pid_t, isGroupLeader: Bool, statusDescriptor: Int32?) {
+        self.pid = pid
+        self.isGroupLeader = isGroupLeader
+        self.statusDescriptor = statusDescriptor
+    }
+
+    deinit {
+        if let statusDescriptor { close(statusDescriptor) }
+    }
 
     /// How a child ended.
     public enum Termination: Hashable, Sendable {
@@ -29,6 +42,7 @@ public final class ChildProcess: Sendable {
     /// Spawns `executable` with `arguments` (not including argv[0]).
     ///
     /// - Parameters:
+    ///   - argument0: argv[0] when it is not `executable` (a program run through `/proc/self/fd/N`).
     ///   - descriptors: child fd number → descriptor in this process; each is
     ///     `dup2`'d into place in the child (and so is inherited even if it is
     ///     close-on-exec here). Standard streams are inherited unless remapped.
@@ -37,6 +51,7 @@ public final class ChildProcess: Sendable {
     ///     so that ``kill(_:)`` reaches everything it starts too.
     public init(
         executable: String,
+        argument0: String? = nil,
         arguments: [String],
         descriptors: [Int32: FileDescriptor] = [:],
         environment: [String: String]? = nil,
@@ -82,7 +97,7 @@ public final class ChildProcess: Sendable {
         let added = withUnsafeMutablePointer(to: &actions) { cconch_spawn_add_closefrom($0, firstUnmapped) }
         guard added == 0 else { throw Errno(rawValue: added) }
 
-        let argv = [executable] + arguments
+        let argv = [argument0 ?? executable] + arguments
         let env = environment.map { $0.map { "\($0.key)=\($0.value)" } }
         var child: pid_t = 0
         let status = withCStringArray(argv) { cArgv in
@@ -95,6 +110,7 @@ public final class ChildProcess: Sendable {
         }
         guard status == 0 else { throw Errno(rawValue: status) }
         pid = child
+        statusDescriptor = nil
     }
 
     /// Starts a background program: stdin from /dev/null, stdout and stderr
@@ -107,7 +123,7 @@ public final class ChildProcess: Sendable {
     ) throws -> ChildProcess {
         let directory = String(logPath[..<(logPath.lastIndex(of: "/") ?? logPath.startIndex)])
         if !directory.isEmpty { mkdir(directory, 0o700) }
-        let log = try retryingSyscall { open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600) }
+        let log = try retryingSyscall { open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600) }
         defer { close(log) }
         let null = try retryingSyscall { open("/dev/null", O_RDWR | O_CLOEXEC) }
         defer { close(null) }
@@ -125,14 +141,23 @@ public final class ChildProcess: Sendable {
     public func wait() throws(Errno) -> Termination {
         var status: Int32 = 0
         _ = try retryingSyscall { waitpid(pid, &status, 0) }
-        return Self.decode(status)
+        return reported(Self.decode(status))
     }
 
     /// Reaps the child if it has ended; nil while it runs.
     public func poll() throws(Errno) -> Termination? {
         var status: Int32 = 0
         let result = try retryingSyscall { waitpid(pid, &status, WNOHANG) }
-        return result == 0 ? nil : Self.decode(status)
+        return result == 0 ? nil : reported(Self.decode(status))
+    }
+
+    /// For a sandboxed guest, how its program ended (its init exits with a code
+    /// standing for it); otherwise, or if the init was killed first, `own`.
+    private func reported(_ own: Termination) -> Termination {
+        guard let statusDescriptor else { return own }
+        var status: Int32 = 0
+        let got = read(statusDescriptor, &status, MemoryLayout<Int32>.size)
+        return got == MemoryLayout<Int32>.size ? Self.decode(status) : own
     }
 
     /// Sends `signal` to the child — to its whole process group if it leads one.
@@ -157,7 +182,7 @@ public final class ChildProcess: Sendable {
 }
 
 /// Calls `body` with a NULL-terminated array of C strings that lives for the call.
-private func withCStringArray<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+func withCStringArray<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
     // SAFETY: strdup'd copies outlive `body` and are freed right after it.
     var pointers = strings.map { strdup($0) }
     pointers.append(nil)

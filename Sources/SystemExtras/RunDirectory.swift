@@ -52,14 +52,64 @@ public struct RunDirectory: Hashable, Sendable, CustomStringConvertible {
     /// consoled's sink keeper (socket channels' listeners and clients, across restarts).
     public var keeperSocket: String { path + "/consoled-keeper.sock" }
     public var keeperPidFile: String { path + "/consoled-keeper.pid" }
+    /// The sockets the keeper created (the only files it will ever unlink).
+    public var keeperLedger: String { path + "/consoled-keeper.sockets" }
     public var logDirectory: String { path + "/logs" }
 
     public var description: String { path }
 
-    /// Creates the directory (mode 0700) if it does not exist.
-    public func create() throws(Errno) {
-        if mkdir(path, 0o700) != 0 && errno != EEXIST { throw Errno(rawValue: errno) }
+    /// Creates the directory (mode 0700) if it does not exist, then ``verify()``s it.
+    public func create() throws(RunDirectoryError) {
+        if mkdir(path, 0o700) != 0 && errno != EEXIST {
+            throw RunDirectoryError(description: "cannot create the run directory \(path): \(Errno(rawValue: errno))")
+        }
+        try verify()
     }
+
+    /// Refuses a run directory someone else could have prepared: it must be a real
+    /// directory (not a symbolic link) owned by this user, writable by nobody else,
+    /// in a parent that others cannot write to (or that is sticky, as /tmp is).
+    /// Otherwise another local user could plant sockets or pid files in it, or
+    /// swap it for their own. A directory that does not exist yet passes.
+    public func verify() throws(RunDirectoryError) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            if errno == ENOENT { return }
+            throw RunDirectoryError(description: "cannot inspect the run directory \(path): \(Errno(rawValue: errno))")
+        }
+        let kind = info.st_mode & S_IFMT
+        guard kind == S_IFDIR else {
+            let what = kind == S_IFLNK ? "a symbolic link" : "not a directory"
+            throw RunDirectoryError(description: "the run directory \(path) is \(what): use a directory of your own")
+        }
+        guard info.st_uid == geteuid() else {
+            throw RunDirectoryError(
+                description: "the run directory \(path) belongs to uid \(info.st_uid), not to you (uid \(geteuid())): "
+                    + "someone else may have created it; remove it or choose another --run-dir"
+            )
+        }
+        guard info.st_mode & 0o022 == 0 else {
+            throw RunDirectoryError(
+                description: "the run directory \(path) is writable by others (mode "
+                    + "\(String(info.st_mode & 0o7777, radix: 8))): chmod 700 it or choose another --run-dir"
+            )
+        }
+        let parent = path.hasPrefix("/") ? String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]) : "."
+        var parentInfo = stat()
+        if stat(parent.isEmpty ? "/" : parent, &parentInfo) == 0, parentInfo.st_mode & 0o022 != 0,
+            parentInfo.st_mode & S_ISVTX == 0, parentInfo.st_uid != geteuid()
+        {
+            throw RunDirectoryError(
+                description: "the run directory's parent \(parent) is writable by others and not sticky: "
+                    + "anyone could replace \(path); choose another --run-dir"
+            )
+        }
+    }
+}
+
+/// Why a run directory cannot be used.
+public struct RunDirectoryError: Error, CustomStringConvertible {
+    public let description: String
 }
 
 /// A pid file: written at start, removed at orderly stop.
@@ -68,9 +118,12 @@ public struct PidFile: Sendable {
 
     public init(path: String) { self.path = path }
 
+    /// Writes the file anew: an old one (a stale pid) is removed first and the new
+    /// one created exclusively, never through a symbolic link.
     public func write(pid: Int32 = getpid()) throws(Errno) {
         let text = "\(pid)\n"
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        unlink(path)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw Errno(rawValue: errno) }
         defer { close(fd) }
         let written = text.withCString { Glibc.write(fd, $0, strlen($0)) }
@@ -104,7 +157,7 @@ public func raiseDescriptorLimit() -> UInt64 {
 /// Up to `limit` bytes of a small file (a pid file, a `/proc` entry); nil if it
 /// cannot be opened.
 func readSmallFile(_ path: String, limit: Int) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var bytes: [UInt8] = []

@@ -6,6 +6,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+import XenABI
+
 /// The connection column of `xl channel-list`: libxl's enum name in lowercase.
 public enum ChannelListConnection: String, Equatable, Sendable, Codable {
     case unknown
@@ -49,15 +51,15 @@ public struct ChannelListEntry: Equatable, Sendable, Codable {
         self.ptyPath = ptyPath
     }
 
-    /// Builds a row from the frontend's node values (`backend-id`, `state`,
-    /// `port`, `ring-ref`, `tty`), read by the caller from
-    /// `/local/domain/<d>/device/console/<index+1>`, and the `connection` value
-    /// from the `/libxl` copy. Numbers are read like `strtoul(…, 10)`: leading
-    /// digits count, a missing node is nil (printed -1).
-    public init(index: Int, frontendNodes: [String: String], connection: String?) {
+    /// Builds a row as libxl's `getinfo` does after XSA-178: the backend domid
+    /// parsed from the backend path in the `/libxl` copy (never the guest-written
+    /// `backend-id`), `connection` from that copy, and the live values (`state`,
+    /// `port`, `ring-ref`, `tty`) from the frontend directory. Numbers are read
+    /// like `strtoul(…, 10)`: leading digits count, a missing node is nil (printed -1).
+    public init(index: Int, backendPath: String?, frontendNodes: [String: String], connection: String?) {
         self.init(
             index: index,
-            backendID: Self.leadingNumber(frontendNodes["backend-id"]),
+            backendID: backendPath.flatMap(ConsoleLayout.parseBackend).map { Int($0.backend.rawValue) },
             state: Self.leadingNumber(frontendNodes["state"]),
             eventChannel: Self.leadingNumber(frontendNodes["port"]),
             ringRef: Self.leadingNumber(frontendNodes["ring-ref"]),

@@ -6,6 +6,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+import XenABI
+
 /// The guest type (`type=` in xl.cfg(5)). Conch records it for the layout
 /// (`/libxl/<d>/type`, HVM-only nodes); every type runs as a host program.
 public enum DomainType: String, Equatable, Sendable, Codable, CaseIterable {
@@ -64,6 +66,11 @@ public struct DomainConfiguration: Equatable, Sendable, Codable {
     public var onCrash: ShutdownAction
     public var channels: [ChannelConfiguration]
     public var frontend: FrontendMode
+    /// Event channels the domain may hold (`max_event_channels`, xl's default 1023).
+    public var maxEventChannels: Int
+    /// May the guest write to the hypervisor console (`conch_console_io`, a Conch
+    /// extension standing in for XSM's console_io permission; default no)?
+    public var hypervisorConsole: Bool
 
     public init(
         name: String,
@@ -79,7 +86,9 @@ public struct DomainConfiguration: Equatable, Sendable, Codable {
         onReboot: ShutdownAction = .restart,
         onCrash: ShutdownAction = .destroy,
         channels: [ChannelConfiguration] = [],
-        frontend: FrontendMode = .new
+        frontend: FrontendMode = .new,
+        maxEventChannels: Int = 1023,
+        hypervisorConsole: Bool = false
     ) {
         self.name = name
         self.uuid = uuid
@@ -95,6 +104,8 @@ public struct DomainConfiguration: Equatable, Sendable, Codable {
         self.onCrash = onCrash
         self.channels = channels
         self.frontend = frontend
+        self.maxEventChannels = maxEventChannels
+        self.hypervisorConsole = hypervisorConsole
     }
 
     /// A parsed configuration together with the warnings parsing produced.
@@ -107,7 +118,8 @@ public struct DomainConfiguration: Equatable, Sendable, Codable {
     /// with one warning (xl.cfg has many keys that mean nothing under Conch).
     public static let knownKeys: Set<String> = [
         "name", "uuid", "type", "builder", "memory", "maxmem", "vcpus", "maxvcpus", "kernel", "cmdline", "root",
-        "extra", "on_poweroff", "on_reboot", "on_crash", "channel", "conch_frontend",
+        "extra", "on_poweroff", "on_reboot", "on_crash", "channel", "conch_frontend", "max_event_channels",
+        "conch_console_io",
     ]
 
     /// Parses xl.cfg text into a configuration (lexing, grammar and the meaning
@@ -132,14 +144,8 @@ public struct DomainConfiguration: Equatable, Sendable, Codable {
     /// built in code rather than parsed: positive sizes, unique devids ≥ 1.
     public func validate() throws(DomainValidationError) {
         guard !name.isEmpty else { throw DomainValidationError("Domain name must be specified.") }
-        // The name becomes a file name under the run directory (the guest's dev
-        // directory, its log), so it may not climb out of it.
-        guard !name.contains("/"), name != ".", name != "..", !name.unicodeScalars.contains(where: { $0.value < 0x20 })
-        else {
-            throw DomainValidationError(
-                "domain name '\(name)' cannot be used: it may not contain '/' or control characters, nor be '.' or '..'"
-            )
-        }
+        // The name becomes a file name (the guest's logs), a terminal's text and a xenstore value.
+        if let problem = NameRules.problem(with: name, what: "domain name") { throw DomainValidationError(problem) }
         guard UInt16(name) == nil else {
             throw DomainValidationError("domain name '\(name)' is a number: commands would take it for a domid")
         }
@@ -161,7 +167,12 @@ public struct DomainConfiguration: Equatable, Sendable, Codable {
             guard devids.insert(channel.devid).inserted else {
                 throw DomainValidationError("channel devid \(channel.devid) is used twice")
             }
-            guard channel.name != nil else { throw DomainValidationError("channel \(channel.devid) has no name") }
+            guard let channelName = channel.name else {
+                throw DomainValidationError("channel \(channel.devid) has no name")
+            }
+            if let problem = NameRules.problem(with: channelName, what: "channel \(channel.devid)'s name") {
+                throw DomainValidationError(problem)
+            }
             switch channel.connection {
             case nil:
                 throw DomainValidationError(
@@ -332,6 +343,9 @@ private struct SettingReader {
             frontend = mode
         }
 
+        let maxEventChannels = try integer("max_event_channels", range: 4...131_072, unit: "") ?? 1023
+        let hypervisorConsole = (try integer("conch_console_io", range: 0...1, unit: "") ?? 0) == 1
+
         let configuration = DomainConfiguration(
             name: name,
             uuid: uuid,
@@ -346,7 +360,9 @@ private struct SettingReader {
             onReboot: onReboot,
             onCrash: onCrash,
             channels: channels,
-            frontend: frontend
+            frontend: frontend,
+            maxEventChannels: maxEventChannels,
+            hypervisorConsole: hypervisorConsole
         )
         return DomainConfiguration.Parsed(configuration: configuration, warnings: warnings)
     }

@@ -324,7 +324,7 @@ public struct DomainPlan: Equatable, Sendable, Codable {
         var paths = consoles.map { backendPath(domid: domid, devid: $0.devid, backend: $0.backend) }
         var seen = Set<DomID>()
         for console in consoles where seen.insert(console.backend).inserted {
-            paths.append("/local/domain/\(console.backend)/backend/console/\(domid)")
+            paths.append(ConsoleLayout.backends(of: domid, backend: console.backend))
         }
         paths.append("/local/domain/\(domid)")
         if let uuid { paths.append("/vm/\(uuid)") }
@@ -332,12 +332,10 @@ public struct DomainPlan: Equatable, Sendable, Codable {
         return paths
     }
 
-    static func frontendPath(domid: DomID, devid: Int) -> String {
-        devid == 0 ? "/local/domain/\(domid)/console" : "/local/domain/\(domid)/device/console/\(devid)"
-    }
+    static func frontendPath(domid: DomID, devid: Int) -> String { ConsoleLayout.frontend(domid, devid: devid) }
 
     static func backendPath(domid: DomID, devid: Int, backend: DomID) -> String {
-        "/local/domain/\(backend)/backend/console/\(domid)/\(devid)"
+        ConsoleLayout.backend(of: domid, devid: devid, backend: backend)
     }
 
     /// Replays the steps on an empty store with xenstored's rules: a node

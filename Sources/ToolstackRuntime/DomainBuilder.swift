@@ -65,12 +65,15 @@ public struct DomainBuilder: Sendable {
     ) async throws -> Built {
         // Validate everything a plan needs before touching the hypervisor.
         try configuration.validate(isExecutable: { FileManager.default.isExecutableFile(atPath: $0) })
+        try Self.checkSocketPaths(configuration.channels)
         let uuid = configuration.uuid ?? UUID().uuidString.lowercased()
         let program: String
         let arguments: [String]
+        var payload: String?
         if let guestKernel, let first = guestKernel.first {
             program = first
             arguments = Array(guestKernel.dropFirst()) + ["--", configuration.kernel] + configuration.arguments
+            payload = configuration.kernel
         } else {
             program = configuration.kernel
             arguments = configuration.arguments
@@ -87,7 +90,10 @@ public struct DomainBuilder: Sendable {
             onCrash: XenHypervisor.ShutdownAction(configuration.onCrash),
             consoleBackend: consoleBackend,
             xenstoreDomain: xenstoreDomain,
-            legacyConsolePage: legacyConsolePage
+            legacyConsolePage: legacyConsolePage,
+            payload: payload,
+            hypervisorConsole: configuration.hypervisorConsole,
+            maxEventChannels: configuration.maxEventChannels
         )
         let domain = try hypervisor.createDomain(spec)
         do {
@@ -181,6 +187,35 @@ public struct DomainBuilder: Sendable {
         }
     }
 
+    /// A socket channel's path must be free for consoled's keeper to listen on: a
+    /// socket there is fine (a stale one the keeper created; it replaces only
+    /// those), anything else is an error now rather than a refusal in the keeper's
+    /// log, and so is a directory that does not exist.
+    public static func checkSocketPaths(_ channels: [ChannelConfiguration]) throws {
+        for channel in channels {
+            guard case .socket(let path)? = channel.connection else { continue }
+            let label = "channel \(channel.devid - 1)\(channel.name.map { " (\($0))" } ?? "")"
+            guard path.hasPrefix("/") else {
+                throw BuildError(description: "\(label): the socket path \(path) must be absolute")
+            }
+            var info = stat()
+            if lstat(path, &info) == 0 {
+                guard info.st_mode & S_IFMT == S_IFSOCK else {
+                    throw BuildError(
+                        description: "\(label): \(path) already exists and is not a socket; consoled will not "
+                            + "replace it: remove it or choose another path"
+                    )
+                }
+                continue
+            }
+            let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+            var parent = stat()
+            guard stat(directory.isEmpty ? "/" : directory, &parent) == 0, parent.st_mode & S_IFMT == S_IFDIR else {
+                throw BuildError(description: "\(label): the directory of its socket \(path) does not exist")
+            }
+        }
+    }
+
     /// Hot-plugs console `devid` of `configuration` (its channel `devid - 1`) into
     /// the running domain `built`: writes just that console's frontend, backend
     /// and `/libxl` nodes, in one transaction. The guest kernel and consoled take
@@ -190,6 +225,7 @@ public struct DomainBuilder: Sendable {
         of configuration: DomainConfiguration,
         into built: Built
     ) async throws -> DomainPlan {
+        try Self.checkSocketPaths(configuration.channels.filter { $0.devid == devid })
         let plan = try makePlan(configuration, for: built.domain, uuid: built.plan.uuid)
         guard let console = plan.consoles.first(where: { $0.devid == devid }) else {
             throw BuildError(description: "the configuration has no console \(devid)")

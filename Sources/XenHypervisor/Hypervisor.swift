@@ -72,6 +72,16 @@ public struct DomainSpec: Codable, Hashable, Sendable {
     /// Leave the console page zeroed (a pre-4.21 builder) instead of writing
     /// DISCONNECTED into its `connection` byte.
     public var legacyConsolePage: Bool
+    /// A file the hypervisor opens and hands the guest at fd 4 (`$CONCH_KERNEL_FD`):
+    /// the program the guest kernel runs, loaded by the hypervisor as Xen's builder
+    /// loads a kernel image, so the guest needs no access to its path.
+    public var payload: String?
+    /// May the guest write to the hypervisor console (`console_io`)? Xen's default
+    /// policy allows it only to the console domain (or a debug build): off.
+    public var hypervisorConsole: Bool
+    /// Event channels the domain may hold (xl.cfg's `max_event_channels`).
+    public var maxEventChannels: Int
+    public static let defaultMaxEventChannels = 1023
 
     public init(
         name: String,
@@ -85,7 +95,10 @@ public struct DomainSpec: Codable, Hashable, Sendable {
         onCrash: ShutdownAction = .destroy,
         consoleBackend: DomID = .dom0,
         xenstoreDomain: DomID = .dom0,
-        legacyConsolePage: Bool = false
+        legacyConsolePage: Bool = false,
+        payload: String? = nil,
+        hypervisorConsole: Bool = false,
+        maxEventChannels: Int = DomainSpec.defaultMaxEventChannels
     ) {
         self.name = name
         self.uuid = uuid
@@ -99,6 +112,9 @@ public struct DomainSpec: Codable, Hashable, Sendable {
         self.consoleBackend = consoleBackend
         self.xenstoreDomain = xenstoreDomain
         self.legacyConsolePage = legacyConsolePage
+        self.payload = payload
+        self.hypervisorConsole = hypervisorConsole
+        self.maxEventChannels = maxEventChannels
     }
 }
 

@@ -73,6 +73,8 @@ public final class SimHypervisorClient: PrivilegedHypervisor, GuestHypervisor, @
         guard let text = environment["CONCH_HYPERVISOR_FD"], let fd = Int32(text) else {
             throw HypervisorError.unavailable("CONCH_HYPERVISOR_FD is not set: this program was not started as a guest")
         }
+        // Ours alone: programs the guest starts do not inherit the domain's connection.
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         return try SimHypervisorClient(socket: fd)
     }
 

@@ -26,22 +26,43 @@ public final class SimHypervisorDaemon {
         public var runDirectory: RunDirectory
         /// Bytes the hypervisor console ring keeps (`conch dmesg`).
         public var consoleCapacity: Int
+        /// The wall around guest processes; nil runs them as ordinary processes of
+        /// the host user (only for machines without user namespaces, and insecure).
+        public var sandbox: GuestSandbox?
 
-        public init(runDirectory: RunDirectory, consoleCapacity: Int = 1 << 20) {
+        public init(runDirectory: RunDirectory, consoleCapacity: Int = 1 << 20, sandbox: GuestSandbox?) {
             self.runDirectory = runDirectory
             self.consoleCapacity = consoleCapacity
+            self.sandbox = sandbox
         }
     }
 
-    private struct Client {
+    /// One connection: a dom0 tool on `hypervisor.sock`, or a guest's own.
+    private final class Client {
         let fd: Int32
         let domid: DomID
         let privileged: Bool
+        /// The request being reassembled from its packets.
+        var assembler: SimWire.Assembler
+        /// The answer still to send (a request is read only once the last answer is out,
+        /// so a peer that does not read cannot make the hypervisor queue without bound
+        /// or block).
+        var outbound: [SimWire.Packet] = []
+        /// Descriptors to close once `outbound` is sent (read-only page reopenings).
+        var closeAfterSend: [FileDescriptor] = []
+
+        init(fd: Int32, domid: DomID, privileged: Bool) {
+            self.fd = fd
+            self.domid = domid
+            self.privileged = privileged
+            assembler = SimWire.Assembler(limit: privileged ? SimWire.privilegedLimit : SimWire.guestLimit)
+        }
     }
 
     private let configuration: Configuration
     private let logger: Logger
     private var listener: Int32 = -1
+    private var acceptor = Acceptor(listener: -1)
     private var signals: Int32 = -1
     private var clients: [Int: Client] = [:]
     private var nextClientID = 1
@@ -68,6 +89,7 @@ public final class SimHypervisorDaemon {
         try configuration.runDirectory.create()
         mkdir(configuration.runDirectory.logDirectory, 0o755)
         listener = try bindListener(configuration.runDirectory.hypervisorSocket)
+        acceptor = Acceptor(listener: listener)
         logger.info("hypervisor listening", metadata: ["socket": "\(configuration.runDirectory.hypervisorSocket)"])
         while running { try pollOnce() }
         for domid in domains.keys.sorted() { destroyDomain(domid) }
@@ -102,20 +124,22 @@ public final class SimHypervisorDaemon {
     }
 
     private func pollOnce() throws {
-        var sources: [Source] = [.listener, .signals]
-        var fds = [
-            pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: signals, events: Int16(POLLIN), revents: 0),
-        ]
+        var sources: [Source] = [.signals]
+        var fds = [pollfd(fd: signals, events: Int16(POLLIN), revents: 0)]
+        if acceptor.isAccepting() {
+            sources.append(.listener)
+            fds.append(pollfd(fd: listener, events: Int16(POLLIN), revents: 0))
+        }
         for (id, client) in clients {
             sources.append(.client(id))
-            fds.append(pollfd(fd: client.fd, events: Int16(POLLIN), revents: 0))
+            let events = client.outbound.isEmpty ? POLLIN : POLLOUT
+            fds.append(pollfd(fd: client.fd, events: Int16(events), revents: 0))
         }
         for (domid, domain) in domains where domain.pidfd >= 0 {
             sources.append(.guestExit(domid))
             fds.append(pollfd(fd: domain.pidfd, events: Int16(POLLIN), revents: 0))
         }
-        let ready = poll(&fds, nfds_t(fds.count), -1)
+        let ready = poll(&fds, nfds_t(fds.count), acceptor.pollTimeout(otherwise: -1))
         if ready < 0 {
             if errno == EINTR { return }
             throw Errno(rawValue: errno)
@@ -129,16 +153,23 @@ public final class SimHypervisorDaemon {
                     logger.info("stopping on signal \(signal)")
                     running = false
                 }
-            case .client(let id): serve(id)
+            case .client(let id):
+                if clients[id]?.outbound.isEmpty == false { flush(id) } else { serve(id) }
             case .guestExit(let domid): reapGuest(domid)
             }
         }
     }
 
+    /// A new connection on `hypervisor.sock`: privileged dom0, if it is the host's
+    /// toolstack (the socket is 0600 in a 0700 directory, and guests cannot see it;
+    /// this is the second wall).
     private func acceptClient() {
-        let fd = accept(listener, nil, nil)
-        if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        guard fd >= 0 else { return }
+        guard let fd = acceptor.accept() else { return }
+        if let refusal = PeerPolicy.checkHostToolstack(fd) {
+            logger.warning("refused a connection to the hypervisor socket: \(refusal)")
+            close(fd)
+            return
+        }
         addClient(fd: fd, domid: .dom0, privileged: true)
     }
 
@@ -153,25 +184,38 @@ public final class SimHypervisorDaemon {
     private func dropClient(_ id: Int) {
         guard let client = clients.removeValue(forKey: id) else { return }
         if client.privileged { ports.closeAll(ofConnection: id) }
+        client.assembler.discard()
+        for descriptor in client.closeAfterSend { try? descriptor.close() }
         close(client.fd)
     }
 
+    /// Reads one packet; once a request is whole, answers it.
     private func serve(_ id: Int) {
         guard let client = clients[id] else { return }
-        let message: (SimRequest, [FileDescriptor])?
+        let message: ([UInt8], [FileDescriptor])?
         do {
-            message = try SimWire.receive(SimRequest.self, on: client.fd)
+            guard let packet = try SimWire.receivePacket(on: client.fd) else {
+                dropClient(id)
+                return
+            }
+            message = try client.assembler.add(packet)
         } catch {
             // Garbage from a guest ends that guest's control connection only.
             logger.notice("dropping hypervisor client: \(error)", metadata: ["domid": "\(client.domid)"])
             dropClient(id)
             return
         }
-        guard let (request, strayDescriptors) = message else {
+        guard let message else { return }  // more packets to come
+        let request: SimRequest
+        do {
+            let (decoded, strayDescriptors) = try SimWire.decode(SimRequest.self, message)
+            for descriptor in strayDescriptors { try? descriptor.close() }
+            request = decoded
+        } catch {
+            logger.notice("dropping hypervisor client: \(error)", metadata: ["domid": "\(client.domid)"])
             dropClient(id)
             return
         }
-        for descriptor in strayDescriptors { try? descriptor.close() }
         var descriptors: [FileDescriptor] = []
         var closeAfterSend: [FileDescriptor] = []
         let response: SimResponse
@@ -189,11 +233,29 @@ public final class SimHypervisorDaemon {
             response = .error(.invalidArgument("\(error)"))
         }
         do {
-            try SimWire.send(response, descriptors: descriptors, on: client.fd)
+            client.outbound = try SimWire.packets(response, descriptors: descriptors)
+            client.closeAfterSend = closeAfterSend
+        } catch {
+            for descriptor in closeAfterSend { try? descriptor.close() }
+            dropClient(id)
+            return
+        }
+        flush(id)
+    }
+
+    /// Sends what the socket takes now; the rest waits for POLLOUT.
+    private func flush(_ id: Int) {
+        guard let client = clients[id] else { return }
+        do {
+            while let packet = client.outbound.first {
+                guard try SimWire.send(packet, on: client.fd, blocking: false) else { return }
+                client.outbound.removeFirst()
+                for descriptor in client.closeAfterSend { try? descriptor.close() }
+                client.closeAfterSend = []
+            }
         } catch {
             dropClient(id)
         }
-        for descriptor in closeAfterSend { try? descriptor.close() }
     }
 
     // MARK: - Requests
@@ -332,6 +394,14 @@ public final class SimHypervisorDaemon {
             return .portStatus(ports.status(client.domid, number))
 
         case .consoleWrite(let data):
+            if !client.privileged {
+                guard try domain(client.domid).spec.hypervisorConsole else {
+                    throw HypervisorError.permissionDenied(
+                        "console_io is not permitted for d\(client.domid.rawValue) (Xen's default policy allows it "
+                            + "only to the console domain; conch_console_io = 1 in the domain's configuration allows it)"
+                    )
+                }
+            }
             console.write(data, from: client.domid)
             ports.raise(.consoleRing)
             return .ok
@@ -350,13 +420,18 @@ public final class SimHypervisorDaemon {
     // MARK: - Domains
 
     private func createDomain(_ spec: DomainSpec) throws -> DomainInfo {
-        guard !spec.name.isEmpty, !domains.values.contains(where: { $0.spec.name == spec.name }) else {
-            throw HypervisorError.invalidArgument(
-                spec.name.isEmpty ? "a domain needs a name" : "a domain named '\(spec.name)' already exists"
-            )
+        if let problem = NameRules.problem(with: spec.name, what: "domain name") {
+            throw HypervisorError.invalidArgument(problem)
+        }
+        guard !domains.values.contains(where: { $0.spec.name == spec.name }) else {
+            throw HypervisorError.invalidArgument("a domain named '\(spec.name)' already exists")
+        }
+        guard (2...131_072).contains(spec.maxEventChannels) else {
+            throw HypervisorError.invalidArgument("maxEventChannels must be between 2 and 131072")
         }
         guard let domid = allocateDomid() else { throw HypervisorError.invalidArgument("no free domain ids") }
         let domain = try SimDomain(domid: domid, spec: spec)
+        ports.setLimit(spec.maxEventChannels, for: domid)
         // The builder's event channels: console and xenstore, unbound in the guest
         // towards their backends.
         domain.consolePort = try ports.allocateUnbound(in: domid, remote: spec.consoleBackend).number
@@ -389,38 +464,70 @@ public final class SimHypervisorDaemon {
         }
     }
 
-    /// Starts the guest program with its control connection — already bound to its
-    /// domid — at fd 3, and its stdio in `logs/guest-<name>.stdio.log`.
-    private func spawnGuest(_ domain: SimDomain) throws {
-        let (mine, theirs) = try SimWire.socketPair()
-        defer { close(theirs) }
-        let logPath = "\(configuration.runDirectory.logDirectory)/guest-\(domain.spec.name).stdio.log"
-        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        defer {
-            if log >= 0 { close(log) }
-            if null >= 0 { close(null) }
-        }
-        var environment = ProcessInfo.processInfo.environment
+    /// The environment a guest starts with: nothing of the host's but a neutral
+    /// PATH, plus what the toolstack asked for and what the guest kernel needs.
+    static func guestEnvironment(_ domain: SimDomain, deviceDirectory: String) -> [String: String] {
+        var environment = [
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/",
+            "LANG": "C.UTF-8",
+        ]
         for (key, value) in domain.spec.environment { environment[key] = value }
         environment["CONCH_DOMID"] = String(domain.domid.rawValue)
         environment["CONCH_HYPERVISOR_FD"] = "3"
-        environment["CONCH_RUN_DIR"] = configuration.runDirectory.path
-        var placement: [Int32: FileDescriptor] = [3: FileDescriptor(rawValue: theirs)]
-        if null >= 0 { placement[0] = FileDescriptor(rawValue: null) }
-        if log >= 0 {
-            placement[1] = FileDescriptor(rawValue: log)
-            placement[2] = FileDescriptor(rawValue: log)
+        environment["CONCH_GUEST_DEV"] = deviceDirectory
+        if domain.spec.payload != nil { environment["CONCH_KERNEL_FD"] = "4" }
+        return environment
+    }
+
+    /// Starts the guest program behind the sandbox, with its control connection —
+    /// already bound to its domid — at fd 3, the payload (if any) at fd 4, and its
+    /// stdio in `logs/guest-<name>.stdio.log`. Nothing else of the host crosses over.
+    private func spawnGuest(_ domain: SimDomain) throws {
+        let (mine, theirs) = try SimWire.socketPair()
+        defer { close(theirs) }
+        var opened: [Int32] = []
+        defer { for fd in opened { close(fd) } }
+        func openOrThrow(_ path: String, _ flags: Int32, what: String) throws -> FileDescriptor {
+            let fd = path.withCString { open($0, flags | O_CLOEXEC, 0o600) }
+            guard fd >= 0 else {
+                let code = Errno(rawValue: errno)
+                close(mine)
+                throw HypervisorError.invalidArgument(
+                    "cannot open \(what) \(path) for d\(domain.domid.rawValue): \(code)"
+                )
+            }
+            opened.append(fd)
+            return FileDescriptor(rawValue: fd)
         }
+        let logPath = "\(configuration.runDirectory.logDirectory)/guest-\(domain.spec.name).stdio.log"
+        let log = try openOrThrow(logPath, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, what: "the stdio log")
+        let null = try openOrThrow("/dev/null", O_RDONLY, what: "")
+        var placement: [Int32: FileDescriptor] = [0: null, 1: log, 2: log, 3: FileDescriptor(rawValue: theirs)]
+        if let payload = domain.spec.payload { placement[4] = try openOrThrow(payload, O_RDONLY, what: "the kernel") }
         let process: ChildProcess
         do {
-            process = try ChildProcess(
-                executable: domain.spec.program,
-                arguments: domain.spec.arguments,
-                descriptors: placement,
-                environment: environment,
-                newProcessGroup: true
-            )
+            if let sandbox = configuration.sandbox {
+                let executable = try openOrThrow(domain.spec.program, O_RDONLY, what: "the program")
+                process = try ChildProcess.sandboxed(
+                    sandbox,
+                    guestIndex: UInt32(domain.domid.rawValue),
+                    executable: executable,
+                    arguments: [domain.spec.program] + domain.spec.arguments,
+                    environment: Self.guestEnvironment(domain, deviceDirectory: GuestSandbox.guestDeviceDirectory),
+                    descriptors: placement,
+                    hostname: domain.spec.name
+                )
+            } else {
+                let devices = "\(configuration.runDirectory.path)/guests/\(domain.spec.name)/dev"
+                process = try ChildProcess(
+                    executable: domain.spec.program,
+                    arguments: domain.spec.arguments,
+                    descriptors: placement,
+                    environment: Self.guestEnvironment(domain, deviceDirectory: devices),
+                    newProcessGroup: true
+                )
+            }
         } catch {
             close(mine)
             throw HypervisorError.invalidArgument(

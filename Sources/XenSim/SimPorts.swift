@@ -49,24 +49,43 @@ struct SimPorts {
 
     private(set) var ports: [Key: Port] = [:]
     private var nextPort: [DomID: UInt32] = [:]
+    /// Open ports per domain, and the most each may hold (a guest allocating
+    /// ports costs the hypervisor two eventfds each). Domains without a limit
+    /// (dom0) are bounded only by the process's descriptor limit.
+    private var openCounts: [DomID: Int] = [:]
+    private var limits: [DomID: Int] = [:]
 
     subscript(domid: DomID, port: EvtchnPort) -> Port? { ports[Key(domid: domid, port: port)] }
 
-    private mutating func allocateNumber(in domid: DomID) -> EvtchnPort {
+    mutating func setLimit(_ limit: Int, for domid: DomID) { limits[domid] = limit }
+
+    /// A fresh port number in `domid`, if the domain is under its quota. Numbers
+    /// are not reused while the domain lives, as a freed port may still be in a
+    /// peer's hands; the quota counts open ports.
+    private mutating func allocateNumber(in domid: DomID) throws(HypervisorError) -> EvtchnPort {
+        if let limit = limits[domid], openCounts[domid, default: 0] >= limit {
+            throw .invalidArgument("d\(domid.rawValue) already holds its \(limit) event channels (max_event_channels)")
+        }
         let next = nextPort[domid, default: 1]
+        guard next < UInt32(Int32.max) else { throw .invalidArgument("d\(domid.rawValue) ran out of port numbers") }
         nextPort[domid] = next + 1
         return EvtchnPort(next)
+    }
+
+    private mutating func insert(_ port: Port) {
+        ports[Key(domid: port.owner, port: port.number)] = port
+        openCounts[port.owner, default: 0] += 1
     }
 
     mutating func allocateUnbound(in domid: DomID, remote: DomID) throws -> Port {
         let port = Port(
             owner: domid,
-            number: allocateNumber(in: domid),
+            number: try allocateNumber(in: domid),
             kind: .unbound(remote: remote),
             toRemote: try EventNotifier(),
             fromRemote: try EventNotifier()
         )
-        ports[Key(domid: domid, port: port.number)] = port
+        insert(port)
         return port
     }
 
@@ -90,13 +109,13 @@ struct SimPorts {
         }
         let port = Port(
             owner: domid,
-            number: allocateNumber(in: domid),
+            number: try allocateNumber(in: domid),
             kind: .interdomain(remote: remote, remotePort: remotePort),
             toRemote: other.fromRemote,
             fromRemote: other.toRemote
         )
         other.kind = .interdomain(remote: domid, remotePort: port.number)
-        ports[Key(domid: domid, port: port.number)] = port
+        insert(port)
         return port
     }
 
@@ -104,12 +123,12 @@ struct SimPorts {
         let signal = try EventNotifier()
         let port = Port(
             owner: domid,
-            number: allocateNumber(in: domid),
+            number: try allocateNumber(in: domid),
             kind: .virq(virq),
             toRemote: signal,
             fromRemote: signal
         )
-        ports[Key(domid: domid, port: port.number)] = port
+        insert(port)
         return port
     }
 
@@ -120,6 +139,7 @@ struct SimPorts {
     @discardableResult
     mutating func close(_ domid: DomID, _ number: EvtchnPort) -> Port? {
         guard let port = ports.removeValue(forKey: Key(domid: domid, port: number)) else { return nil }
+        openCounts[domid, default: 1] -= 1
         if case .interdomain(let remote, let remotePort) = port.kind, let peer = self[remote, remotePort] {
             peer.kind = .unbound(remote: domid)
             // Wake the survivor once so a waiter re-checks and finds nobody there.
@@ -132,6 +152,8 @@ struct SimPorts {
     mutating func closeAll(of domid: DomID) {
         for key in ports.keys where key.domid == domid { close(domid, key.port) }
         nextPort[domid] = nil
+        openCounts[domid] = nil
+        limits[domid] = nil
     }
 
     /// Ports allocated through one privileged connection.

@@ -50,6 +50,11 @@ enum SimRequest: Codable, Sendable {
     case requestShutdown(ShutdownReason)
 }
 
+/// A peer broke the framing.
+struct SimWireError: Error, CustomStringConvertible {
+    let description: String
+}
+
 /// The hypervisor's answer. `port` carries two descriptors (notify, wait) —
 /// one (wait) for a VIRQ; `page` carries the page's descriptor.
 enum SimResponse: Codable, Sendable {
@@ -68,29 +73,76 @@ enum SimResponse: Codable, Sendable {
 }
 
 /// Framing for SEQPACKET sockets carrying JSON plus descriptors.
+///
+/// A message of any size travels as one or more packets: a flag byte (0: the last
+/// packet of this message, 1: more follow) and up to ``chunkSize`` bytes of it.
+/// Descriptors ride on the first packet. The receiver reassembles up to a limit it
+/// chooses, so a big answer (a thousand domains, long names) needs no big buffer
+/// and a peer announcing an endless message only loses its connection.
 enum SimWire {
-    /// Largest message either side sends; console reads and writes are chunked below it.
-    static let maxMessage = 192 * 1024
+    /// Bytes of a message in one packet.
+    static let chunkSize = 60 * 1024
+    /// Largest message a privileged peer (dom0 tools and daemons) is trusted to send.
+    static let privilegedLimit = 64 << 20
+    /// Largest request a guest may send: a console write chunk and some framing.
+    static let guestLimit = 256 * 1024
+    /// Console reads and writes are split below this many bytes per request.
     static let consoleChunk = 64 * 1024
 
     static let encoder = JSONEncoder()
     static let decoder = JSONDecoder()
 
-    static func send(_ value: some Encodable, descriptors: [FileDescriptor] = [], on socket: Int32) throws {
-        let bytes = Array(try encoder.encode(value))
-        precondition(bytes.count <= maxMessage, "simulated-hypervisor message too large")
-        let raw = descriptors.map(\.rawValue)
-        let sent = bytes.withUnsafeBytes { buffer in
-            raw.withUnsafeBufferPointer { fds in
-                cconch_send_fds(socket, fds.baseAddress, fds.count, buffer.baseAddress, buffer.count)
-            }
-        }
-        guard sent == bytes.count else { throw Errno(rawValue: sent < 0 ? errno : EMSGSIZE) }
+    /// One packet: the flag byte then its part of the message.
+    struct Packet {
+        var bytes: [UInt8]
+        var descriptors: [FileDescriptor]
+        var isLast: Bool { bytes.first == 0 }
     }
 
-    /// Receives one message; nil at end of stream.
-    static func receive<T: Decodable>(_ type: T.Type, on socket: Int32) throws -> (T, [FileDescriptor])? {
-        var buffer = [UInt8](repeating: 0, count: maxMessage)
+    /// `value` encoded and cut into packets (descriptors on the first).
+    static func packets(_ value: some Encodable, descriptors: [FileDescriptor] = []) throws -> [Packet] {
+        let encoded = Array(try encoder.encode(value))
+        var packets: [Packet] = []
+        var offset = 0
+        repeat {
+            let end = min(encoded.count, offset + chunkSize)
+            let flag: UInt8 = end == encoded.count ? 0 : 1
+            packets.append(
+                Packet(bytes: [flag] + encoded[offset..<end], descriptors: packets.isEmpty ? descriptors : [])
+            )
+            offset = end
+        } while offset < encoded.count
+        return packets
+    }
+
+    /// Sends one packet; false if the socket would block (only with `blocking: false`).
+    static func send(_ packet: Packet, on socket: Int32, blocking: Bool) throws -> Bool {
+        let raw = packet.descriptors.map(\.rawValue)
+        let sent = packet.bytes.withUnsafeBytes { buffer in
+            raw.withUnsafeBufferPointer { fds in
+                cconch_send_fds_flags(
+                    socket,
+                    fds.baseAddress,
+                    fds.count,
+                    buffer.baseAddress,
+                    buffer.count,
+                    blocking ? 0 : Int32(MSG_DONTWAIT)
+                )
+            }
+        }
+        if sent < 0, !blocking, errno == EAGAIN || errno == EWOULDBLOCK { return false }
+        guard sent == packet.bytes.count else { throw Errno(rawValue: sent < 0 ? errno : EMSGSIZE) }
+        return true
+    }
+
+    /// Sends a whole message, blocking until it is out (clients).
+    static func send(_ value: some Encodable, descriptors: [FileDescriptor] = [], on socket: Int32) throws {
+        for packet in try packets(value, descriptors: descriptors) { _ = try send(packet, on: socket, blocking: true) }
+    }
+
+    /// Receives one packet; nil at end of stream.
+    static func receivePacket(on socket: Int32) throws -> Packet? {
+        var buffer = [UInt8](repeating: 0, count: chunkSize + 1)
         var fds = [Int32](repeating: -1, count: 4)
         var count = 0
         let got = buffer.withUnsafeMutableBytes { bytes in
@@ -104,11 +156,74 @@ enum SimWire {
             for descriptor in descriptors { try? descriptor.close() }
             return nil
         }
-        do {
-            return (try decoder.decode(T.self, from: Data(buffer.prefix(got))), descriptors)
-        } catch {
+        buffer.removeLast(buffer.count - got)
+        return Packet(bytes: buffer, descriptors: descriptors)
+    }
+
+    /// Reassembles packets into messages, up to `limit` bytes each.
+    struct Assembler {
+        let limit: Int
+        private var bytes: [UInt8] = []
+        private var descriptors: [FileDescriptor] = []
+
+        init(limit: Int) { self.limit = limit }
+
+        /// Adds a packet; returns the message and its descriptors once complete.
+        mutating func add(_ packet: Packet) throws -> ([UInt8], [FileDescriptor])? {
+            descriptors += packet.descriptors
+            guard packet.bytes.count >= 1, packet.bytes[0] <= 1 else {
+                discard()
+                throw SimWireError(description: "a packet without a valid flag byte")
+            }
+            bytes += packet.bytes.dropFirst()
+            guard bytes.count <= limit else {
+                discard()
+                throw SimWireError(description: "a message longer than \(limit) bytes")
+            }
+            guard packet.isLast else { return nil }
+            defer {
+                bytes = []
+                descriptors = []
+            }
+            return (bytes, descriptors)
+        }
+
+        /// Drops a partial message, closing any descriptors it carried.
+        mutating func discard() {
             for descriptor in descriptors { try? descriptor.close() }
+            descriptors = []
+            bytes = []
+        }
+    }
+
+    /// Decodes a complete message; descriptors are closed if it does not decode.
+    static func decode<T: Decodable>(
+        _ type: T.Type,
+        _ message: ([UInt8], [FileDescriptor])
+    ) throws -> (T, [FileDescriptor]) {
+        do {
+            return (try decoder.decode(T.self, from: Data(message.0)), message.1)
+        } catch {
+            for descriptor in message.1 { try? descriptor.close() }
             throw error
+        }
+    }
+
+    /// Receives one whole message, blocking (clients); nil at end of stream.
+    static func receive<T: Decodable>(
+        _ type: T.Type,
+        on socket: Int32,
+        limit: Int = privilegedLimit
+    ) throws
+        -> (T, [FileDescriptor])?
+    {
+        var assembler = Assembler(limit: limit)
+        while true {
+            guard let packet = try receivePacket(on: socket) else {
+                assembler.discard()
+                return nil
+            }
+            if let message = try assembler.add(packet) { return try decode(type, message) }
         }
     }
 

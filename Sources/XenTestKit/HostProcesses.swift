@@ -69,6 +69,8 @@ public final class DaemonProcess: @unchecked Sendable {
 /// `conch xenstored --run-dir`) running in it.
 public final class HostStack: @unchecked Sendable {
     public let directory: ScratchDirectory
+    /// Readable by guests (the run directory is not): trigger files and the like.
+    public let shared: ScratchDirectory
     public let hypervisor: DaemonProcess
     public private(set) var xenstored: DaemonProcess?
     public private(set) var consoled: DaemonProcess?
@@ -80,6 +82,7 @@ public final class HostStack: @unchecked Sendable {
 
     public init(xenstored withXenstored: Bool = false) throws {
         directory = try ScratchDirectory(prefix: "conch-host")
+        shared = try ScratchDirectory.guestReadable()
         try FileManager.default.createDirectory(atPath: directory.path + "/logs", withIntermediateDirectories: true)
         hypervisor = try DaemonProcess(
             ["hypervisor", "--run-dir", directory.path],
@@ -148,7 +151,11 @@ public final class HostStack: @unchecked Sendable {
         xenstored?.stop()
         hypervisor.stop()
         directory.remove()
+        shared.remove()
     }
 
-    deinit { directory.remove() }
+    deinit {
+        directory.remove()
+        shared.remove()
+    }
 }

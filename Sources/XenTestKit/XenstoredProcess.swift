@@ -18,6 +18,14 @@ public struct ScratchDirectory: Sendable {
         path = try RunDirectory.makeTemporary(prefix: prefix).path
     }
 
+    /// A scratch directory guests can read (mode 0755): how a test hands a
+    /// sandboxed guest a file, since the run directory is out of its reach.
+    public static func guestReadable(prefix: String = "conch-shared") throws -> ScratchDirectory {
+        let directory = try ScratchDirectory(prefix: prefix)
+        chmod(directory.path, 0o755)
+        return directory
+    }
+
     public func remove() { try? FileManager.default.removeItem(atPath: path) }
 }
 

@@ -10,6 +10,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import SystemExtras
 import XenHypervisor
 import XenstoreCore
 
@@ -69,8 +70,13 @@ public struct XenstoredService: Service {
         do {
             server = try await ServerBootstrap(group: group)
                 .serverChannelOption(ChannelOptions.backlog, value: 512)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
+                .childChannelInitializer { [logger] channel in
+                    // Every socket client is privileged dom0, so only the host's toolstack may be one.
+                    channel.checkHostToolstackPeer().flatMapThrowing { refusal in
+                        if let refusal {
+                            logger.warning("refused a connection to the xenstored socket: \(refusal)")
+                            throw refusal
+                        }
                         try channel.pipeline.syncOperations.addHandler(XenstoreSocketHandler(hub: hub))
                     }
                 }

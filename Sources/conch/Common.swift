@@ -22,6 +22,11 @@ struct RunDirectoryOptions: ParsableArguments {
     var runDirectory: RunDirectory {
         RunDirectory.resolve(explicit: explicitPath, environment: XenstoreClient.currentEnvironment())
     }
+
+    /// An existing run directory must be one this user made (see `RunDirectory.verify()`).
+    func validate() throws {
+        try runDirectory.verify()
+    }
 }
 
 /// `--log-level`, shared by the daemons.

@@ -9,6 +9,7 @@
 import ArgumentParser
 import Foundation
 import SystemExtras
+import XenABI
 import XenHypervisor
 
 #if canImport(Glibc)
@@ -98,48 +99,83 @@ enum ConsoleAttachment {
     }
 
     /// The console's pty, opened, or its socket, connected.
+    ///
+    /// Every path comes from somewhere the guest cannot write (XSA-178): the
+    /// frontend directory is derived from the domid and devid, a channel is found
+    /// by name in the toolstack's `/libxl` copy, and its socket path is taken from
+    /// there. The pty path is the one node read from the frontend directory (a
+    /// node consoled wrote and the guest can only read), and it is opened only if
+    /// it is a pty.
     static func open(host: HostConnection, domain: DomainInfo, target: Target) async throws -> Int32 {
-        let d = domain.domid.rawValue
-        let frontend: String
+        let d = domain.domid
+        let devid: Int
         let label: String
         switch target {
         case .primary:
-            frontend = "/local/domain/\(d)/console"
+            devid = 0
             label = "console 0"
-        case .secondary(let devid):
-            frontend = "/local/domain/\(d)/device/console/\(devid)"
-            label = "console \(devid)"
+        case .secondary(let number):
+            devid = number
+            label = "console \(number)"
         case .channel(let name):
-            let base = "/local/domain/\(d)/device/console"
-            var found: String?
-            for devid in (try? await host.store.directory(base)) ?? [] {
-                guard let backend = try? await host.store.readString("\(base)/\(devid)/backend") else { continue }
-                if (try? await host.store.readString(backend + "/name")) == name { found = "\(base)/\(devid)" }
+            var found: Int?
+            for entry in (try? await host.store.directory(ConsoleLayout.toolstackCopies(d))) ?? [] {
+                guard let number = Int(entry), number > 0 else { continue }
+                let copy = ConsoleLayout.toolstackCopy(d, devid: number)
+                if (try? await host.store.readString(copy + "/name")) == name { found = number }
             }
             guard let found else {
                 throw CLIError("domain \(domain.name) has no channel named '\(name)': see `conch channel-list \(d)`")
             }
-            frontend = found
+            devid = found
             label = "channel \(name)"
         }
+        let frontend = ConsoleLayout.frontend(d, devid: devid)
         guard (try? await host.store.directory(frontend)) != nil else {
             throw CLIError("domain \(domain.name) has no \(label)")
         }
-        let backend = try? await host.store.readString(frontend + "/backend")
-        let connection = try? await backend.asyncMap { try await host.store.readString($0 + "/connection") }
-        if connection == "socket" {
-            let path = (try? await backend.asyncMap { try await host.store.readString($0 + "/path") }) ?? ""
-            do {
-                return try UnixSocketPath.connect(path)
-            } catch {
-                throw CLIError("cannot connect to \(label)'s socket \(path) (\(error)): is consoled running?")
+        if devid > 0 {
+            let copy = ConsoleLayout.toolstackCopy(d, devid: devid)
+            if (try? await host.store.readString(copy + "/connection")) == "socket" {
+                let path = (try? await host.store.readString(copy + "/path")) ?? ""
+                return try connectChannelSocket(path, label: label)
             }
         }
         guard let tty = try? await host.store.readString(frontend + "/tty"), !tty.isEmpty else {
             throw CLIError("\(label) of \(domain.name) has no pty yet: is consoled running (`conch up`)?")
         }
-        let fd = Glibc.open(tty, O_RDWR | O_NOCTTY | O_CLOEXEC)
+        return try openPty(tty, label: label)
+    }
+
+    /// Connects to a channel's socket, if it is a socket of this user's (or root's):
+    /// the keeper's, not something another user left at that path.
+    static func connectChannelSocket(_ path: String, label: String) throws -> Int32 {
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            throw CLIError("\(label)'s socket \(path) does not exist: is consoled running (`conch up`)?")
+        }
+        guard info.st_mode & S_IFMT == S_IFSOCK, info.st_uid == geteuid() || info.st_uid == 0 else {
+            throw CLIError("\(path) is not \(label)'s socket (not a socket of yours): refusing to connect")
+        }
+        do {
+            return try UnixSocketPath.connect(path)
+        } catch {
+            throw CLIError("cannot connect to \(label)'s socket \(path) (\(error)): is consoled running?")
+        }
+    }
+
+    /// Opens a pty slave; anything that is not one (a symbolic link, a file named
+    /// in a node somebody else wrote) is refused.
+    static func openPty(_ tty: String, label: String) throws -> Int32 {
+        let fd = Glibc.open(tty, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { throw CLIError("cannot open \(tty): \(String(cString: strerror(errno)))") }
+        var info = stat()
+        // Unix98 pty slaves are character devices with majors 136 to 143.
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFCHR, (136...143).contains((info.st_rdev >> 8) & 0xfff)
+        else {
+            close(fd)
+            throw CLIError("\(tty), the pty of \(label), is not a pty: refusing to use it")
+        }
         return fd
     }
 

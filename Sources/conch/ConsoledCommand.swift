@@ -163,7 +163,8 @@ struct ConsoledKeeper: ParsableCommand {
         let pidFile = PidFile(path: runDirectory.keeperPidFile)
         try pidFile.write()
         defer { pidFile.remove() }
-        try SinkKeeper(socketPath: runDirectory.keeperSocket, logger: logger).run()
+        try SinkKeeper(socketPath: runDirectory.keeperSocket, ledgerPath: runDirectory.keeperLedger, logger: logger)
+            .run()
     }
 }
 

@@ -60,6 +60,9 @@ struct DemoFailure: Error, CustomStringConvertible {
 
 final class DemoRunner {
     let runDirectory: RunDirectory
+    /// What the host shares with web-1: guests cannot see the run directory, but
+    /// they may write to /tmp, so a world-writable (sticky) directory there.
+    let share: RunDirectory
     let supervisor: HostSupervisor
     let keep: Bool
     let started = ContinuousClock.now
@@ -68,6 +71,8 @@ final class DemoRunner {
 
     init(keep: Bool) throws {
         runDirectory = try RunDirectory.makeTemporary(prefix: "conch-demo")
+        share = try RunDirectory.makeTemporary(prefix: "conch-demo-share")
+        chmod(share.path, 0o1777)
         supervisor = HostSupervisor(runDirectory: runDirectory, logLevel: "warning")
         self.keep = keep
     }
@@ -91,9 +96,10 @@ final class DemoRunner {
         }
         supervisor.stopAll()
         if keep {
-            out("\nKept \(runDirectory) (configs in it, logs in \(runDirectory.logDirectory)).")
+            out("\nKept \(runDirectory) (configs in it, logs in \(runDirectory.logDirectory)) and \(share).")
         } else {
             try? FileManager.default.removeItem(atPath: runDirectory.path)
+            try? FileManager.default.removeItem(atPath: share.path)
         }
     }
 
@@ -121,7 +127,7 @@ final class DemoRunner {
             # web-1: runs the provisioning agent from examples/provisioning.
             name = "web-1"
             kernel = "\(examples)/guest-agent.py"
-            extra = "\(dir)/web-1-root"
+            extra = "\(share)/web-1-root"
             channel = [
                 "name=org.conch.provision.0, connection=socket, path=\(dir)/web-1.provision.sock",
                 "name=org.conch.log.0, connection=pty",
@@ -186,9 +192,9 @@ final class DemoRunner {
         let provisionMs = milliseconds(since: clock)
         out(agent.output, terminator: "")
         try check(agent.status == 0, "the provisioning agent failed (status \(agent.status))")
-        let hostname = try? String(contentsOfFile: "\(dir)/web-1-root/hostname", encoding: .utf8)
+        let hostname = try? String(contentsOfFile: "\(share)/web-1-root/hostname", encoding: .utf8)
         try check(hostname == "web-1\n", "web-1 did not write its hostname file")
-        say("web-1 applied hostname, ssh-key and ip: \(dir)/web-1-root/{hostname,authorized_keys,ip}")
+        say("web-1 applied hostname, ssh-key and ip: \(share)/web-1-root/{hostname,authorized_keys,ip}")
         timings.append(("provisioning handshake", String(format: "%.0f ms", provisionMs)))
 
         step("Talk to db-1 over its socket channel")
@@ -244,6 +250,7 @@ final class DemoRunner {
                 kernel = "/bin/sh"
                 extra = "-c '\(program.replacingOccurrences(of: "\"", with: "\\\""))'"
                 conch_frontend = "\(frontend)"
+                conch_console_io = 1
 
                 """
             let file = "\(dir)/\(name).cfg"

@@ -83,19 +83,34 @@ struct HostConnection {
         return (record, DomainBuilder.Built(domain: domain, plan: record.plan))
     }
 
-    /// A domain's channels as `xl channel-list` shows them: from the frontend nodes
-    /// and the toolstack's `/libxl` copy of each `connection`.
+    /// A domain's channels as `xl channel-list` shows them, read as libxl does
+    /// since XSA-178: the list comes from the toolstack's dom0-only `/libxl` copy
+    /// (consoles without a name are not channels), the backend domid from parsing
+    /// the backend path recorded there, and only the live state (`state`, `port`,
+    /// `ring-ref`, `tty`) from the frontend directory, whose path is derived.
+    /// Rows are numbered 0, 1, 2… in directory order.
     func channelEntries(_ domid: UInt16) async -> [ChannelListEntry] {
-        let base = "/local/domain/\(domid)/device/console"
-        let devids = ((try? await store.directory(base)) ?? []).compactMap { Int($0) }.filter { $0 > 0 }
+        let d = DomID(domid)
         var entries: [ChannelListEntry] = []
-        for devid in devids.sorted() {
+        for entry in (try? await store.directory(ConsoleLayout.toolstackCopies(d))) ?? [] {
+            guard let devid = Int(entry), devid > 0 else { continue }
+            let copy = ConsoleLayout.toolstackCopy(d, devid: devid)
+            guard let name = try? await store.readString(copy + "/name"), !name.isEmpty else { continue }
+            let backend = try? await store.readString(copy + "/backend")
+            let frontend = ConsoleLayout.frontend(d, devid: devid)
             var nodes: [String: String] = [:]
-            for node in ["backend-id", "state", "port", "ring-ref", "tty"] {
-                nodes[node] = try? await store.readString("\(base)/\(devid)/\(node)")
+            for node in ["state", "port", "ring-ref", "tty"] {
+                nodes[node] = try? await store.readString("\(frontend)/\(node)")
             }
-            let connection = try? await store.readString("/libxl/\(domid)/device/console/\(devid)/connection")
-            entries.append(ChannelListEntry(index: devid - 1, frontendNodes: nodes, connection: connection))
+            let connection = try? await store.readString(copy + "/connection")
+            entries.append(
+                ChannelListEntry(
+                    index: entries.count,
+                    backendPath: backend,
+                    frontendNodes: nodes,
+                    connection: connection
+                )
+            )
         }
         return entries
     }

@@ -20,6 +20,9 @@ struct Hypervisor: ParsableCommand {
             Listens on <run-dir>/hypervisor.sock (mode 0600, the privileged interface, like \
             /dev/xen/privcmd) and writes <run-dir>/hypervisor.pid. Guest programs start when their \
             domain is unpaused; their stdout and stderr go to <run-dir>/logs/guest-<name>.stdio.log. \
+            Each guest runs behind a wall: its own user, mount, pid, network and IPC \
+            namespaces, the run directory hidden, the host read-only but for /tmp, and — when \
+            run as root — a uid of its own (--guest-uid-base + domid). See docs/SECURITY.md. \
             Stops on SIGTERM or SIGINT, destroying every domain. Example:
 
               conch hypervisor --run-dir /tmp/conch &
@@ -32,8 +35,22 @@ struct Hypervisor: ParsableCommand {
     @Option(help: "Bytes the hypervisor console ring keeps (conch dmesg).")
     var consoleBytes = 1 << 20
 
+    @Option(help: "When run as root, guest d<N> runs as uid and gid <base> + N.")
+    var guestUidBase: UInt32 = GuestSandbox.defaultUIDBase
+
+    @Flag(
+        help: """
+            Run guests as ordinary processes of this user, without namespaces (for machines \
+            without user namespaces). Insecure: a guest can then reach the run directory.
+            """
+    )
+    var insecureNoSandbox = false
+
     func validate() throws {
         guard consoleBytes >= 4096 else { throw ValidationError("--console-bytes must be at least 4096") }
+        guard guestUidBase > 0, guestUidBase <= UInt32.max - 65536 else {
+            throw ValidationError("--guest-uid-base must be between 1 and \(UInt32.max - 65536)")
+        }
     }
 
     func run() throws {
@@ -44,8 +61,18 @@ struct Hypervisor: ParsableCommand {
         let pidFile = PidFile(path: runDirectory.hypervisorPidFile)
         try pidFile.write()
         defer { pidFile.remove() }
+        var sandbox: GuestSandbox?
+        if insecureNoSandbox {
+            logger.warning("guests run without a sandbox (--insecure-no-sandbox): any guest can reach \(runDirectory)")
+        } else {
+            sandbox = GuestSandbox.forHost(
+                runDirectory: runDirectory,
+                environment: ProcessInfo.processInfo.environment,
+                uidBase: guestUidBase
+            )
+        }
         let daemon = SimHypervisorDaemon(
-            configuration: .init(runDirectory: runDirectory, consoleCapacity: consoleBytes),
+            configuration: .init(runDirectory: runDirectory, consoleCapacity: consoleBytes, sandbox: sandbox),
             logger: logger
         )
         try daemon.run()

@@ -156,13 +156,12 @@ struct TestGuest: AsyncParsableCommand {
         print("done")
         fflush(nil)
         guard arguments.first == "stay" else { return }
-        // Keep the ring open; read again each time the trigger file appears, so a
+        // Keep the ring open; read again each time `<trigger>-<round>` appears, so a
         // test can ask for a request after killing xenstored.
         let trigger = arguments.count > 1 ? arguments[1] : ""
         var round = 0
         while true {
-            if !trigger.isEmpty, FileManager.default.fileExists(atPath: trigger) {
-                try? FileManager.default.removeItem(atPath: trigger)
+            if !trigger.isEmpty, FileManager.default.fileExists(atPath: "\(trigger)-\(round + 1)") {
                 round += 1
                 await report("late_read_\(round)") { try await client.readString("data/hello") }
             }

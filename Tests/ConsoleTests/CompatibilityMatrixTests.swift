@@ -63,7 +63,8 @@ struct CompatibilityMatrixTests {
             name: "boot",
             script: Self.script,
             legacyFrontend: matrixCase.legacyFrontend,
-            legacyConsolePage: matrixCase.legacyBackend
+            legacyConsolePage: matrixCase.legacyBackend,
+            hypervisorConsole: true  // the seed's fallback needs the policy to allow console_io
         )
         let hypervisor = try host.privilegedHypervisor()
         try hypervisor.unpause(built.domain.domid)

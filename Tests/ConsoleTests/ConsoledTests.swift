@@ -29,7 +29,8 @@ struct ConsoledTests {
         script: String,
         channels: [String] = [],
         legacyFrontend: Bool = false,
-        legacyConsolePage: Bool = false
+        legacyConsolePage: Bool = false,
+        hypervisorConsole: Bool = false
     ) async throws -> DomainBuilder.Built {
         let channelLines = channels.map { "\"\($0)\"" }.joined(separator: ", ")
         let config = try DomainConfiguration.parse(
@@ -42,6 +43,7 @@ struct ConsoledTests {
         ).configuration
         var configured = config
         configured.arguments = ["-c", script]
+        configured.hypervisorConsole = hypervisorConsole
         let builder = DomainBuilder(
             hypervisor: try host.privilegedHypervisor(),
             store: store
@@ -188,7 +190,7 @@ struct ConsoledLogTests {
         try host.startConsoled(["--timestamps", "--log-max-bytes", "8192", "--log-backups", "2"])
         let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
         defer { store.close() }
-        let trigger = host.runDirectory + "/after-hup"
+        let trigger = host.shared.path + "/after-hup"
         let built = try await ConsoledTests.build(
             host,
             store,

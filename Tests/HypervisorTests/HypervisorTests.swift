@@ -34,7 +34,8 @@ struct HypervisorTests {
             arguments: ["test-guest", scenario] + arguments,
             onPoweroff: preserve ? .preserve : .destroy,
             onReboot: preserve ? .preserve : .restart,
-            onCrash: preserve ? .preserve : .destroy
+            onCrash: preserve ? .preserve : .destroy,
+            hypervisorConsole: true
         )
     }
 

@@ -133,14 +133,14 @@ struct XenstoreRingTests {
         let host = try HostStack(xenstored: true)
         defer { host.stop() }
         let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
-        let trigger = host.runDirectory + "/trigger"
+        let trigger = host.shared.path + "/trigger"
         _ = try await Self.introduceGuest(host, store, name: "orphan", scenario: "xenstore", ["stay", trigger])
         #expect(try host.eventually { host.guestOutput("orphan").contains("done\n") })
-        FileManager.default.createFile(atPath: trigger, contents: nil)
+        FileManager.default.createFile(atPath: trigger + "-1", contents: nil)
         #expect(try host.eventually { host.guestOutput("orphan").contains("late_read_1=world") })
         store.close()
         host.xenstored?.kill()
-        FileManager.default.createFile(atPath: trigger, contents: nil)
+        FileManager.default.createFile(atPath: trigger + "-2", contents: nil)
         #expect(try host.eventually { host.guestOutput("orphan").contains("late_read_2=error") })
         #expect(host.guestOutput("orphan").contains("late_read_2=error connection to xenstored closed"))
     }
@@ -152,7 +152,7 @@ struct XenstoreRingTests {
         defer { host.stop() }
         let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
         defer { store.close() }
-        let trigger = host.runDirectory + "/trigger"
+        let trigger = host.shared.path + "/trigger"
         let good = try await Self.introduceGuest(host, store, name: "good", scenario: "xenstore", ["stay", trigger])
         #expect(try host.eventually { host.guestOutput("good").contains("done\n") })
         let bad = try await Self.introduceGuest(host, store, name: "bad", scenario: "corrupt-ring")
@@ -168,7 +168,7 @@ struct XenstoreRingTests {
                     == XenstoreRingError.ringIndex.rawValue
             }
         )
-        FileManager.default.createFile(atPath: trigger, contents: nil)
+        FileManager.default.createFile(atPath: trigger + "-1", contents: nil)
         #expect(try host.eventually { host.guestOutput("good").contains("late_read_1=world") })
         #expect(try await store.readString("/local/domain/\(good.domid.rawValue)/data/hello") == "world")
     }

@@ -68,7 +68,8 @@ struct ChannelListTests {
     @Test func entryFromFrontendNodes() {
         let entry = ChannelListEntry(
             index: 0,
-            frontendNodes: ["backend-id": "0", "state": "4", "port": "31", "ring-ref": "12x", "tty": "/dev/pts/3"],
+            backendPath: "/local/domain/0/backend/console/5/1",
+            frontendNodes: ["backend-id": "7", "state": "4", "port": "31", "ring-ref": "12x", "tty": "/dev/pts/3"],
             connection: "pty"
         )
         #expect(
@@ -83,7 +84,14 @@ struct ChannelListTests {
                     ptyPath: "/dev/pts/3"
                 )
         )
-        let sparse = ChannelListEntry(index: 2, frontendNodes: ["state": "junk"], connection: "serial")
+        // The guest's own `backend-id` is never believed; a backend path that is not
+        // one (a guest could not have written it, but check anyway) gives -1.
+        let sparse = ChannelListEntry(
+            index: 2,
+            backendPath: "/local/domain/0/backend/vif/5/1",
+            frontendNodes: ["state": "junk", "backend-id": "0"],
+            connection: "serial"
+        )
         #expect(
             sparse
                 == ChannelListEntry(
