@@ -223,5 +223,12 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CLITests", dependencies: ["XenTestKit"]),
+        .testTarget(
+            name: "SecurityTests",
+            dependencies: [
+                "XenABI", "XenHypervisor", "XenSim", "XenTestKit", "XenstoreClient", "XenstoreWire", "Toolstack",
+                "ToolstackRuntime", "SystemExtras",
+            ]
+        ),
     ]
 )

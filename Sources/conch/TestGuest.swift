@@ -8,6 +8,8 @@
 
 import ArgumentParser
 import Foundation
+import GuestFrontend
+import SystemExtras
 import XenABI
 import XenHypervisor
 import XenRing
@@ -48,6 +50,16 @@ struct TestGuest: AsyncParsableCommand {
         case reconnect
         /// Make console 0's `out` indices invalid (a jump by 2^31) and notify.
         case corruptConsole = "corrupt-console"
+        /// Try to reach the host from inside the sandbox (first argument: the run
+        /// directory); print each attempt's outcome, then wait to be killed.
+        case escape
+        /// Write a line with console_io; print whether the hypervisor allowed it.
+        case consoleIO = "console-io"
+        /// Rewrite this domain's own console device nodes as an XSA-178 attacker
+        /// would (see `tamper`), then wait to be killed.
+        case tamperBackend = "tamper-backend"
+        /// Allocate event channels until refused; print how many it got.
+        case exhaustPorts = "exhaust-ports"
     }
 
     @Argument var scenario: Scenario
@@ -102,6 +114,36 @@ struct TestGuest: AsyncParsableCommand {
             while true { sleep(60) }
         case .reconnect:
             try await reconnect(hypervisor)
+        case .escape:
+            escape(runDirectory: arguments.first ?? "/nonexistent")
+            fflush(nil)
+            while true { sleep(60) }
+        case .consoleIO:
+            do {
+                try hypervisor.consoleWrite(Array("console_io from d\(info.domid.rawValue)\n".utf8))
+                print("console_io=allowed")
+            } catch {
+                print("console_io=refused \(error)")
+            }
+        case .tamperBackend:
+            try await tamper(hypervisor)
+            fflush(nil)
+            while true { sleep(60) }
+        case .exhaustPorts:
+            var held: [any EventChannelEndpoint] = []
+            var failure = ""
+            for _ in 0..<5000 {
+                do {
+                    held.append(try hypervisor.allocateUnbound(remote: .dom0))
+                } catch {
+                    failure = "\(error)"
+                    break
+                }
+            }
+            print("ports_allocated=\(held.count)")
+            print("refusal=\(failure)")
+            fflush(nil)
+            while true { sleep(60) }
         case .corruptConsole:
             let page = try hypervisor.mapOwnFrame(info.consoleFrame)
             let channel = try hypervisor.attach(info.consolePort)
@@ -198,6 +240,111 @@ struct TestGuest: AsyncParsableCommand {
         print("after_reconnect=\((try? await client.getDomainPath(info.domid)) ?? "failed")")
         fflush(nil)
         while true { try await Task.sleep(for: .seconds(60)) }
+    }
+
+    /// From inside the sandbox, everything of the host's that a guest must not
+    /// reach. Each line is `<attempt>=<refused|ALLOWED> <detail>`, or a fact.
+    private func escape(runDirectory: String) {
+        func attempt(_ name: String, _ body: () throws -> Void) {
+            do {
+                try body()
+                print("\(name)=ALLOWED")
+            } catch {
+                print("\(name)=refused \(error)")
+            }
+        }
+        struct Refused: Error, CustomStringConvertible { let description: String }
+        for (socket, type) in [
+            ("hypervisor.sock", SOCK_SEQPACKET), ("xenstored.sock", SOCK_STREAM), ("consoled.sock", SOCK_STREAM),
+            ("consoled-control.sock", SOCK_STREAM), ("consoled-keeper.sock", SOCK_SEQPACKET),
+        ] {
+            attempt("connect_\(socket)") {
+                let fd = try UnixSocketPath.connect(runDirectory + "/" + socket, type: Int32(type.rawValue))
+                close(fd)
+            }
+        }
+        attempt("list_run_directory") {
+            _ = try FileManager.default.contentsOfDirectory(atPath: runDirectory)
+        }
+        attempt("write_outside_tmp") {
+            guard FileManager.default.createFile(atPath: "/etc/conch-escape", contents: Data("x".utf8)) else {
+                throw Refused(description: "read-only")
+            }
+        }
+        let environment = ProcessInfo.processInfo.environment
+        print("environment_keys=\(environment.keys.sorted().joined(separator: ","))")
+        let descriptors = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [])
+            .compactMap { Int($0) }.sorted()
+        print("open_descriptors=\(descriptors.map(String.init).joined(separator: ","))")
+        for fd in descriptors {
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)")) ?? "?"
+            print("descriptor_\(fd)=\(target)")
+        }
+        print("uid=\(getuid()) pid=\(getpid())")
+        let visible = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int($0) }
+        print("visible_processes=\(visible.count)")
+        attempt("signal_host_init") {
+            guard kill(1, 0) == 0, getpid() != 1, visible.count > 10 else { throw Refused(description: "not visible") }
+        }
+    }
+
+    /// An XSA-178 attacker: this domain owns `device/console/<n>`, so it points
+    /// `backend` elsewhere and makes up devices, hoping a backend or a tool follows.
+    /// First argument, the attack:
+    /// - `unlink FILE`: channel 1's `backend` aimed at a directory of the guest's own
+    ///   asking for a socket channel at FILE, then the channel closed and opened
+    ///   again — a keeper that follows it unlinks FILE.
+    /// - `close BACKEND`: channel 1's `backend` aimed at another domain's backend
+    ///   directory, then closed — a backend that follows it closes that channel.
+    /// - `impersonate NAME SOCKET`: channel 1's `backend` aimed at a directory of
+    ///   the guest's own naming it NAME with a socket at SOCKET — a tool that
+    ///   follows it connects the user to the attacker's socket.
+    private func tamper(_ hypervisor: any GuestHypervisor) async throws {
+        let client = try await XenstoreClient.connectRing(hypervisor: hypervisor)
+        let home = try await client.getDomainPath(hypervisor.startInfo.domid)
+        let attack = arguments.first ?? ""
+        let parameters = Array(arguments.dropFirst())
+        switch (attack, parameters.count) {
+        case ("unlink", 1):
+            try await client.write("data/evil/backend/connection", "socket")
+            try await client.write("data/evil/backend/path", parameters[0])
+            try await client.write("data/evil/backend/name", "org.evil.0")
+            try await client.write("device/console/1/backend", home + "/data/evil/backend")
+            // Closed, then new again: a backend that re-reads `backend` now reads ours.
+            try await client.write("device/console/1/state", "6")
+            try await Task.sleep(for: .milliseconds(300))
+            try await client.write("device/console/1/state", "1")
+        case ("close", 1):
+            // Connect channel 1 for real first (a backend only acts on a connected one's close).
+            let info = hypervisor.startInfo
+            let backend = try await client.readString("device/console/1/backend")
+            let frontend = try await ChannelFrontend(
+                devid: 1,
+                domainPath: home,
+                hypervisor: hypervisor,
+                store: client,
+                frame: info.firstFreeFrame,
+                grant: .firstUnreserved,
+                grantTable: try hypervisor.mapOwnFrame(info.grantTableFrame)
+            )
+            for _ in 0..<1000 where (try? await client.readString(backend + "/state")) != "4" {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            print("own_channel_state=\((try? await client.readString(backend + "/state")) ?? "none")")
+            try await client.write("device/console/1/backend", parameters[0])
+            try await client.write("device/console/1/state", "6")
+            _ = frontend
+        case ("impersonate", 2):
+            try await client.write("data/evil/named/name", parameters[0])
+            try await client.write("data/evil/named/connection", "socket")
+            try await client.write("data/evil/named/path", parameters[1])
+            try await client.write("device/console/1/backend", home + "/data/evil/named")
+            try await client.write("device/console/1/backend-id", "7")
+        default:
+            print("tampered=error unknown attack \(arguments)")
+            return
+        }
+        print("tampered=\(attack)")
     }
 
     /// Every attempt must be refused; each line is `<attempt>=<refused|ALLOWED> <detail>`.
