@@ -64,7 +64,8 @@ let package = Package(
         .target(
             name: "XenSim",
             dependencies: [
-                "XenABI", "XenMemory", "XenRing", "XenHypervisor", "SystemExtras", "CConchShims",
+                "XenABI", "XenMemory", "XenRing", "XenHypervisor", "SystemExtras", "CConchShims", "ConsoleCore",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -227,7 +228,7 @@ let package = Package(
             name: "SecurityTests",
             dependencies: [
                 "XenABI", "XenHypervisor", "XenSim", "XenTestKit", "XenstoreClient", "XenstoreWire", "Toolstack",
-                "ToolstackRuntime", "SystemExtras",
+                "ToolstackRuntime", "SystemExtras", "ConsoleCore",
             ]
         ),
     ]

@@ -755,6 +755,12 @@ public actor ConsoleDaemon {
         let daemon = self
         let logger = self.logger
         return try await ServerBootstrap(group: eventLoop)
+            // Out of descriptors, stop accepting for a while instead of spinning.
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler())
+                }
+            }
             .childChannelInitializer { channel in
                 channel.checkHostToolstackPeer().flatMapThrowing { refusal in
                     if let refusal {

@@ -6,6 +6,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+import NIOCore
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -56,5 +58,34 @@ public struct Acceptor {
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         if nonBlocking { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         return fd
+    }
+}
+
+/// The same pause for a NIO server channel. NIO's `AcceptBackoffHandler` does not
+/// help when accept fails at the start of a read cycle (the channel keeps a read
+/// pending and stays registered, so the event loop spins); turning `autoRead` off
+/// unregisters the listener until the pause ends.
+public final class AcceptPauseHandler: ChannelInboundHandler, RemovableChannelHandler {
+    public typealias InboundIn = any Channel
+    private var pause: TimeAmount = .milliseconds(50)
+
+    public init() {}
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        pause = .milliseconds(50)
+        context.fireChannelRead(data)
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let error = error as? IOError, [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errnoCode) else {
+            context.fireErrorCaught(error)
+            return
+        }
+        let channel = context.channel
+        channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+        channel.eventLoop.scheduleTask(in: pause) {
+            channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+        }
+        pause = min(pause * 2, .seconds(1))
     }
 }

@@ -68,6 +68,8 @@ public struct DomainConfiguration: Equatable, Sendable, Codable {
     public var frontend: FrontendMode
     /// Event channels the domain may hold (`max_event_channels`, xl's default 1023).
     public var maxEventChannels: Int
+    /// Frames of other domains' grants the domain may map (`max_maptrack_frames`, 512 each).
+    public var maxMaptrackFrames: Int
     /// May the guest write to the hypervisor console (`conch_console_io`, a Conch
     /// extension standing in for XSM's console_io permission; default no)?
     public var hypervisorConsole: Bool
@@ -88,6 +90,7 @@ public struct DomainConfiguration: Equatable, Sendable, Codable {
         channels: [ChannelConfiguration] = [],
         frontend: FrontendMode = .new,
         maxEventChannels: Int = 1023,
+        maxMaptrackFrames: Int = 1024,
         hypervisorConsole: Bool = false
     ) {
         self.name = name
@@ -105,6 +108,7 @@ public struct DomainConfiguration: Equatable, Sendable, Codable {
         self.channels = channels
         self.frontend = frontend
         self.maxEventChannels = maxEventChannels
+        self.maxMaptrackFrames = maxMaptrackFrames
         self.hypervisorConsole = hypervisorConsole
     }
 
@@ -119,7 +123,7 @@ public struct DomainConfiguration: Equatable, Sendable, Codable {
     public static let knownKeys: Set<String> = [
         "name", "uuid", "type", "builder", "memory", "maxmem", "vcpus", "maxvcpus", "kernel", "cmdline", "root",
         "extra", "on_poweroff", "on_reboot", "on_crash", "channel", "conch_frontend", "max_event_channels",
-        "conch_console_io",
+        "max_maptrack_frames", "conch_console_io",
     ]
 
     /// Parses xl.cfg text into a configuration (lexing, grammar and the meaning
@@ -344,6 +348,7 @@ private struct SettingReader {
         }
 
         let maxEventChannels = try integer("max_event_channels", range: 4...131_072, unit: "") ?? 1023
+        let maxMaptrackFrames = try integer("max_maptrack_frames", range: 0...(1 << 20), unit: "") ?? 1024
         let hypervisorConsole = (try integer("conch_console_io", range: 0...1, unit: "") ?? 0) == 1
 
         let configuration = DomainConfiguration(
@@ -362,6 +367,7 @@ private struct SettingReader {
             channels: channels,
             frontend: frontend,
             maxEventChannels: maxEventChannels,
+            maxMaptrackFrames: maxMaptrackFrames,
             hypervisorConsole: hypervisorConsole
         )
         return DomainConfiguration.Parsed(configuration: configuration, warnings: warnings)

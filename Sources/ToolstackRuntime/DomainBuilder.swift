@@ -93,7 +93,8 @@ public struct DomainBuilder: Sendable {
             legacyConsolePage: legacyConsolePage,
             payload: payload,
             hypervisorConsole: configuration.hypervisorConsole,
-            maxEventChannels: configuration.maxEventChannels
+            maxEventChannels: configuration.maxEventChannels,
+            maxGrantMappings: configuration.maxMaptrackFrames * 512
         )
         let domain = try hypervisor.createDomain(spec)
         do {

@@ -82,6 +82,10 @@ public struct DomainSpec: Codable, Hashable, Sendable {
     /// Event channels the domain may hold (xl.cfg's `max_event_channels`).
     public var maxEventChannels: Int
     public static let defaultMaxEventChannels = 1023
+    /// Other domains' grants the domain may hold mapped at once (xl.cfg's
+    /// `max_maptrack_frames`, 512 mappings per frame).
+    public var maxGrantMappings: Int
+    public static let defaultMaxGrantMappings = 1024 * 512
 
     public init(
         name: String,
@@ -98,7 +102,8 @@ public struct DomainSpec: Codable, Hashable, Sendable {
         legacyConsolePage: Bool = false,
         payload: String? = nil,
         hypervisorConsole: Bool = false,
-        maxEventChannels: Int = DomainSpec.defaultMaxEventChannels
+        maxEventChannels: Int = DomainSpec.defaultMaxEventChannels,
+        maxGrantMappings: Int = DomainSpec.defaultMaxGrantMappings
     ) {
         self.name = name
         self.uuid = uuid
@@ -115,6 +120,7 @@ public struct DomainSpec: Codable, Hashable, Sendable {
         self.payload = payload
         self.hypervisorConsole = hypervisorConsole
         self.maxEventChannels = maxEventChannels
+        self.maxGrantMappings = maxGrantMappings
     }
 }
 

@@ -43,6 +43,8 @@ final class SimDomain {
     var guestSocket: Int32 = -1
     var consolePort = EvtchnPort(0)
     var xenstorePort = EvtchnPort(0)
+    /// Other domains' grants this domain holds mapped (Xen's maptrack entries).
+    var grantMappings = 0
 
     init(domid: DomID, spec: DomainSpec) throws {
         guard spec.pageCount >= Int(Layout.firstFreeFrame.rawValue) + 1, spec.pageCount <= 4096 else {

@@ -170,7 +170,11 @@ public final class SimHypervisorClient: PrivilegedHypervisor, GuestHypervisor, @
         try page(.mapForeign(domid: domid, frame: frame, readOnly: readOnly))
     }
     public func mapGrant(_ domid: DomID, ref: GrantRef, readOnly: Bool) throws -> GuestPage {
-        try page(.mapGrant(domid: domid, ref: ref, readOnly: readOnly))
+        let mapped = try page(.mapGrant(domid: domid, ref: ref, readOnly: readOnly))
+        guard !isPrivileged else { return mapped }
+        // A guest's grant mappings count against its quota until it lets go of them.
+        let release = GrantRelease { [weak self] in try? self?.expectOK(.unmapGrant) }
+        return GuestPage(region: mapped.region, isWritable: mapped.isWritable, owner: GrantMapping(mapped, release))
     }
     public func mapOwnFrame(_ frame: PageFrame) throws -> GuestPage { try page(.mapOwnFrame(frame)) }
 
@@ -223,6 +227,23 @@ public final class SimHypervisorClient: PrivilegedHypervisor, GuestHypervisor, @
     }
 
     public func requestShutdown(_ reason: ShutdownReason) throws { try expectOK(.requestShutdown(reason)) }
+}
+
+/// Tells the hypervisor a guest's grant mapping is gone, when the last reference goes.
+private final class GrantRelease: Sendable {
+    let release: @Sendable () -> Void
+    init(_ release: @escaping @Sendable () -> Void) { self.release = release }
+    deinit { release() }
+}
+
+/// A guest's grant mapping: the page and its release, unmapped and released together.
+private final class GrantMapping: Sendable {
+    let page: GuestPage
+    let release: GrantRelease
+    init(_ page: GuestPage, _ release: GrantRelease) {
+        self.page = page
+        self.release = release
+    }
 }
 
 /// The one place an executable chooses the hypervisor implementation.

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 import CConchShims
+import ConsoleCore
 import Foundation
 import Logging
 import SystemExtras
@@ -26,13 +27,25 @@ public final class SimHypervisorDaemon {
         public var runDirectory: RunDirectory
         /// Bytes the hypervisor console ring keeps (`conch dmesg`).
         public var consoleCapacity: Int
+        /// Bytes of that ring one domain's lines may fill (default: a quarter).
+        public var consoleShare: Int?
+        /// A domain's `console_io` rate and burst, bytes.
+        public var consoleRate: TokenBucket.Configuration
         /// The wall around guest processes; nil runs them as ordinary processes of
         /// the host user (only for machines without user namespaces, and insecure).
         public var sandbox: GuestSandbox?
 
-        public init(runDirectory: RunDirectory, consoleCapacity: Int = 1 << 20, sandbox: GuestSandbox?) {
+        public init(
+            runDirectory: RunDirectory,
+            consoleCapacity: Int = 1 << 20,
+            consoleShare: Int? = nil,
+            consoleRate: TokenBucket.Configuration = .init(rate: 16 << 10, burst: 64 << 10),
+            sandbox: GuestSandbox?
+        ) {
             self.runDirectory = runDirectory
             self.consoleCapacity = consoleCapacity
+            self.consoleShare = consoleShare
+            self.consoleRate = consoleRate
             self.sandbox = sandbox
         }
     }
@@ -71,11 +84,25 @@ public final class SimHypervisorDaemon {
     private var ports = SimPorts()
     private var console: ConsoleLog
     private var running = true
+    private let started = ContinuousClock.now
+
+    /// Monotonic nanoseconds since start (the console rate limit's clock).
+    private var now: UInt64 {
+        let elapsed = started.duration(to: .now)
+        return UInt64(elapsed.components.seconds) &* 1_000_000_000
+            &+ UInt64(elapsed.components.attoseconds / 1_000_000_000)
+    }
 
     public init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
-        self.console = ConsoleLog(capacity: configuration.consoleCapacity)
+        self.console = ConsoleLog(
+            limits: .init(
+                capacity: configuration.consoleCapacity,
+                share: configuration.consoleShare,
+                rate: configuration.consoleRate
+            )
+        )
     }
 
     // MARK: - Lifecycle
@@ -347,10 +374,26 @@ public final class SimHypervisorDaemon {
         case .mapGrant(let domid, let ref, let readOnly):
             let granter = try domain(domid)
             let frame = try granter.checkGrant(ref, for: client.domid, readOnly: readOnly)
+            var mapper: SimDomain?
+            if !client.privileged {
+                let own = try domain(client.domid)
+                guard own.grantMappings < own.spec.maxGrantMappings else {
+                    throw HypervisorError.permissionDenied(
+                        "d\(client.domid.rawValue) already holds \(own.grantMappings) grant mappings "
+                            + "(max_maptrack_frames)"
+                    )
+                }
+                mapper = own
+            }
             let descriptor = try granter.descriptor(for: frame, readOnly: readOnly)
             descriptors = [descriptor]
             if readOnly { temporary = [descriptor] }
+            mapper?.grantMappings += 1
             return .page(readOnly: readOnly)
+
+        case .unmapGrant:
+            if !client.privileged, let own = domains[client.domid], own.grantMappings > 0 { own.grantMappings -= 1 }
+            return .ok
 
         case .mapOwnFrame(let frame):
             guard !client.privileged else { throw HypervisorError.invalidArgument("dom0 has no simulated frames") }
@@ -402,7 +445,7 @@ public final class SimHypervisorDaemon {
                     )
                 }
             }
-            console.write(data, from: client.domid)
+            console.write(Array(data), from: client.domid, now: now)
             ports.raise(.consoleRing)
             return .ok
 
@@ -426,8 +469,10 @@ public final class SimHypervisorDaemon {
         guard !domains.values.contains(where: { $0.spec.name == spec.name }) else {
             throw HypervisorError.invalidArgument("a domain named '\(spec.name)' already exists")
         }
-        guard (2...131_072).contains(spec.maxEventChannels) else {
-            throw HypervisorError.invalidArgument("maxEventChannels must be between 2 and 131072")
+        guard (2...131_072).contains(spec.maxEventChannels), spec.maxGrantMappings >= 0 else {
+            throw HypervisorError.invalidArgument(
+                "maxEventChannels must be between 2 and 131072, maxGrantMappings at least 0"
+            )
         }
         guard let domid = allocateDomid() else { throw HypervisorError.invalidArgument("no free domain ids") }
         let domain = try SimDomain(domid: domid, spec: spec)
@@ -584,7 +629,7 @@ public final class SimHypervisorDaemon {
         }
         if domain.pidfd >= 0 { close(domain.pidfd) }
         for (id, client) in clients where client.domid == domid && !client.privileged { dropClient(id) }
-        console.flush(domid)
+        console.forget(domid)
         ports.closeAll(of: domid)
         domains[domid] = nil
         ports.raise(.domainException)

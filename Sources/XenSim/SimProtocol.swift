@@ -39,6 +39,8 @@ enum SimRequest: Codable, Sendable {
     case readConsole(from: Int, clear: Bool)
     // Any caller, as its own domain.
     case mapGrant(domid: DomID, ref: GrantRef, readOnly: Bool)
+    /// A guest released a grant mapping (its maptrack count goes down).
+    case unmapGrant
     case mapOwnFrame(PageFrame)
     case allocateUnbound(remote: DomID)
     case bindInterdomain(remote: DomID, remotePort: EvtchnPort)

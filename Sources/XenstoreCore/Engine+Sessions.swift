@@ -24,6 +24,9 @@ import XenstoreWire
 ///    onto the current /c, so both children exist → OK. (Many guests created at once all
 ///    add children to /local/domain; none of them conflicts.) If /c's permissions changed
 ///    or /c was removed meanwhile → EAGAIN; if T read /c (a DIRECTORY, say) → EAGAIN.
+/// 5. Domain 7 (quota 1000 nodes, owning 100) runs T1 and T2, each creating 900 nodes.
+///    T1 commits: 1000 owned → OK. T2's own checks passed against its snapshot (100 + 900),
+///    but on the store it would make 1900 → ENOSPC, nothing applied.
 extension XenstoreEngine {
     // MARK: WATCH, UNWATCH, RESET_WATCHES
 
@@ -115,6 +118,14 @@ extension XenstoreEngine {
             case .setPerms(let path, let perms):
                 tree.setPerms(path, perms, generation: generation)
             }
+        }
+        // Quotas were checked against the transaction's snapshot; other transactions
+        // of the same domain may have committed since. Count again on the result,
+        // or eleven transactions of 900 nodes each would all fit a quota of 1000.
+        if let limits = limits(request) {
+            let domid = request.connection.domid
+            let after = tree.nodeCount(ownedBy: domid)
+            if after > store.nodeCount(ownedBy: domid), after.exceeds(limits.nodes) { throw .ENOSPC }
         }
         store = tree
         return [request.ok] + fire(transaction.triggers)

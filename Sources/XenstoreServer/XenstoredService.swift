@@ -70,6 +70,12 @@ public struct XenstoredService: Service {
         do {
             server = try await ServerBootstrap(group: group)
                 .serverChannelOption(ChannelOptions.backlog, value: 512)
+                // Out of descriptors, stop accepting for a while instead of spinning.
+                .serverChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler())
+                    }
+                }
                 .childChannelInitializer { [logger] channel in
                     // Every socket client is privileged dom0, so only the host's toolstack may be one.
                     channel.checkHostToolstackPeer().flatMapThrowing { refusal in

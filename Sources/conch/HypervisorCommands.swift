@@ -35,6 +35,12 @@ struct Hypervisor: ParsableCommand {
     @Option(help: "Bytes the hypervisor console ring keeps (conch dmesg).")
     var consoleBytes = 1 << 20
 
+    @Option(help: "Bytes of the console ring one domain's lines may fill (default: a quarter of it).")
+    var consoleShare: Int?
+
+    @Option(help: "console_io bytes per second a domain may write (burst: 4 seconds' worth).")
+    var consoleRate: UInt64 = 16 << 10
+
     @Option(help: "When run as root, guest d<N> runs as uid and gid <base> + N.")
     var guestUidBase: UInt32 = GuestSandbox.defaultUIDBase
 
@@ -48,6 +54,10 @@ struct Hypervisor: ParsableCommand {
 
     func validate() throws {
         guard consoleBytes >= 4096 else { throw ValidationError("--console-bytes must be at least 4096") }
+        if let consoleShare, consoleShare < 256 || consoleShare > consoleBytes {
+            throw ValidationError("--console-share must be between 256 and --console-bytes (\(consoleBytes))")
+        }
+        guard consoleRate > 0 else { throw ValidationError("--console-rate must be positive") }
         guard guestUidBase > 0, guestUidBase <= UInt32.max - 65536 else {
             throw ValidationError("--guest-uid-base must be between 1 and \(UInt32.max - 65536)")
         }
@@ -72,7 +82,13 @@ struct Hypervisor: ParsableCommand {
             )
         }
         let daemon = SimHypervisorDaemon(
-            configuration: .init(runDirectory: runDirectory, consoleCapacity: consoleBytes, sandbox: sandbox),
+            configuration: .init(
+                runDirectory: runDirectory,
+                consoleCapacity: consoleBytes,
+                consoleShare: consoleShare,
+                consoleRate: .init(rate: consoleRate, burst: consoleRate * 4),
+                sandbox: sandbox
+            ),
             logger: logger
         )
         try daemon.run()

@@ -60,6 +60,10 @@ struct TestGuest: AsyncParsableCommand {
         case tamperBackend = "tamper-backend"
         /// Allocate event channels until refused; print how many it got.
         case exhaustPorts = "exhaust-ports"
+        /// Grant a page to itself and map it until refused; print how many it got.
+        case exhaustMaps = "exhaust-maps"
+        /// Write the first argument's KiB to the hypervisor console as fast as it can.
+        case floodConsole = "flood-console"
     }
 
     @Argument var scenario: Scenario
@@ -142,6 +146,34 @@ struct TestGuest: AsyncParsableCommand {
             }
             print("ports_allocated=\(held.count)")
             print("refusal=\(failure)")
+            fflush(nil)
+            while true { sleep(60) }
+        case .exhaustMaps:
+            let table = try hypervisor.mapOwnFrame(info.grantTableFrame)
+            GrantCheck.write(table: table, ref: GrantRef(10), grantee: info.domid, frame: info.firstFreeFrame)
+            var held: [GuestPage] = []
+            var failure = ""
+            for _ in 0..<5000 {
+                do {
+                    held.append(try hypervisor.mapGrant(info.domid, ref: GrantRef(10), readOnly: false))
+                } catch {
+                    failure = "\(error)"
+                    break
+                }
+            }
+            print("maps_held=\(held.count)")
+            print("refusal=\(failure)")
+            // Letting go of them gives the quota back.
+            held.removeAll()
+            let again = (try? hypervisor.mapGrant(info.domid, ref: GrantRef(10), readOnly: false)) != nil
+            print("map_after_release=\(again)")
+            fflush(nil)
+            while true { sleep(60) }
+        case .floodConsole:
+            let kibibytes = Int(arguments.first ?? "1024") ?? 1024
+            let line = Array(String(repeating: "F", count: 1023).utf8) + [10]
+            for _ in 0..<kibibytes { try? hypervisor.consoleWrite(line) }
+            print("flooded=\(kibibytes)")
             fflush(nil)
             while true { sleep(60) }
         case .corruptConsole:

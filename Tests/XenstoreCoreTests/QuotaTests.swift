@@ -111,6 +111,34 @@ struct QuotaTests {
         ])
     }
 
+    /// Nodes are counted again when a transaction commits: parallel transactions
+    /// of one domain cannot each fill the quota (reference §4.9; today 11 x 900).
+    @Test func nodesAreCountedAtCommit() {
+        var h = Harness()
+        h.run(homes)
+        let owned = h.engine.nodeCount(ownedBy: DomID(1))
+        for tx in UInt32(1)...11 {
+            h.run([step(C.g1, .transactionStart, "\0", .payload("\(tx)\0"))])
+            for index in 0..<900 {
+                // 18 directories of 50: no directory's record outgrows the node-size quota.
+                h.ok(C.g1, .mkdir, "t\(tx)d\(index / 50)/n\(index)\0", tx: tx)
+            }
+        }
+        // The first commit fits: 900 new nodes (plus directories) on top of `owned`.
+        let firstFits = owned + 900 + 18 <= 1000
+        h.run([step(C.g1, .transactionEnd, "T\0", tx: 1, firstFits ? .ok : .error(.ENOSPC))])
+        for tx in UInt32(2)...11 {
+            h.run([step(C.g1, .transactionEnd, "T\0", tx: tx, .error(.ENOSPC))])
+        }
+        #expect(h.engine.nodeCount(ownedBy: DomID(1)) <= 1000)
+        // A committed transaction that only removes nodes is never refused.
+        h.run([
+            step(C.g1, .transactionStart, "\0", .payload("12\0")),
+            step(C.g1, .rm, "t1d0\0", tx: 12, .ok),
+            step(C.g1, .transactionEnd, "T\0", tx: 12, .ok),
+        ])
+    }
+
     @Test func pathLength() {
         var h = Harness()
         let inHome = String(repeating: "p", count: 2048)
