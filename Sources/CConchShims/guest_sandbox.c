@@ -24,6 +24,7 @@
 #include <linux/mount.h>
 #include <linux/sched.h>
 #include <net/if.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -299,6 +300,11 @@ static void sb_child(const struct cconch_sandbox *spec, int go, int report, int 
     if (spec->drop_supplementary_groups && syscall(SYS_setgroups, 0, NULL) != 0) sb_fail(report, "setgroups", NULL);
     if (syscall(SYS_setresgid, spec->gid, spec->gid, spec->gid) != 0) sb_fail(report, "setresgid", NULL);
     if (syscall(SYS_setresuid, spec->uid, spec->uid, spec->uid) != 0) sb_fail(report, "setresuid", NULL);
+    // A change of credentials clears the parent-death signal: set it again, then make
+    // sure the parent did not die in between (it holds the report pipe's read end).
+    syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    struct pollfd parent = {.fd = report, .events = POLLOUT};
+    if (syscall(SYS_poll, &parent, 1, 0) > 0 && (parent.revents & POLLERR)) syscall(SYS_exit_group, 127);
     if (syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) sb_fail(report, "no_new_privs", NULL);
     sb_init(spec, report, status);
 }

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+import CConchShims
 import ConsoleCore
 import Foundation
 import Logging
@@ -41,9 +42,10 @@ public actor ConsoleDaemon {
         public var legacyFlag: Bool
         /// The domain consoled runs in: its backend tree is `/local/domain/<this>/backend/console`.
         public var backendDomid: DomID = .dom0
-        /// The process that holds socket channels' listeners and clients across
-        /// consoled restarts (``SinkKeeper``); socket channels need it.
-        public var keeper: KeeperClient?
+        /// Connects to (or starts) the process that holds socket channels' listeners
+        /// and clients across consoled restarts (``SinkKeeper``); socket channels need
+        /// it. Called at start and again whenever the keeper dies.
+        public var keeper: (@Sendable () throws -> KeeperClient)?
 
         public init(
             logDirectory: String,
@@ -54,7 +56,7 @@ public actor ConsoleDaemon {
             rate: TokenBucket.Configuration = .default,
             historyCapacity: Int = ConsoleHistory.defaultCapacity,
             legacyFlag: Bool = false,
-            keeper: KeeperClient? = nil
+            keeper: (@Sendable () throws -> KeeperClient)? = nil
         ) {
             self.logDirectory = logDirectory
             self.statsSocket = statsSocket
@@ -81,6 +83,9 @@ public actor ConsoleDaemon {
     private var watchedDomains: [DomID: [Task<Void, Never>]] = [:]
     private var statsServer: (any Channel)?
     private var controlServer: (any Channel)?
+    /// The running keeper (a thread watches its process, to restart it).
+    private var keeperClient: KeeperClient?
+    private var hypervisorWatch: (any Channel)?
     private let started = ContinuousClock.now
     private var stopping = false
 
@@ -116,6 +121,8 @@ public actor ConsoleDaemon {
         if let path = configuration.controlSocket {
             controlServer = try await startServer(path) { daemon in ControlHandler(daemon: daemon) }
         }
+        if configuration.keeper != nil { try await startKeeper() }
+        try await monitorHypervisor()
         let introduced = try await store.watch("@introduceDomain", token: "domlist-intro")
         Task { [weak self] in
             for await _ in introduced { await self?.trackIntroduced() }
@@ -132,7 +139,9 @@ public actor ConsoleDaemon {
         stopping = true
         for key in sessions.keys.sorted() { teardown(key, reason: "consoled stopping") }
         for key in prepared.keys.sorted() { discardPrepared(key) }
-        configuration.keeper?.quit()
+        hypervisorWatch?.close(promise: nil)
+        hypervisorWatch = nil
+        keeperClient?.quit()
         for tasks in watchedDomains.values { for task in tasks { task.cancel() } }
         watchedDomains.removeAll()
         statsServer?.close(promise: nil)
@@ -389,7 +398,7 @@ public actor ConsoleDaemon {
     private func discardPrepared(_ key: ConsoleKey) {
         guard let early = prepared.removeValue(forKey: key) else { return }
         early.ptyChannel?.close(promise: nil)
-        if case .socket = early.spec { configuration.keeper?.close(key: key) }
+        if case .socket = early.spec { keeperClient?.close(key: key) }
     }
 
     private func connectSecondary(_ device: DeviceLocation) async {
@@ -497,10 +506,112 @@ public actor ConsoleDaemon {
     }
 
     private func keeper() throws -> KeeperClient {
-        guard let keeper = configuration.keeper else {
-            throw KeeperClient.Failure(description: "socket channels need the sink keeper, and none is configured")
+        guard let keeper = keeperClient else {
+            throw KeeperClient.Failure(description: "socket channels need the sink keeper, and none is running")
         }
         return keeper
+    }
+
+    // MARK: - Supervision of what consoled depends on
+
+    /// Connects to the keeper (starting it if need be) and watches its process:
+    /// if it dies, a new one is started and every socket channel published again.
+    private func startKeeper() async throws {
+        guard let launch = configuration.keeper else { return }
+        let keeper = try launch()
+        keeperClient = keeper
+        keeperGeneration += 1
+        guard let pid = keeper.keeperPID else { return }
+        let pidfd = cconch_pidfd_open(pid)
+        guard pidfd >= 0 else { return }
+        // A pidfd turns readable when the process exits. NIO cannot hold one (reading
+        // it fails with EINVAL, which NIO treats as a bug), so a small thread waits.
+        let generation = keeperGeneration
+        let thread = Thread { [self] in
+            var entry = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+            while poll(&entry, 1, -1) < 0 && errno == EINTR {}
+            close(pidfd)
+            Task { await self.keeperDied(generation) }
+        }
+        thread.name = "keeper-watch"
+        thread.start()
+    }
+
+    private var keeperGeneration = 0
+
+    private func keeperDied(_ generation: Int) async {
+        guard !stopping, generation == keeperGeneration else { return }
+        keeperGeneration += 1
+        logger.warning("the sink keeper died: restarting it; socket channels' clients must connect again")
+        var delay: Duration = .milliseconds(50)
+        while !stopping {
+            do {
+                try await startKeeper()
+                break
+            } catch {
+                logger.error("cannot restart the sink keeper: \(error)")
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(2))
+            }
+        }
+        // Publish every socket channel again and reconnect the ones being served.
+        for (key, early) in prepared {
+            if case .socket(let path) = early.spec,
+                let name = await read(
+                    ConsoleLayout.backend(of: key.domid, devid: key.devid, backend: configuration.backendDomid)
+                        + "/name"
+                )
+            {
+                try? keeper().open(key: key, path: path, name: name)
+            }
+        }
+        for key in sessions.keys.sorted() {
+            guard let session = sessions[key], case .socket(let path) = session.sinkSpec, !session.closed else {
+                continue
+            }
+            session.client?.close(promise: nil)
+            session.client = nil
+            do {
+                try await attachKeeper(session, path: path)
+                session.pump.updateSink(session.sinkReadiness)
+                service(key)
+            } catch {
+                logger.warning(
+                    "cannot reattach a socket channel to the new keeper: \(error)",
+                    metadata: ["console": "\(key)"]
+                )
+            }
+        }
+        logger.info("sink keeper restarted")
+    }
+
+    /// The simulated hypervisor can die and come back (with none of the old
+    /// domains): reconnect, then drop every domain that is gone.
+    private func monitorHypervisor() async throws {
+        guard let recoverable = hypervisor as? any RecoverableHypervisor else { return }
+        let monitor = try recoverable.makeLossMonitor()
+        hypervisorWatch = try await watchEvents(
+            monitor,
+            ownership: .taken,
+            onClose: { [self] in
+                Task { await self.hypervisorLost(recoverable) }
+            }
+        )
+    }
+
+    private func hypervisorLost(_ recoverable: any RecoverableHypervisor) async {
+        guard !stopping else { return }
+        logger.warning("the hypervisor went away: reconnecting")
+        var delay: Duration = .milliseconds(50)
+        while !stopping {
+            if (try? recoverable.reconnect()) != nil { break }
+            try? await Task.sleep(for: delay)
+            delay = min(delay * 2, .seconds(1))
+        }
+        guard !stopping else { return }
+        logger.info("reconnected to the hypervisor")
+        try? await monitorHypervisor()
+        rescanDomains()
     }
 
     /// Tears a console down: what is readable goes to its log, the flag becomes
@@ -522,7 +633,7 @@ public actor ConsoleDaemon {
         session.notifications?.close(promise: nil)
         session.ptyChannel?.close(promise: nil)
         session.client?.close(promise: nil)
-        if case .socket = session.sinkSpec { configuration.keeper?.close(key: key) }
+        if case .socket = session.sinkSpec { keeperClient?.close(key: key) }
         try? hypervisor.close(session.channel.port)
         logger.info("console torn down: \(reason)", metadata: ["console": "\(key)"])
     }
@@ -722,14 +833,39 @@ public actor ConsoleDaemon {
     // MARK: - NIO plumbing
 
     private func watchEvents(_ descriptor: Int32, key: ConsoleKey) async throws -> any Channel {
-        let daemon = self
-        return try await NIOPipeBootstrap(group: eventLoop)
+        try await watchEvents(
+            descriptor,
+            ownership: .duplicated,
+            onReadable: { [self] in
+                self.assumeIsolated { $0.guestNotified(key) }
+            }
+        )
+    }
+
+    enum DescriptorOwnership {
+        /// The channel owns a duplicate; the caller keeps its descriptor.
+        case duplicated
+        /// The channel takes the descriptor itself.
+        case taken
+    }
+
+    /// A channel on the loop that calls `onReadable` whenever `descriptor` (an
+    /// eventfd, a pidfd) becomes readable and `onClose` when it ends (a socket).
+    private func watchEvents(
+        _ descriptor: Int32,
+        ownership: DescriptorOwnership,
+        onReadable: @escaping @Sendable () -> Void = {},
+        onClose: @escaping @Sendable () -> Void = {}
+    ) async throws -> any Channel {
+        try await NIOPipeBootstrap(group: eventLoop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(EventfdHandler(daemon: daemon, key: key))
+                    try channel.pipeline.syncOperations.addHandler(
+                        DescriptorHandler(onReadable: onReadable, onClose: onClose)
+                    )
                 }
             }
-            .takingOwnershipOfDescriptor(input: dup(descriptor))
+            .takingOwnershipOfDescriptor(input: ownership == .duplicated ? dup(descriptor) : descriptor)
             .get()
     }
 
@@ -775,19 +911,18 @@ public actor ConsoleDaemon {
     }
 }
 
-/// The guest notified: service its console.
-private final class EventfdHandler: ChannelInboundHandler {
+/// A descriptor became readable (a guest notified, a process exited) or ended.
+private final class DescriptorHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
-    let daemon: ConsoleDaemon
-    let key: ConsoleKey
-    init(daemon: ConsoleDaemon, key: ConsoleKey) {
-        self.daemon = daemon
-        self.key = key
+    let onReadable: @Sendable () -> Void
+    let onClose: @Sendable () -> Void
+    init(onReadable: @escaping @Sendable () -> Void, onClose: @escaping @Sendable () -> Void) {
+        self.onReadable = onReadable
+        self.onClose = onClose
     }
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let key = self.key
-        daemon.assumeIsolated { $0.guestNotified(key) }
-    }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) { onReadable() }
+    func channelInactive(context: ChannelHandlerContext) { onClose() }
+    func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {}
 }
 

@@ -30,6 +30,30 @@ public final class KeeperClient: @unchecked Sendable {
         socket = UnixSocket(adopting: FileDescriptor(rawValue: fd))
     }
 
+    /// The keeper's process id (from the connection's peer credentials).
+    public var keeperPID: Int32? { try? socket.peerCredentials().pid }
+
+    /// The running sink keeper of `runDirectory`, or a new one: `conch consoled-keeper`
+    /// started in its own process group, so that whatever kills consoled leaves it alive.
+    public static func connectOrStart(runDirectory: RunDirectory, logLevel: String) throws -> KeeperClient {
+        if let client = try? KeeperClient(path: runDirectory.keeperSocket) { return client }
+        let logPath = runDirectory.logDirectory + "/consoled-keeper.log"
+        let child = try ChildProcess.logging(
+            to: logPath,
+            executable: ChildProcess.currentExecutable(),
+            arguments: ["consoled-keeper", "--run-dir", runDirectory.path, "--log-level", logLevel],
+            newProcessGroup: true
+        )
+        for _ in 0..<500 {
+            if let client = try? KeeperClient(path: runDirectory.keeperSocket) { return client }
+            if let ended = try? child.poll() {
+                throw Failure(description: "the sink keeper exited (\(ended)) while starting; see \(logPath)")
+            }
+            usleep(10_000)
+        }
+        throw Failure(description: "the sink keeper did not start within 5 s; see \(logPath)")
+    }
+
     func request(_ request: SinkKeeper.Request) throws -> (SinkKeeper.Reply, [FileDescriptor]) {
         lock.lock()
         defer { lock.unlock() }

@@ -42,6 +42,8 @@ public struct RunDirectory: Hashable, Sendable, CustomStringConvertible {
 
     public var xenstoredSocket: String { path + "/xenstored.sock" }
     public var xenstoredPidFile: String { path + "/xenstored.pid" }
+    /// xenstored's journal: what a restarted xenstored resumes from.
+    public var xenstoredJournal: String { path + "/xenstored.journal" }
     public var hypervisorSocket: String { path + "/hypervisor.sock" }
     public var hypervisorPidFile: String { path + "/hypervisor.pid" }
     public var consoledPidFile: String { path + "/consoled.pid" }

@@ -298,6 +298,20 @@ public protocol GuestHypervisor: GrantTable, EventChannels, HypervisorConsole {
 /// Everything dom0 tools and daemons need.
 public protocol PrivilegedHypervisor: DomainControl, ForeignMemory, GrantTable, EventChannels, HypervisorConsole {}
 
+/// A privileged connection that can be lost and made again: the simulated
+/// hypervisor is a process that can die and be restarted (Xen's device nodes do
+/// not go away). Daemons watch ``makeLossMonitor()`` and, when it reports the
+/// loss, call ``reconnect()`` until it succeeds, then bind again what they had
+/// bound (VIRQs) and look at the domains afresh: the old hypervisor's guests
+/// died with it.
+public protocol RecoverableHypervisor: AnyObject, Sendable {
+    /// A new descriptor that becomes readable (end of stream) when the hypervisor
+    /// goes away; the caller owns and closes it.
+    func makeLossMonitor() throws -> Int32
+    /// Connects again; throws while there is no hypervisor to connect to.
+    func reconnect() throws
+}
+
 /// Errors every implementation reports the same way.
 public enum HypervisorError: Error, Codable, Hashable, Sendable, CustomStringConvertible {
     /// The caller may not do this (an unprivileged caller, a grant naming

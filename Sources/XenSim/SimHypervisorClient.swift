@@ -43,9 +43,13 @@ public final class SimEventChannel: EventChannelEndpoint {
 
 /// A connection to the simulated hypervisor: privileged through `hypervisor.sock`,
 /// or a guest's own connection inherited at fd 3. One request at a time.
-public final class SimHypervisorClient: PrivilegedHypervisor, GuestHypervisor, @unchecked Sendable {
-    private let socket: Int32
-    private let lock = Mutex(())
+public final class SimHypervisorClient: PrivilegedHypervisor, GuestHypervisor, RecoverableHypervisor,
+    @unchecked Sendable
+{
+    /// The connection; replaced by ``reconnect()`` (privileged connections only).
+    private let socket: Mutex<Int32>
+    /// Where a privileged connection reconnects.
+    private let socketPath: String?
     public let domid: DomID
     public let isPrivileged: Bool
     private let cachedStartInfo: StartInfo?
@@ -61,7 +65,7 @@ public final class SimHypervisorClient: PrivilegedHypervisor, GuestHypervisor, @
                 "cannot connect to \(path): \(error) (is `conch hypervisor` or `conch up` running?)"
             )
         }
-        return try SimHypervisorClient(socket: fd)
+        return try SimHypervisorClient(socket: fd, path: path)
     }
 
     /// A guest's own connection: the descriptor in `$CONCH_HYPERVISOR_FD` (3).
@@ -75,11 +79,12 @@ public final class SimHypervisorClient: PrivilegedHypervisor, GuestHypervisor, @
         }
         // Ours alone: programs the guest starts do not inherit the domain's connection.
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        return try SimHypervisorClient(socket: fd)
+        return try SimHypervisorClient(socket: fd, path: nil)
     }
 
-    private init(socket: Int32) throws {
-        self.socket = socket
+    private init(socket: Int32, path: String?) throws {
+        self.socket = Mutex(socket)
+        self.socketPath = path
         let (identity, _) = try Self.exchange(socket, .identify)
         guard case .identity(let domid, let privileged) = identity else {
             throw HypervisorError.unavailable("unexpected answer to identify")
@@ -93,7 +98,7 @@ public final class SimHypervisorClient: PrivilegedHypervisor, GuestHypervisor, @
         }
     }
 
-    deinit { Glibc.close(socket) }
+    deinit { Glibc.close(socket.withLock { $0 }) }
 
     private static func exchange(_ socket: Int32, _ request: SimRequest) throws -> (SimResponse, [FileDescriptor]) {
         try SimWire.send(request, on: socket)
@@ -108,7 +113,36 @@ public final class SimHypervisorClient: PrivilegedHypervisor, GuestHypervisor, @
     }
 
     private func call(_ request: SimRequest) throws -> (SimResponse, [FileDescriptor]) {
-        try lock.withLock { _ in try Self.exchange(socket, request) }
+        try socket.withLock { socket in try Self.exchange(socket, request) }
+    }
+
+    // MARK: RecoverableHypervisor
+
+    public func makeLossMonitor() throws -> Int32 {
+        guard let socketPath else { throw HypervisorError.invalidArgument("a guest's connection cannot be monitored") }
+        // A second connection that never sends: the hypervisor's exit ends its stream.
+        return try UnixSocketPath.connect(socketPath, type: Int32(SOCK_SEQPACKET.rawValue))
+    }
+
+    public func reconnect() throws {
+        guard let socketPath else { throw HypervisorError.invalidArgument("a guest's connection cannot reconnect") }
+        let fd: Int32
+        do {
+            fd = try UnixSocketPath.connect(socketPath, type: Int32(SOCK_SEQPACKET.rawValue))
+            guard case .identity(_, true) = try Self.exchange(fd, .identify).0 else {
+                Glibc.close(fd)
+                throw HypervisorError.unavailable("the hypervisor at \(socketPath) did not accept us as dom0")
+            }
+        } catch let error as HypervisorError {
+            throw error
+        } catch {
+            throw HypervisorError.unavailable("cannot connect to \(socketPath): \(error)")
+        }
+        let old = socket.withLock { current in
+            defer { current = fd }
+            return current
+        }
+        Glibc.close(old)
     }
 
     private func expectOK(_ request: SimRequest) throws {

@@ -71,7 +71,8 @@ public final class HostStack: @unchecked Sendable {
     public let directory: ScratchDirectory
     /// Readable by guests (the run directory is not): trigger files and the like.
     public let shared: ScratchDirectory
-    public let hypervisor: DaemonProcess
+    public private(set) var hypervisor: DaemonProcess
+    private let hypervisorArguments: [String]
     public private(set) var xenstored: DaemonProcess?
     public private(set) var consoled: DaemonProcess?
 
@@ -80,16 +81,28 @@ public final class HostStack: @unchecked Sendable {
     public var xenstoredSocket: String { directory.path + "/xenstored.sock" }
     public var logDirectory: String { directory.path + "/logs" }
 
-    public init(xenstored withXenstored: Bool = false) throws {
+    /// - Parameter hypervisorArguments: extra options for `conch hypervisor`.
+    public init(xenstored withXenstored: Bool = false, hypervisorArguments: [String] = []) throws {
         directory = try ScratchDirectory(prefix: "conch-host")
         shared = try ScratchDirectory.guestReadable()
+        self.hypervisorArguments = hypervisorArguments
         try FileManager.default.createDirectory(atPath: directory.path + "/logs", withIntermediateDirectories: true)
         hypervisor = try DaemonProcess(
-            ["hypervisor", "--run-dir", directory.path],
+            ["hypervisor", "--run-dir", directory.path] + hypervisorArguments,
             readyPath: directory.path + "/hypervisor.sock",
             logDirectory: directory.path + "/logs"
         )
         if withXenstored { try startXenstored() }
+    }
+
+    /// Starts `conch hypervisor` again after it died (the old process is reaped).
+    public func restartHypervisor() throws {
+        hypervisor.kill()
+        hypervisor = try DaemonProcess(
+            ["hypervisor", "--run-dir", directory.path] + hypervisorArguments,
+            readyPath: directory.path + "/hypervisor.sock",
+            logDirectory: directory.path + "/logs"
+        )
     }
 
     public func startXenstored() throws {

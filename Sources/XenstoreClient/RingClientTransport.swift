@@ -16,8 +16,10 @@ import XenRing
 /// events come out of `rsp`, and the event channel carries wake-ups both ways.
 ///
 /// A reader thread waits on the event channel. If xenstored goes away (its end of
-/// the channel closes, which wakes us), pending and later requests fail with
-/// `connectionClosed` instead of hanging.
+/// the channel closes, which wakes us), the transport waits ``restartGrace`` for a
+/// restarted xenstored to bind the channel again — it resumes the ring where it
+/// stood, from its journal — and only then gives up: pending and later requests
+/// fail with `connectionClosed` instead of hanging.
 public final class RingClientTransport: XenstoreClientTransport, @unchecked Sendable {
     private let ring: XenstoreRing<GuestPage>
     private let page: GuestPage
@@ -25,6 +27,8 @@ public final class RingClientTransport: XenstoreClientTransport, @unchecked Send
     private let hypervisor: any EventChannels
     private let state = Mutex(State())
     private let sink = Mutex<(any XenstoreTransportSink)?>(nil)
+    /// How long xenstored may be away before the ring is given up.
+    public let restartGrace: Duration
 
     private struct State {
         var outgoing: [UInt8] = []
@@ -35,11 +39,33 @@ public final class RingClientTransport: XenstoreClientTransport, @unchecked Send
     ///   - page: the guest's xenstore page (its own frame).
     ///   - channel: the guest's end of the xenstore event channel.
     ///   - hypervisor: used to ask whether xenstored is still bound.
-    public init(page: GuestPage, channel: any EventChannelEndpoint, hypervisor: any EventChannels) {
+    public init(
+        page: GuestPage,
+        channel: any EventChannelEndpoint,
+        hypervisor: any EventChannels,
+        restartGrace: Duration = .seconds(10)
+    ) {
         self.page = page
         self.ring = XenstoreRing(memory: page)
         self.channel = channel
         self.hypervisor = hypervisor
+        self.restartGrace = restartGrace
+    }
+
+    private func isBound() -> Bool {
+        if case .interdomain = (try? hypervisor.status(channel.port)) ?? .closed { return true }
+        return false
+    }
+
+    /// Waits for xenstored to bind the channel again (a restart); false if it does
+    /// not within ``restartGrace``.
+    private func waitForRestart() -> Bool {
+        let deadline = ContinuousClock.now + restartGrace
+        while ContinuousClock.now < deadline, !isClosed {
+            if isBound() { return true }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return isBound()
     }
 
     public var preferredExecutor: (any TaskExecutor)? { nil }
@@ -106,7 +132,11 @@ public final class RingClientTransport: XenstoreClientTransport, @unchecked Send
             let consumed = requestConsumer != lastRequestConsumer
             lastRequestConsumer = requestConsumer
             if woke && (consumed || (try? ring.frontend.input.available()) ?? 0 > 0) { continue }
-            if case .interdomain = (try? hypervisor.status(channel.port)) ?? .closed { continue }
+            if isBound() || waitForRestart() {
+                pushOutgoing()
+                try? channel.notify()
+                continue
+            }
             finish(XenstoreClientError.connectionClosed)
             return
         }

@@ -59,8 +59,11 @@ public struct XenstoreWatchEvent: Hashable, Sendable {
 /// may share one client. Watch events arrive through ``watch(_:token:)``'s
 /// `AsyncStream`. ``transaction(_:)`` retries the body on EAGAIN.
 public final class XenstoreClient: Sendable {
-    private let transport: any XenstoreClientTransport
-    private let state = StateBox()
+    private let state: StateBox
+    /// Makes a new transport after the connection dropped (``connect(socketPath:reconnecting:)``).
+    private let reconnect: (@Sendable () -> any XenstoreClientTransport)?
+
+    private var transport: any XenstoreClientTransport { state.withLock { $0.transport } }
 
     /// The client's state behind a pthread mutex (NIOLock). ThreadSanitizer sees
     /// pthread locking; it does not see Synchronization.Mutex, whose futex calls
@@ -68,7 +71,9 @@ public final class XenstoreClient: Sendable {
     /// sections as racing.
     private final class StateBox: @unchecked Sendable {
         private let lock = NIOLock()
-        private var state = State()
+        private var state: State
+
+        init(_ state: consuming State) { self.state = state }
 
         func withLock<R>(_ body: (inout State) throws -> R) rethrows -> R {
             try lock.withLock { try body(&state) }
@@ -76,26 +81,50 @@ public final class XenstoreClient: Sendable {
     }
 
     fileprivate struct State: ~Copyable {
+        var transport: any XenstoreClientTransport
+        /// Bumped on each reconnection: a closed notice from an old transport is stale.
+        var generation = 0
+        /// ``close()`` was called: no reconnection.
+        var closing = false
+        var reconnecting = false
         var nextRequestID: UInt32 = 1
         var pending: [UInt32: CheckedContinuation<XenstoreMessage, any Error>] = [:]
         /// Requests sent by ``batch(_:transaction:)``: their collector and position.
         var batched: [UInt32: (BatchCollector, Int)] = [:]
         var watchers: [String: AsyncStream<XenstoreWatchEvent>.Continuation] = [:]
+        /// Each watch's path by token, to set it again after a reconnection.
+        var watchPaths: [String: String] = [:]
         var decoder = XenstoreDecoder()
         var closed = false
     }
 
     /// Connects over `transport` and starts reading.
-    public init(transport: any XenstoreClientTransport) async throws {
-        self.transport = transport
-        try await transport.start(Sink(client: self))
+    public convenience init(transport: any XenstoreClientTransport) async throws {
+        try await self.init(transport: transport, reconnect: nil)
+    }
+
+    private init(
+        transport: any XenstoreClientTransport,
+        reconnect: (@Sendable () -> any XenstoreClientTransport)?
+    ) async throws {
+        self.reconnect = reconnect
+        state = StateBox(State(transport: transport))
+        try await transport.start(Sink(client: self, generation: 0))
     }
 
     /// Connects to xenstored's Unix socket: `socketPath` if given, else where
     /// libxenstore looks — `$XENSTORED_PATH`, else `$XENSTORED_RUNDIR/socket`, else
     /// `/var/run/xenstored/socket`.
-    public static func connect(socketPath: String? = nil) async throws -> XenstoreClient {
-        try await XenstoreClient(transport: SocketClientTransport(path: socketPath ?? defaultSocketPath()))
+    ///
+    /// - Parameter reconnecting: for a daemon: if the connection drops (xenstored
+    ///   restarted), requests in flight fail with `.connectionClosed`, and the
+    ///   client connects again until it succeeds, then sets every watch again —
+    ///   each stream gets the immediate event of a new watch, its cue to re-read.
+    public static func connect(socketPath: String? = nil, reconnecting: Bool = false) async throws -> XenstoreClient {
+        let path = socketPath ?? defaultSocketPath()
+        let reconnect: (@Sendable () -> any XenstoreClientTransport)? =
+            reconnecting ? { @Sendable () -> any XenstoreClientTransport in SocketClientTransport(path: path) } : nil
+        return try await XenstoreClient(transport: SocketClientTransport(path: path), reconnect: reconnect)
     }
 
     /// The socket path libxenstore would use (`xs_daemon_socket()`).
@@ -124,7 +153,10 @@ public final class XenstoreClient: Sendable {
     public var preferredExecutor: (any TaskExecutor)? { transport.preferredExecutor }
 
     /// Closes the connection; outstanding requests fail with `.connectionClosed`.
-    public func close() { transport.close() }
+    public func close() {
+        state.withLock { $0.closing = true }
+        transport.close()
+    }
 
     // MARK: - Requests
 
@@ -397,11 +429,17 @@ public final class XenstoreClient: Sendable {
         token: String
     ) async throws(XenstoreClientError) -> AsyncStream<XenstoreWatchEvent> {
         let (stream, continuation) = AsyncStream.makeStream(of: XenstoreWatchEvent.self, bufferingPolicy: .unbounded)
-        state.withLock { $0.watchers[token] = continuation }
+        state.withLock {
+            $0.watchers[token] = continuation
+            $0.watchPaths[token] = path
+        }
         do {
             _ = try await request(.watch, XenstorePayload.strings([path, token]))
         } catch {
-            _ = state.withLock { $0.watchers.removeValue(forKey: token) }
+            _ = state.withLock {
+                $0.watchPaths[token] = nil
+                return $0.watchers.removeValue(forKey: token)
+            }
             continuation.finish()
             throw error
         }
@@ -410,15 +448,19 @@ public final class XenstoreClient: Sendable {
 
     public func unwatch(_ path: String, token: String) async throws(XenstoreClientError) {
         _ = try await request(.unwatch, XenstorePayload.strings([path, token]))
-        state.withLock { $0.watchers.removeValue(forKey: token) }?.finish()
+        state.withLock {
+            $0.watchPaths[token] = nil
+            return $0.watchers.removeValue(forKey: token)
+        }?.finish()
     }
 
     // MARK: - Receiving
 
     private struct Sink: XenstoreTransportSink {
         let client: XenstoreClient
+        let generation: Int
         func received(_ bytes: [UInt8]) { client.received(bytes) }
-        func closed(_ error: (any Error)?) { client.closed() }
+        func closed(_ error: (any Error)?) { client.closed(generation: generation) }
     }
 
     private func received(_ bytes: [UInt8]) {
@@ -449,23 +491,87 @@ public final class XenstoreClient: Sendable {
         if failed { transport.close() }
     }
 
-    private func closed() {
-        let (pending, batches, watchers) = state.withLock { state in
+    private func closed(generation: Int) {
+        let retry = reconnect
+        let (pending, batches, watchers, reconnecting) = state.withLock { state in
+            guard generation == state.generation else {
+                return (
+                    [CheckedContinuation<XenstoreMessage, any Error>](), [BatchCollector](),
+                    [AsyncStream<XenstoreWatchEvent>.Continuation](), false
+                )
+            }
+            let reconnecting = retry != nil && !state.closing
             state.closed = true
+            state.reconnecting = reconnecting
+            state.decoder = XenstoreDecoder()
             defer {
                 state.pending.removeAll()
                 state.batched.removeAll()
-                state.watchers.removeAll()
+                if !reconnecting {
+                    state.watchers.removeAll()
+                    state.watchPaths.removeAll()
+                }
             }
             // One collector per batch, however many of its requests were unanswered.
             var collectors: [ObjectIdentifier: BatchCollector] = [:]
             for (collector, _) in state.batched.values { collectors[ObjectIdentifier(collector)] = collector }
-            return (Array(state.pending.values), Array(collectors.values), Array(state.watchers.values))
+            return (
+                Array(state.pending.values), Array(collectors.values),
+                reconnecting ? [] : Array(state.watchers.values), reconnecting
+            )
         }
         for continuation in pending { continuation.resume(throwing: XenstoreClientError.connectionClosed) }
         for collector in batches { collector.fail() }
         for watcher in watchers { watcher.finish() }
+        if reconnecting, let retry { Task { await self.reconnect(using: retry) } }
     }
+
+    /// Connects again (every 50 ms at first, backing off to 1 s) until it works or
+    /// ``close()`` is called, then sets every watch again.
+    private func reconnect(using makeTransport: @Sendable () -> any XenstoreClientTransport) async {
+        var delay: Duration = .milliseconds(50)
+        while true {
+            if state.withLock({ $0.closing }) {
+                finishWatchers()
+                return
+            }
+            let transport = makeTransport()
+            let generation = state.withLock { state in
+                state.generation += 1
+                return state.generation
+            }
+            do {
+                try await transport.start(Sink(client: self, generation: generation))
+                let paths = state.withLock { state in
+                    state.transport = transport
+                    state.closed = false
+                    state.reconnecting = false
+                    return state.watchPaths
+                }
+                for (token, path) in paths.sorted(by: { $0.key < $1.key }) {
+                    _ = try? await request(.watch, XenstorePayload.strings([path, token]))
+                }
+                return
+            } catch {
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(1))
+            }
+        }
+    }
+
+    private func finishWatchers() {
+        let watchers = state.withLock { state in
+            defer {
+                state.watchers.removeAll()
+                state.watchPaths.removeAll()
+            }
+            return Array(state.watchers.values)
+        }
+        for watcher in watchers { watcher.finish() }
+    }
+
+    /// Whether the client is between connections (it reconnects by itself).
+    public var isReconnecting: Bool { state.withLock { $0.reconnecting } }
 
     // MARK: - Payload helpers
 

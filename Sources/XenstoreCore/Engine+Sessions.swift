@@ -99,6 +99,7 @@ extension XenstoreEngine {
         guard let transaction = request.transaction else { throw .ENOENT }
         connections[request.id]?.transactions[request.message.txID] = nil
         guard commit else { return [request.ok] }
+        if transaction.lost { throw .EAGAIN }
 
         for (path, seen) in transaction.touched where store.node(at: path)?.generation != seen {
             throw .EAGAIN

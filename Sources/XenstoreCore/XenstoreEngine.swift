@@ -94,8 +94,10 @@ public struct XenstoreEngine: Sendable {
     /// Registers a connection. Unix-socket clients are `domid: .dom0, privileged: true`; a
     /// domain's ring connection is its domid, privileged only for dom0 or a `--priv-domid`.
     /// Registering an id again resets it.
-    public mutating func connect(_ id: ConnectionID, domid: DomID, privileged: Bool) {
-        connections[id] = Connection(domid: domid, privileged: privileged)
+    /// - Parameter persistent: the connection outlives the daemon (a guest's ring, which a
+    ///   restarted xenstored serves again); a snapshot keeps it.
+    public mutating func connect(_ id: ConnectionID, domid: DomID, privileged: Bool, persistent: Bool = false) {
+        connections[id] = Connection(domid: domid, privileged: privileged, persistent: persistent)
         watcherIDs.remove(id)
     }
 
@@ -236,11 +238,15 @@ struct Transaction: Sendable {
     var dependencies: [XenstorePath: XenstorePermissions?] = [:]
     var log: [TreeOperation] = []
     var triggers: [WatchTrigger] = []
+    /// Its work was lost in a journal snapshot: it commits with EAGAIN.
+    var lost = false
 }
 
 struct Connection: Sendable {
     let domid: DomID
     let privileged: Bool
+    /// A guest's ring: it survives a restart of the daemon.
+    var persistent = false
     /// In registration order.
     private(set) var watches: [Watch] = []
     /// The same watches by path: a change is matched against its own path and its
@@ -301,9 +307,10 @@ struct Connection: Sendable {
         return levels > 1 ? matched.sorted { $0.sequence < $1.sequence } : matched
     }
 
-    init(domid: DomID, privileged: Bool) {
+    init(domid: DomID, privileged: Bool, persistent: Bool = false) {
         self.domid = domid
         self.privileged = privileged
+        self.persistent = persistent
     }
 
     /// The base of relative paths.

@@ -30,6 +30,8 @@ public final class RingDomains: XenstoreDomainRings, @unchecked Sendable {
     private var reportedShutdown: Set<DomID> = []
     private var virqChannel: (any Channel)?
     private var virq: (any EventChannelEndpoint)?
+    private var lossChannel: (any Channel)?
+    private var stopped = false
 
     public init(hypervisor: any PrivilegedHypervisor, group: any EventLoopGroup, logger: Logger) {
         self.hypervisor = hypervisor
@@ -37,8 +39,14 @@ public final class RingDomains: XenstoreDomainRings, @unchecked Sendable {
         self.logger = logger
     }
 
-    /// Binds `VIRQ_DOM_EXC` so that shutdowns and deaths reach the engine.
+    /// Binds `VIRQ_DOM_EXC` so that shutdowns and deaths reach the engine, and
+    /// watches the hypervisor connection if it can be lost.
     public func start(hub: XenstoreHub) async throws {
+        try await bindVirq(hub: hub)
+        try await monitorHypervisor(hub: hub)
+    }
+
+    private func bindVirq(hub: XenstoreHub) async throws {
         let virq = try hypervisor.bindVirq(.domainException)
         self.virq = virq
         virqChannel = try await watchDescriptor(virq.waitDescriptor, on: hub.eventLoop) { [weak self, weak hub] in
@@ -47,7 +55,52 @@ public final class RingDomains: XenstoreDomainRings, @unchecked Sendable {
         }
     }
 
+    /// The simulated hypervisor can die and come back (its guests die with it):
+    /// then reconnect, bind the VIRQ again and release every domain that is gone.
+    private func monitorHypervisor(hub: XenstoreHub) async throws {
+        guard let recoverable = hypervisor as? any RecoverableHypervisor else { return }
+        let monitor = try recoverable.makeLossMonitor()
+        defer { close(monitor) }
+        lossChannel = try await watchDescriptor(
+            monitor,
+            on: hub.eventLoop,
+            onClose: { [weak self, weak hub] in
+                guard let self, let hub, !self.stopped else { return }
+                self.logger.warning("the hypervisor went away: reconnecting")
+                self.virqChannel?.close(promise: nil)
+                self.virqChannel = nil
+                self.recover(from: recoverable, hub: hub, attempt: 0)
+            },
+            {}
+        )
+    }
+
+    private func recover(from recoverable: any RecoverableHypervisor, hub: XenstoreHub, attempt: Int) {
+        guard !stopped else { return }
+        do {
+            try recoverable.reconnect()
+        } catch {
+            hub.eventLoop.scheduleTask(in: .milliseconds(Int64(min(1000, 50 << min(attempt, 5))))) { [weak self] in
+                self?.recover(from: recoverable, hub: hub, attempt: attempt + 1)
+            }
+            return
+        }
+        logger.info("reconnected to the hypervisor")
+        let loop = hub.eventLoop
+        Task { [self] in
+            do {
+                try await bindVirq(hub: hub)
+                try await monitorHypervisor(hub: hub)
+                try await loop.submit { self.domainsChanged(hub: hub) }.get()
+            } catch {
+                logger.error("cannot bind to the restarted hypervisor: \(error)")
+            }
+        }
+    }
+
     public func stop() {
+        stopped = true
+        lossChannel?.close(promise: nil)
         virqChannel?.close(promise: nil)
         for ring in rings.values { ring.shutdown() }
         rings.removeAll()
@@ -58,6 +111,20 @@ public final class RingDomains: XenstoreDomainRings, @unchecked Sendable {
     // MARK: XenstoreDomainRings
 
     public func introduce(_ domid: DomID, frame: UInt64, port: UInt32, hub: XenstoreHub) {
+        connect(domid, frame: frame, port: port, hub: hub, resuming: nil)
+    }
+
+    /// After a restart: serves again every ring the journal brought back, where it
+    /// stands (indices untouched: the guest may be half-way through a request),
+    /// then drops the domains that died meanwhile.
+    public func recover(hub: XenstoreHub) {
+        for domain in hub.recoveredDomains {
+            connect(domain.domid, frame: domain.frame, port: domain.port, hub: hub, resuming: domain.connection)
+        }
+        domainsChanged(hub: hub)
+    }
+
+    private func connect(_ domid: DomID, frame: UInt64, port: UInt32, hub: XenstoreHub, resuming: ConnectionID?) {
         do {
             // Grant 1 first, as cxenstored 4.17 does; the frame number as a fallback.
             let page: GuestPage
@@ -71,9 +138,10 @@ public final class RingDomains: XenstoreDomainRings, @unchecked Sendable {
             rings[domid]?.shutdown()
             rings[domid] = ring
             reportedShutdown.remove(domid)
-            ring.start(group: group)
+            ring.start(group: group, resuming: resuming)
         } catch {
-            logger.error("cannot connect the xenstore ring of a new domain: \(error)", metadata: ["domid": "\(domid)"])
+            logger.error("cannot connect the xenstore ring of a domain: \(error)", metadata: ["domid": "\(domid)"])
+            if resuming != nil { hub.domainDestroyed(domid) }
         }
     }
 
@@ -126,6 +194,8 @@ final class RingConnection: XenstoreEndpoint {
     private var pendingStart = 0
     private var reading = true
     private var failed = false
+    /// Bytes still to come of a message longer than the ring.
+    private var streaming = 0
 
     /// Replies beyond this many bytes wait in the hub's queue instead.
     static let pendingLimit = 64 * 1024
@@ -141,7 +211,9 @@ final class RingConnection: XenstoreEndpoint {
 
     var port: EvtchnPort { channel.port }
 
-    func start(group: any EventLoopGroup) {
+    /// Starts serving; `resuming` is the connection a restarted daemon recovered
+    /// from its journal for this ring (its watches and transactions come back).
+    func start(group: any EventLoopGroup, resuming: ConnectionID? = nil) {
         guard let hub else { return }
         // Conch serves reconnection and the error field (xenstore-ring.txt).
         page.store32(
@@ -149,9 +221,14 @@ final class RingConnection: XenstoreEndpoint {
             at: XenstoreInterface.serverFeaturesOffset,
             ordering: .releasing
         )
-        id = hub.attach(self, domid: domid, privileged: false)
+        if let resuming {
+            hub.reattach(self, id: resuming, domid: domid)
+            id = resuming
+        } else {
+            id = hub.attach(self, domid: domid, privileged: false, persistent: true)
+        }
         listen(on: hub.eventLoop)
-        service()  // requests the guest wrote before it was introduced
+        service()  // requests the guest wrote before it was introduced (or while we were away)
     }
 
     private func listen(on loop: any EventLoop) {
@@ -211,18 +288,55 @@ final class RingConnection: XenstoreEndpoint {
         pushPending()
         guard reading else { return }
         do {
-            var buffer = [UInt8](repeating: 0, count: XenstoreInterface.ringSize)
+            // Whole messages only: a request leaves the ring once it is complete and
+            // handed to the hub (which records it before acting), so a daemon killed
+            // at any moment leaves every request either done or still in the ring.
             while !failed, reading {
-                let count = try buffer.withUnsafeMutableBytes { try ring.backend.input.peek(into: $0) }
-                guard count > 0 else { break }
-                // Handed to the connection's decoder, so safe to consume now.
-                try ring.backend.input.consume(count)
+                if streaming > 0 {
+                    guard try streamLongMessage(id: id, hub: hub) else { break }
+                    continue
+                }
+                var header = [UInt8](repeating: 0, count: XenstoreHeader.size)
+                let have = try header.withUnsafeMutableBytes { try ring.backend.input.peek(into: $0) }
+                guard have == XenstoreHeader.size else { break }
+                let announced =
+                    UInt32(header[12]) | UInt32(header[13]) << 8 | UInt32(header[14]) << 16
+                    | UInt32(header[15]) << 24
+                guard let length = Int(exactly: announced), length <= XenstoreInterface.payloadMax else {
+                    hub.received(header, from: id)  // the hub reports the oversize header and closes us
+                    return
+                }
+                let total = XenstoreHeader.size + length
+                // A message longer than the ring arrives in pieces: hand those over as they come.
+                if total > XenstoreInterface.ringSize {
+                    streaming = total
+                    continue
+                }
+                var message = [UInt8](repeating: 0, count: total)
+                let got = try message.withUnsafeMutableBytes { try ring.backend.input.peek(into: $0) }
+                guard got == total else { break }
+                try ring.backend.input.consume(total)
                 try? channel.notify()
-                hub.received(buffer.prefix(count), from: id)
+                hub.received(message, from: id)
             }
         } catch {
             fail(.ringIndex, "\(error)")
         }
+    }
+
+    /// A message larger than the ring (up to 4096 + 16 bytes into 1024) cannot be
+    /// held whole in it: it is consumed as it arrives. A restart in the middle of one
+    /// loses it (the guest sees no reply; Linux's xenbus then times out).
+    /// Returns whether any bytes moved.
+    private func streamLongMessage(id: ConnectionID, hub: XenstoreHub) throws -> Bool {
+        var buffer = [UInt8](repeating: 0, count: min(streaming, XenstoreInterface.ringSize))
+        let count = try buffer.withUnsafeMutableBytes { try ring.backend.input.peek(into: $0) }
+        guard count > 0 else { return false }
+        try ring.backend.input.consume(count)
+        try? channel.notify()
+        streaming -= count
+        hub.received(buffer.prefix(count), from: id)
+        return true
     }
 
     private func pushPending() {
@@ -253,11 +367,12 @@ final class RingConnection: XenstoreEndpoint {
         pending.removeAll()
         pendingStart = 0
         resetRing()
-        id = hub.attach(self, domid: domid, privileged: false)
+        id = hub.attach(self, domid: domid, privileged: false, persistent: true)
         try? channel.notify()
     }
 
     private func resetRing() {
+        streaming = 0
         for offset in [
             XenstoreInterface.reqConsOffset, XenstoreInterface.reqProdOffset,
             XenstoreInterface.rspConsOffset, XenstoreInterface.rspProdOffset,
@@ -284,23 +399,27 @@ final class RingConnection: XenstoreEndpoint {
     }
 }
 
-/// Calls `onSignal` on `loop` whenever the eventfd `descriptor` becomes readable.
+/// Calls `onSignal` on `loop` whenever `descriptor` (an eventfd) becomes readable,
+/// and `onClose` when it reaches end of stream (a socket whose peer went away).
 /// The channel owns a duplicate of the descriptor.
 @discardableResult
 func watchDescriptor(
     _ descriptor: Int32,
     on loop: any EventLoop,
+    onClose: (() -> Void)? = nil,
     _ onSignal: @escaping () -> Void
 )
     -> EventLoopFuture<any Channel>
 {
     let copy = dup(descriptor)
-    // The callback touches state confined to `loop`; the channel runs on `loop`.
-    let callback = LoopConfined(onSignal)
+    // The callbacks touch state confined to `loop`; the channel runs on `loop`.
+    let callback = LoopConfined((onSignal, onClose))
     return NIOPipeBootstrap(group: loop)
         .channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(EventfdHandler(callback.value))
+                try channel.pipeline.syncOperations.addHandler(
+                    EventfdHandler(callback.value.0, onClose: callback.value.1)
+                )
             }
         }
         .takingOwnershipOfDescriptor(input: copy)
@@ -315,8 +434,13 @@ private struct LoopConfined<Value>: @unchecked Sendable {
 private final class EventfdHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     let onSignal: () -> Void
-    init(_ onSignal: @escaping () -> Void) { self.onSignal = onSignal }
+    let onClose: (() -> Void)?
+    init(_ onSignal: @escaping () -> Void, onClose: (() -> Void)?) {
+        self.onSignal = onSignal
+        self.onClose = onClose
+    }
     func channelRead(context: ChannelHandlerContext, data: NIOAny) { onSignal() }
+    func channelInactive(context: ChannelHandlerContext) { onClose?() }
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {}
 }
 
@@ -324,10 +448,11 @@ extension RingDomains {
     fileprivate func watchDescriptor(
         _ descriptor: Int32,
         on loop: any EventLoop,
+        onClose: (() -> Void)? = nil,
         _ onSignal: @escaping () -> Void
     )
         async throws -> any Channel
     {
-        try await XenstoreServer.watchDescriptor(descriptor, on: loop, onSignal).get()
+        try await XenstoreServer.watchDescriptor(descriptor, on: loop, onClose: onClose, onSignal).get()
     }
 }

@@ -54,6 +54,8 @@ public final class XenstoreHub: @unchecked Sendable {
     private var engine: XenstoreEngine
     private var connections: [ConnectionID: Connection] = [:]
     private var nextID: UInt64 = 1
+    /// Every input to the engine goes here first, so a restarted daemon can rebuild it.
+    private let journal: JournalFile?
 
     private final class Connection {
         let endpoint: any XenstoreEndpoint
@@ -68,30 +70,101 @@ public final class XenstoreHub: @unchecked Sendable {
         }
     }
 
-    public init(eventLoop: any EventLoop, quotas: Quotas = .cxenstored417, maxQueuedMessages: Int = 256, logger: Logger)
-    {
+    /// - Parameters:
+    ///   - journal: where inputs are recorded, with what it held when it was opened:
+    ///     the engine starts from their replay, and guest rings from before the
+    ///     restart are to be served again (``persistentConnections``).
+    public init(
+        eventLoop: any EventLoop,
+        quotas: Quotas = .cxenstored417,
+        maxQueuedMessages: Int = 256,
+        journal: (file: JournalFile, entries: [JournalEntry])? = nil,
+        logger: Logger
+    ) {
         self.eventLoop = eventLoop
-        self.engine = XenstoreEngine(quotas: quotas)
         self.maxQueuedMessages = maxQueuedMessages
         self.logger = logger
+        self.journal = journal?.file
+        guard let journal, !journal.entries.isEmpty else {
+            self.engine = XenstoreEngine(quotas: quotas)
+            return
+        }
+        var engine = XenstoreEngine.replay(journal.entries, quotas: quotas)
+        // Socket clients died with the old daemon; guests' rings did not.
+        for id in engine.connectionIDs where !engine.persistentConnections.contains(where: { $0.id == id }) {
+            engine.disconnect(id)
+        }
+        self.engine = engine
+        nextID = (engine.highestConnectionID?.rawValue ?? 0) + 1
+        logger.info(
+            "store recovered from the journal",
+            metadata: [
+                "entries": "\(journal.entries.count)", "domains": "\(engine.introducedDomains.count)",
+                "rings": "\(engine.persistentConnections.count)",
+            ]
+        )
+        compact()
     }
 
-    /// Registers a new peer; socket clients are privileged dom0.
-    public func attach(_ endpoint: any XenstoreEndpoint, domid: DomID = .dom0, privileged: Bool = true) -> ConnectionID
-    {
+    /// Domains introduced before a restart, and the ring connections to serve again.
+    public var recoveredDomains: [(domid: DomID, frame: UInt64, port: UInt32, connection: ConnectionID?)] {
+        let rings = engine.persistentConnections
+        return engine.introducedDomains.map { domain in
+            (domain.domid, domain.frame, domain.port, rings.first { $0.domid == domain.domid }?.id)
+        }
+    }
+
+    private func record(_ entry: JournalEntry) {
+        journal?.append(entry)
+        if let failure = journal?.failed, !journalFailureReported {
+            journalFailureReported = true
+            logger.error("the store is no longer recorded: \(failure)")
+        }
+    }
+
+    private var journalFailureReported = false
+
+    /// Replaces a grown journal by a snapshot of the engine.
+    private func compact() {
+        guard let journal else { return }
+        engine.loseOpenTransactions()
+        do {
+            try journal.replace(with: engine.snapshot())
+        } catch {
+            logger.error("cannot write a snapshot of the store: \(error)")
+        }
+    }
+
+    /// Registers a new peer; socket clients are privileged dom0. A guest's ring is
+    /// `persistent`: it outlives this daemon, and a restarted one serves it again.
+    public func attach(
+        _ endpoint: any XenstoreEndpoint,
+        domid: DomID = .dom0,
+        privileged: Bool = true,
+        persistent: Bool = false
+    ) -> ConnectionID {
         eventLoop.preconditionInEventLoop()
         let id = ConnectionID(nextID)
         nextID += 1
         connections[id] = Connection(endpoint: endpoint, domid: domid)
-        engine.connect(id, domid: domid, privileged: privileged)
+        record(.connect(id, domid: domid, privileged: privileged, persistent: persistent))
+        engine.connect(id, domid: domid, privileged: privileged, persistent: persistent)
         logger.debug("connection attached", metadata: ["connection": "\(id)", "domid": "\(domid)"])
         return id
+    }
+
+    /// Serves again a ring connection the journal brought back (its watches and
+    /// transactions are already in the engine).
+    public func reattach(_ endpoint: any XenstoreEndpoint, id: ConnectionID, domid: DomID) {
+        eventLoop.preconditionInEventLoop()
+        connections[id] = Connection(endpoint: endpoint, domid: domid)
     }
 
     /// Forgets a peer: its watches and transactions go with it.
     public func detach(_ id: ConnectionID) {
         eventLoop.preconditionInEventLoop()
         guard connections.removeValue(forKey: id) != nil else { return }
+        record(.disconnect(id))
         engine.disconnect(id)
         logger.debug("connection detached", metadata: ["connection": "\(id)"])
     }
@@ -102,8 +175,10 @@ public final class XenstoreHub: @unchecked Sendable {
         guard let connection = connections[id] else { return }
         let messages = connection.decoder.feed(bytes)
         for message in messages {
+            if JournalEntry.matters(message) { record(.request(id, message)) }
             apply(engine.handle(message, from: id))
         }
+        if journal?.wantsCompaction == true { compact() }
         if case .failed(let error) = connection.decoder.state {
             // cxenstored drops a connection that announces an oversize payload.
             logger.notice(
@@ -123,12 +198,14 @@ public final class XenstoreHub: @unchecked Sendable {
     /// The hypervisor reports a domain shut down or crashed.
     public func domainShutdown(_ domid: DomID) {
         eventLoop.preconditionInEventLoop()
+        record(.domainShutdown(domid))
         apply(engine.domainShutdown(domid))
     }
 
     /// The hypervisor reports a domain destroyed.
     public func domainDestroyed(_ domid: DomID) {
         eventLoop.preconditionInEventLoop()
+        record(.domainDestroyed(domid))
         apply(engine.domainDestroyed(domid))
     }
 

@@ -29,17 +29,23 @@ public struct XenstoredService: Service {
 
         /// Where guests' rings come from; nil serves the Unix socket only.
         public var hypervisor: (any PrivilegedHypervisor)?
+        /// Where every change is recorded, so that a restarted daemon (after a crash
+        /// or `kill -9`) resumes with the same store, domains and guest rings; nil
+        /// keeps the store in memory only.
+        public var journalPath: String?
 
         public init(
             socketPath: String,
             quotas: Quotas = .cxenstored417,
             maxQueuedMessages: Int = 256,
-            hypervisor: (any PrivilegedHypervisor)? = nil
+            hypervisor: (any PrivilegedHypervisor)? = nil,
+            journalPath: String? = nil
         ) {
             self.socketPath = socketPath
             self.quotas = quotas
             self.maxQueuedMessages = maxQueuedMessages
             self.hypervisor = hypervisor
+            self.journalPath = journalPath
         }
     }
 
@@ -57,12 +63,16 @@ public struct XenstoredService: Service {
     public func run() async throws {
         // One thread: the engine is confined to it, so requests need no locks.
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let hub = XenstoreHub(
-            eventLoop: group.next(),
-            quotas: configuration.quotas,
-            maxQueuedMessages: configuration.maxQueuedMessages,
-            logger: logger
-        )
+        let journal = try configuration.journalPath.map { try JournalFile.open(path: $0) }
+        let hub = try await group.next().submit {
+            XenstoreHub(
+                eventLoop: group.next(),
+                quotas: configuration.quotas,
+                maxQueuedMessages: configuration.maxQueuedMessages,
+                journal: journal,
+                logger: logger
+            )
+        }.get()
         let path = configuration.socketPath
         // Created 0600 from the start: no window in which another user could connect.
         let previousMask = umask(0o177)
@@ -100,6 +110,7 @@ public struct XenstoredService: Service {
             let domains = RingDomains(hypervisor: hypervisor, group: group, logger: logger)
             try await group.next().submit { hub.domainRings = domains }.get()
             try await domains.start(hub: hub)
+            try await group.next().submit { domains.recover(hub: hub) }.get()
             rings = domains
             logger.info("serving guest rings through the hypervisor")
         }

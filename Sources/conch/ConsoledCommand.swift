@@ -75,13 +75,17 @@ struct Consoled: AsyncParsableCommand {
         let hypervisor = try HypervisorFactory.privileged(.simulated(runDirectory))
         let store: XenstoreClient
         do {
-            store = try await XenstoreClient.connect(socketPath: runDirectory.xenstoredSocket)
+            // xenstored may restart under us: the client reconnects and sets its watches again.
+            store = try await XenstoreClient.connect(socketPath: runDirectory.xenstoredSocket, reconnecting: true)
         } catch {
             throw ValidationError(
                 "cannot reach xenstored at \(runDirectory.xenstoredSocket): \(error) (start `conch up`)"
             )
         }
-        let keeper = try Self.keeper(runDirectory, logLevel: logging.logLevel)
+        let logLevel = logging.logLevel.rawValue
+        let keeper: @Sendable () throws -> KeeperClient = {
+            try KeeperClient.connectOrStart(runDirectory: runDirectory, logLevel: logLevel)
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let daemon = ConsoleDaemon(
             configuration: .init(
@@ -116,29 +120,6 @@ struct Consoled: AsyncParsableCommand {
         await daemon.stop()
         store.close()
         try await group.shutdownGracefully()
-    }
-}
-
-extension Consoled {
-    /// The running sink keeper of this run directory, or a new one: started in
-    /// its own process group, so that whatever kills consoled leaves it alive.
-    static func keeper(_ runDirectory: RunDirectory, logLevel: Logger.Level) throws -> KeeperClient {
-        if let client = try? KeeperClient(path: runDirectory.keeperSocket) { return client }
-        let logPath = runDirectory.logDirectory + "/consoled-keeper.log"
-        let child = try ChildProcess.logging(
-            to: logPath,
-            executable: ChildProcess.currentExecutable(),
-            arguments: ["consoled-keeper", "--run-dir", runDirectory.path, "--log-level", logLevel.rawValue],
-            newProcessGroup: true
-        )
-        for _ in 0..<500 {
-            if let client = try? KeeperClient(path: runDirectory.keeperSocket) { return client }
-            if let ended = try? child.poll() {
-                throw ValidationError("the sink keeper exited (\(ended)) while starting; see \(logPath)")
-            }
-            usleep(10_000)
-        }
-        throw ValidationError("the sink keeper did not start within 5 s; see \(logPath)")
     }
 }
 

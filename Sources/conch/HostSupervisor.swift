@@ -63,9 +63,12 @@ final class HostSupervisor: @unchecked Sendable {
     /// The supervisor's own pid file (what `conch down` signals).
     static func pidFile(_ runDirectory: RunDirectory) -> String { runDirectory.path + "/up.pid" }
 
-    /// Starts the named daemons in order, each ready before the next.
+    /// Starts the named daemons in order, each ready before the next. A fresh stack
+    /// starts with a fresh store: a journal left by an earlier stack (its domains
+    /// died with its hypervisor) is removed; restarts within this stack keep it.
     func start(_ names: [String]) throws {
         try runDirectory.create()
+        if names.contains("xenstored") { unlink(runDirectory.xenstoredJournal) }
         try FileManager.default.createDirectory(atPath: runDirectory.logDirectory, withIntermediateDirectories: true)
         for name in names {
             guard let index = daemons.firstIndex(where: { $0.name == name }) else { continue }
@@ -140,5 +143,6 @@ final class HostSupervisor: @unchecked Sendable {
     /// (which destroys every domain), then xenstored.
     func stopAll() {
         for name in ["consoled", "hypervisor", "xenstored"] { stop(name) }
+        unlink(runDirectory.xenstoredJournal)
     }
 }

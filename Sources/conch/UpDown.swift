@@ -12,6 +12,8 @@ import SystemExtras
 import SystemPackage
 import ToolstackRuntime
 import UnixSignals
+import XenSim
+import XenstoreClient
 
 #if canImport(Glibc)
 import Glibc
@@ -69,10 +71,22 @@ struct Up: AsyncParsableCommand {
                 try? await Task.sleep(for: .milliseconds(100))
             }
         }
+        // Domains that end on their own leave records and xenstore trees: reap them.
+        let reaper = Task {
+            guard let hypervisor = try? HypervisorFactory.privileged(.simulated(runDirectory)),
+                let store = try? await XenstoreClient.connect(
+                    socketPath: runDirectory.xenstoredSocket,
+                    reconnecting: true
+                )
+            else { return }
+            defer { store.close() }
+            await DomainReaper(hypervisor: hypervisor, store: store, runDirectory: runDirectory.path).run()
+        }
         for await signal in signals {
             Self.say("stopping on \(signal)")
             break
         }
+        reaper.cancel()
         watchdog.cancel()
         await watchdog.value
         supervisor.stopAll()

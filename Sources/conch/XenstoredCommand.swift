@@ -34,6 +34,14 @@ struct Xenstored: AsyncParsableCommand {
     @Option(help: "Socket path (default: <run-dir>/xenstored.sock).")
     var socket: String?
 
+    @Option(
+        help: """
+            Record every change here and resume from it after a restart (default with a run \
+            directory: <run-dir>/xenstored.journal; without one, none).
+            """
+    )
+    var journal: String?
+
     @Option(name: [.customShort("E"), .customLong("quota-nodes")], help: "Nodes an unprivileged domain may own.")
     var nodes = Quotas.cxenstored417.nodes
     @Option(name: [.customShort("W"), .customLong("quota-watches")], help: "Watches per unprivileged domain.")
@@ -91,7 +99,12 @@ struct Xenstored: AsyncParsableCommand {
             }
         }
         let service = XenstoredService(
-            configuration: .init(socketPath: socketPath, quotas: quotas, hypervisor: hypervisor),
+            configuration: .init(
+                socketPath: socketPath,
+                quotas: quotas,
+                hypervisor: hypervisor,
+                journalPath: journal ?? (usesRunDirectory ? runDirectory.xenstoredJournal : nil)
+            ),
             logger: logger
         )
         let group = ServiceGroup(

@@ -109,3 +109,7 @@ let probeScript = """
     except Exception as e:
         print("refused: " + repr(e))
     """
+
+struct ConchFailed: Error, CustomStringConvertible {
+    let description: String
+}
