@@ -651,7 +651,17 @@ public actor ConsoleDaemon {
     func service(_ key: ConsoleKey) {
         guard let session = sessions[key], !session.closed, !session.pump.isQuarantined else { return }
         pushInput(session)
+        announceMissedOutput(session)
         pumpOutput(session)
+    }
+
+    /// Console 0's client can take bytes again after its pty was full: tell it how
+    /// many it missed, even if the guest has nothing new to say.
+    private func announceMissedOutput(_ session: ConsoleSession) {
+        guard session.key.devid == 0, let output = session.outputChannel, output.isWritable,
+            let marker = session.pump.takeClientMissedMarker()
+        else { return }
+        output.writeAndFlush(output.allocator.buffer(bytes: marker), promise: nil)
     }
 
     private func pumpOutput(_ session: ConsoleSession) {
@@ -697,6 +707,9 @@ public actor ConsoleDaemon {
                     return
                 }
                 if plan.sendToClient, let output = session.outputChannel {
+                    if let marker = session.pump.takeClientMissedMarker() {
+                        output.write(output.allocator.buffer(bytes: marker), promise: nil)
+                    }
                     output.writeAndFlush(output.allocator.buffer(bytes: bytes), promise: nil)
                 }
                 commit(session, bytes, plan)

@@ -31,7 +31,7 @@ public enum SinkState: String, Codable, Sendable, CaseIterable {
 /// Every key is always present; `quarantine_reason` is `null` when not quarantined.
 ///
 /// ```json
-/// {"bytes_in":0,"bytes_out":4096,"dropped_bytes":0,"flag_transitions":1,
+/// {"bytes_in":0,"bytes_out":4096,"client_missed_bytes":0,"dropped_bytes":0,"flag_transitions":1,
 ///  "notifications":3,"quarantine_reason":null,"quarantines":0,"ring_full_events":0,
 ///  "sink_state":"waiting_for_client","throttled_periods":0}
 /// ```
@@ -46,6 +46,9 @@ public struct ConsoleCounters: Codable, Equatable, Hashable, Sendable {
     public var throttledPeriods: UInt64 = 0
     /// Bytes dropped from console 0's client history. Channels never drop.
     public var droppedBytes: UInt64 = 0
+    /// Console 0 bytes an attached client did not get because it read too slowly
+    /// (its pty was full); they are in the log, and the client saw a marker.
+    public var clientMissedBytes: UInt64 = 0
     /// Times the console was quarantined (0 or 1 per console lifetime; more in sums).
     public var quarantines: UInt64 = 0
     /// Changes of the `connection` byte, whoever made them.
@@ -65,6 +68,7 @@ public struct ConsoleCounters: Codable, Equatable, Hashable, Sendable {
         case ringFullEvents = "ring_full_events"
         case throttledPeriods = "throttled_periods"
         case droppedBytes = "dropped_bytes"
+        case clientMissedBytes = "client_missed_bytes"
         case quarantines
         case flagTransitions = "flag_transitions"
         case notifications
@@ -81,6 +85,7 @@ public struct ConsoleCounters: Codable, Equatable, Hashable, Sendable {
         ringFullEvents = try number(.ringFullEvents)
         throttledPeriods = try number(.throttledPeriods)
         droppedBytes = try number(.droppedBytes)
+        clientMissedBytes = try number(.clientMissedBytes)
         quarantines = try number(.quarantines)
         flagTransitions = try number(.flagTransitions)
         notifications = try number(.notifications)
@@ -95,6 +100,7 @@ public struct ConsoleCounters: Codable, Equatable, Hashable, Sendable {
         try container.encode(ringFullEvents, forKey: .ringFullEvents)
         try container.encode(throttledPeriods, forKey: .throttledPeriods)
         try container.encode(droppedBytes, forKey: .droppedBytes)
+        try container.encode(clientMissedBytes, forKey: .clientMissedBytes)
         try container.encode(quarantines, forKey: .quarantines)
         try container.encode(flagTransitions, forKey: .flagTransitions)
         try container.encode(notifications, forKey: .notifications)
@@ -115,6 +121,7 @@ public struct ConsoleCounters: Codable, Equatable, Hashable, Sendable {
         ringFullEvents = ringFullEvents.addingSaturated(other.ringFullEvents)
         throttledPeriods = throttledPeriods.addingSaturated(other.throttledPeriods)
         droppedBytes = droppedBytes.addingSaturated(other.droppedBytes)
+        clientMissedBytes = clientMissedBytes.addingSaturated(other.clientMissedBytes)
         quarantines = quarantines.addingSaturated(other.quarantines)
         flagTransitions = flagTransitions.addingSaturated(other.flagTransitions)
         notifications = notifications.addingSaturated(other.notifications)

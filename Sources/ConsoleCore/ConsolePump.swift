@@ -261,16 +261,37 @@ public struct ConsolePump: Sendable {
         if configuration.kind == .primary {
             let dropped = history.append(delivered)
             counters.droppedBytes = counters.droppedBytes.addingSaturated(UInt64(dropped))
+            // Console 0 never waits for its client: bytes its pty could not take are
+            // in the log and the history, and the client is told how many it missed.
+            if !plan.sendToClient { clientMissed += count }
         }
         ringGuard.progress(now: now)
         return count
     }
 
+    /// Console 0 bytes the client's pty could not take since it last could.
+    public private(set) var clientMissed = 0
+
+    /// When console 0's client can take bytes again after missing some: the line
+    /// to show it first, and the count goes into ``ConsoleCounters/clientMissedBytes``.
+    /// nil when it missed nothing.
+    public mutating func takeClientMissedMarker() -> [UInt8]? {
+        guard clientMissed > 0 else { return nil }
+        defer { clientMissed = 0 }
+        counters.clientMissedBytes = counters.clientMissedBytes.addingSaturated(UInt64(clientMissed))
+        return Array(
+            "\r\n[conch: \(clientMissed) bytes not shown: this console's client read too slowly; they are in the log]\r\n"
+                .utf8
+        )
+    }
+
     /// What a newly attached client is sent first: console 0's history (with its drop
     /// marker when anything was dropped); nothing for channels, whose undelivered
-    /// output is still in the ring.
-    public func replayForNewClient() -> [UInt8] {
-        configuration.kind == .primary ? history.replay() : []
+    /// output is still in the ring. What an earlier client missed is in it.
+    public mutating func replayForNewClient() -> [UInt8] {
+        guard configuration.kind == .primary else { return [] }
+        clientMissed = 0
+        return history.replay()
     }
 
     /// How many bytes to move from the client into the `in` ring: min(free space,

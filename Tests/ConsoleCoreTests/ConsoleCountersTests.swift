@@ -27,7 +27,8 @@ struct ConsoleCountersTests {
         counters.sinkState = .waitingForClient
         #expect(
             try json(counters)
-                == #"{"bytes_in":0,"bytes_out":4096,"dropped_bytes":0,"flag_transitions":1,"notifications":3,"#
+                == #"{"bytes_in":0,"bytes_out":4096,"client_missed_bytes":0,"dropped_bytes":0,"flag_transitions":1,"#
+                + #""notifications":3,"#
                 + #""quarantine_reason":null,"quarantines":0,"ring_full_events":0,"#
                 + #""sink_state":"waiting_for_client","throttled_periods":0}"#
         )
