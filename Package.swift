@@ -131,8 +131,17 @@ let package = Package(
         ),
 
         // MARK: Fuzzing: harnesses are a library so unit tests replay kept crashes.
-        .target(name: "FuzzHarnesses", dependencies: ["XenABI", "XenstoreWire", "XenstoreCore"]),
+        .target(
+            name: "FuzzHarnesses",
+            dependencies: [
+                "XenABI", "XenMemory", "XenRing", "XenstoreWire", "XenstoreCore", "ConsoleCore", "Toolstack", "XenSim",
+            ]
+        ),
         .executableTarget(name: "FuzzXenstore", dependencies: ["FuzzHarnesses"]),
+        .executableTarget(name: "FuzzConsoleRing", dependencies: ["FuzzHarnesses"]),
+        .executableTarget(name: "FuzzXenstoreRing", dependencies: ["FuzzHarnesses"]),
+        .executableTarget(name: "FuzzHypervisorRequest", dependencies: ["FuzzHarnesses"]),
+        .executableTarget(name: "FuzzXLConfig", dependencies: ["FuzzHarnesses"]),
 
         // MARK: Test doubles and helpers shared by tests and benchmarks.
         .target(

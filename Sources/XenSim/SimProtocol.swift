@@ -238,3 +238,35 @@ enum SimWire {
         return (fds[0], fds[1])
     }
 }
+
+/// The hypervisor's reading of a peer's packets, as a function of the bytes alone:
+/// what `serve` does with each packet before a request is handled (reassembly
+/// under the guest limit, then decoding). Public for fuzzing and tests.
+public enum SimRequestDecoder {
+    /// What came of a stream of packets.
+    public struct Outcome: Sendable, Hashable {
+        /// Requests decoded.
+        public var requests = 0
+        /// Connections the hypervisor would have dropped (a bad frame or message).
+        public var dropped = 0
+    }
+
+    /// Feeds `packets` (each a SEQPACKET datagram as a guest would send it) to one
+    /// guest connection's assembler.
+    public static func decode(packets: [[UInt8]]) -> Outcome {
+        var outcome = Outcome()
+        var assembler = SimWire.Assembler(limit: SimWire.guestLimit)
+        for bytes in packets {
+            do {
+                guard let message = try assembler.add(SimWire.Packet(bytes: bytes, descriptors: [])) else { continue }
+                _ = try SimWire.decode(SimRequest.self, message)
+                outcome.requests += 1
+            } catch {
+                // The daemon drops such a connection; a fresh one starts clean.
+                outcome.dropped += 1
+                assembler = SimWire.Assembler(limit: SimWire.guestLimit)
+            }
+        }
+        return outcome
+    }
+}

@@ -194,8 +194,7 @@ final class RingConnection: XenstoreEndpoint {
     private var pendingStart = 0
     private var reading = true
     private var failed = false
-    /// Bytes still to come of a message longer than the ring.
-    private var streaming = 0
+    private var receiver = XenstoreRingReceiver()
 
     /// Replies beyond this many bytes wait in the hub's queue instead.
     static let pendingLimit = 64 * 1024
@@ -288,55 +287,23 @@ final class RingConnection: XenstoreEndpoint {
         pushPending()
         guard reading else { return }
         do {
-            // Whole messages only: a request leaves the ring once it is complete and
-            // handed to the hub (which records it before acting), so a daemon killed
-            // at any moment leaves every request either done or still in the ring.
+            // Whole messages only (see XenstoreRingReceiver): a daemon killed at any
+            // moment leaves every request either handled and recorded or still in the ring.
             while !failed, reading {
-                if streaming > 0 {
-                    guard try streamLongMessage(id: id, hub: hub) else { break }
-                    continue
-                }
-                var header = [UInt8](repeating: 0, count: XenstoreHeader.size)
-                let have = try header.withUnsafeMutableBytes { try ring.backend.input.peek(into: $0) }
-                guard have == XenstoreHeader.size else { break }
-                let announced =
-                    UInt32(header[12]) | UInt32(header[13]) << 8 | UInt32(header[14]) << 16
-                    | UInt32(header[15]) << 24
-                guard let length = Int(exactly: announced), length <= XenstoreInterface.payloadMax else {
+                switch try receiver.next(from: ring.backend.input) {
+                case .none:
+                    return
+                case .message(let bytes), .fragment(let bytes):
+                    try? channel.notify()
+                    hub.received(bytes, from: id)
+                case .oversize(let header):
                     hub.received(header, from: id)  // the hub reports the oversize header and closes us
                     return
                 }
-                let total = XenstoreHeader.size + length
-                // A message longer than the ring arrives in pieces: hand those over as they come.
-                if total > XenstoreInterface.ringSize {
-                    streaming = total
-                    continue
-                }
-                var message = [UInt8](repeating: 0, count: total)
-                let got = try message.withUnsafeMutableBytes { try ring.backend.input.peek(into: $0) }
-                guard got == total else { break }
-                try ring.backend.input.consume(total)
-                try? channel.notify()
-                hub.received(message, from: id)
             }
         } catch {
             fail(.ringIndex, "\(error)")
         }
-    }
-
-    /// A message larger than the ring (up to 4096 + 16 bytes into 1024) cannot be
-    /// held whole in it: it is consumed as it arrives. A restart in the middle of one
-    /// loses it (the guest sees no reply; Linux's xenbus then times out).
-    /// Returns whether any bytes moved.
-    private func streamLongMessage(id: ConnectionID, hub: XenstoreHub) throws -> Bool {
-        var buffer = [UInt8](repeating: 0, count: min(streaming, XenstoreInterface.ringSize))
-        let count = try buffer.withUnsafeMutableBytes { try ring.backend.input.peek(into: $0) }
-        guard count > 0 else { return false }
-        try ring.backend.input.consume(count)
-        try? channel.notify()
-        streaming -= count
-        hub.received(buffer.prefix(count), from: id)
-        return true
     }
 
     private func pushPending() {
@@ -372,7 +339,7 @@ final class RingConnection: XenstoreEndpoint {
     }
 
     private func resetRing() {
-        streaming = 0
+        receiver.reset()
         for offset in [
             XenstoreInterface.reqConsOffset, XenstoreInterface.reqProdOffset,
             XenstoreInterface.rspConsOffset, XenstoreInterface.rspProdOffset,

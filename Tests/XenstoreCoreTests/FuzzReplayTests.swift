@@ -24,12 +24,21 @@ struct FuzzReplayTests {
         return names.filter { !$0.hasPrefix(".") }.sorted().map { directory.appendingPathComponent($0) }
     }
 
-    @Test func keptInputsRunCleanly() throws {
-        let files = Self.inputs("FailCases/xenstore") + Self.inputs("Corpus/xenstore")
-        #expect(!files.isEmpty, "the seed corpus is missing: nothing would be replayed")
+    /// Each fuzz target's folder name and harness.
+    static let harnesses: [(name: String, run: @Sendable (UnsafeRawBufferPointer) -> Void)] = [
+        ("xenstore", XenstoreFuzzHarness.run), ("consolering", ConsoleRingFuzzHarness.run),
+        ("xenstorering", XenstoreRingFuzzHarness.run), ("hypervisorrequest", HypervisorRequestFuzzHarness.run),
+        ("xlconfig", XLConfigFuzzHarness.run),
+    ]
+
+    @Test(arguments: harnesses.map(\.name))
+    func keptInputsRunCleanly(_ target: String) throws {
+        let run = try #require(Self.harnesses.first { $0.name == target }?.run)
+        let files = Self.inputs("FailCases/\(target)") + Self.inputs("Corpus/\(target)")
+        #expect(!files.isEmpty, "the seed corpus of \(target) is missing: nothing would be replayed")
         for file in files {
             let data = try Data(contentsOf: file)
-            data.withUnsafeBytes { XenstoreFuzzHarness.run($0) }
+            data.withUnsafeBytes { run($0) }
         }
     }
 }
