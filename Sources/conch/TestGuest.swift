@@ -274,17 +274,19 @@ struct TestGuest: AsyncParsableCommand {
         while true { try await Task.sleep(for: .seconds(60)) }
     }
 
+    /// Prints `<name>=ALLOWED` if `body` succeeds, `<name>=refused <why>` if it throws.
+    private func attempt(_ name: String, _ body: () throws -> Void) {
+        do {
+            try body()
+            print("\(name)=ALLOWED")
+        } catch {
+            print("\(name)=refused \(error)")
+        }
+    }
+
     /// From inside the sandbox, everything of the host's that a guest must not
     /// reach. Each line is `<attempt>=<refused|ALLOWED> <detail>`, or a fact.
     private func escape(runDirectory: String) {
-        func attempt(_ name: String, _ body: () throws -> Void) {
-            do {
-                try body()
-                print("\(name)=ALLOWED")
-            } catch {
-                print("\(name)=refused \(error)")
-            }
-        }
         struct Refused: Error, CustomStringConvertible { let description: String }
         for (socket, type) in [
             ("hypervisor.sock", SOCK_SEQPACKET), ("xenstored.sock", SOCK_STREAM), ("consoled.sock", SOCK_STREAM),
@@ -381,14 +383,6 @@ struct TestGuest: AsyncParsableCommand {
 
     /// Every attempt must be refused; each line is `<attempt>=<refused|ALLOWED> <detail>`.
     private func isolation(_ hypervisor: any GuestHypervisor, other: DomID) throws {
-        func attempt(_ name: String, _ body: () throws -> Void) {
-            do {
-                try body()
-                print("\(name)=ALLOWED")
-            } catch {
-                print("\(name)=refused \(error)")
-            }
-        }
         let info = hypervisor.startInfo
         attempt("map_ungranted_page") { _ = try hypervisor.mapGrant(other, ref: GrantRef(5), readOnly: true) }
         attempt("map_grant_for_dom0") { _ = try hypervisor.mapGrant(other, ref: .console, readOnly: false) }
