@@ -106,7 +106,25 @@ struct ConsoledTests {
         #expect(text.contains("boot-from-program"))
         #expect(text.contains("[    conch] Conch guest kernel: domain \(d.rawValue) (e2e)"))
 
-        // pty nodes, flag CONNECTED, backend state 4.
+        // pty nodes, flag CONNECTED, backend state 4 — the pty channel is set up on
+        // its own, so on a loaded machine it may still be on its way.
+        let nodes = [
+            "/local/domain/\(d.rawValue)/console/tty", "/local/domain/\(d.rawValue)/device/console/2/tty",
+            "/local/domain/0/backend/console/\(d.rawValue)/1/state",
+            "/local/domain/\(d.rawValue)/device/console/1/state",
+        ]
+        let published = await host.eventuallyAsync {
+            for node in nodes where (try? await store.readString(node)) == nil { return false }
+            let backendState = try? await store.readString(nodes[2])
+            let frontendState = try? await store.readString(nodes[3])
+            return backendState == "4" && frontendState == "4"
+        }
+        var values: [String] = []
+        for node in nodes { values.append("\(node)=\((try? await store.readString(node)) ?? "(none)")") }
+        #expect(
+            published,
+            "consoled did not publish every node and state: \(values) consoled: \(host.consoled?.log ?? "")"
+        )
         let tty = try await store.readString("/local/domain/\(d.rawValue)/console/tty")
         #expect(tty.hasPrefix("/dev/pts/"))
         #expect(try await store.readString("/local/domain/\(d.rawValue)/device/console/2/tty").hasPrefix("/dev/pts/"))
