@@ -15,6 +15,12 @@ import PackageDescription
 /// out: `CONCH_DYNAMIC_STDLIB=1 swift test --sanitize=thread …`.
 let staticStdlib = ProcessInfo.processInfo.environment["CONCH_DYNAMIC_STDLIB"] == nil
 
+/// The real-Xen backend links Xen's stable libraries (Debian's libxen-dev). It is
+/// built by default where they are installed, so one `conch` serves the simulator
+/// and a real dom0 alike (the choice is made at run time); elsewhere the package
+/// builds without it (`--traits RealXen` forces it, `--disable-default-traits` drops it).
+let xenLibrariesInstalled = FileManager.default.fileExists(atPath: "/usr/include/xenctrl.h")
+
 // Dependency rule (see docs/ARCHITECTURE.md): the pure cores — XenABI, XenMemory,
 // XenRing — import only the standard library and swift-atomics. Anything that
 // touches the OS lives in an I/O shell (SystemExtras and above).
@@ -25,6 +31,13 @@ let package = Package(
         .executable(name: "conch", targets: ["conch"]),
         .library(name: "XenABI", targets: ["XenABI"]),
         .library(name: "XenRing", targets: ["XenRing"]),
+    ],
+    traits: [
+        .trait(
+            name: "RealXen",
+            description: "The dom0 backend of the hypervisor seam, over Xen's libraries (needs libxen-dev)."
+        ),
+        .default(enabledTraits: xenLibrariesInstalled ? ["RealXen"] : []),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -59,8 +72,18 @@ let package = Package(
             ]
         ),
 
-        // MARK: The hypervisor seam (protocols only) and its simulated implementation.
+        // MARK: The hypervisor seam (protocols only), its simulated implementation,
+        // the real-Xen (dom0) one, and the one place that chooses.
         .target(name: "XenHypervisor", dependencies: ["XenABI", "XenMemory"]),
+        .systemLibrary(name: "CXen", providers: [.apt(["libxen-dev"])]),
+        .target(
+            name: "XenLinux",
+            dependencies: [
+                "XenABI", "XenMemory", "XenHypervisor", "SystemExtras",
+                .target(name: "CXen", condition: .when(traits: ["RealXen"])),
+            ]
+        ),
+        .target(name: "Hypervisors", dependencies: ["XenHypervisor", "XenSim", "XenLinux", "SystemExtras"]),
         .target(
             name: "XenSim",
             dependencies: [
@@ -126,7 +149,7 @@ let package = Package(
             name: "ConchBench",
             dependencies: [
                 "XenABI", "XenRing", "XenMemory", "SystemExtras", "XenstoreClient", "XenstoreServer", "XenHypervisor",
-                "XenSim", "Toolstack", "ToolstackRuntime",
+                "XenSim", "Hypervisors", "Toolstack", "ToolstackRuntime",
             ]
         ),
 
@@ -146,7 +169,7 @@ let package = Package(
         // MARK: Test doubles and helpers shared by tests and benchmarks.
         .target(
             name: "XenTestKit",
-            dependencies: ["XenABI", "XenMemory", "XenRing", "XenHypervisor", "XenSim", "SystemExtras"]
+            dependencies: ["XenABI", "XenMemory", "XenRing", "XenHypervisor", "XenSim", "Hypervisors", "SystemExtras"]
         ),
 
         // MARK: The one executable.
@@ -154,7 +177,8 @@ let package = Package(
             name: "conch",
             dependencies: [
                 "ConchBench", "XenstoreServer", "XenstoreClient", "XenstoreCore", "XenstoreWire", "XenABI",
-                "XenHypervisor", "XenSim", "SystemExtras", "ConsoleBackend", "ConsoleCore", "GuestFrontend",
+                "XenHypervisor", "XenSim", "Hypervisors", "SystemExtras", "ConsoleBackend", "ConsoleCore",
+                "GuestFrontend",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -215,12 +239,19 @@ let package = Package(
         ),
         .testTarget(
             name: "XenstoredTests",
-            dependencies: ["XenABI", "XenstoreWire", "XenstoreClient", "XenTestKit", "SystemExtras"]
+            dependencies: [
+                "XenABI", "XenMemory", "XenHypervisor", "XenstoreWire", "XenstoreClient", "XenstoreServer",
+                "XenTestKit",
+                "SystemExtras",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "HypervisorTests",
             dependencies: [
-                "XenABI", "XenMemory", "XenRing", "XenHypervisor", "XenSim", "SystemExtras", "XenTestKit",
+                "XenABI", "XenMemory", "XenRing", "XenHypervisor", "XenSim", "Hypervisors", "SystemExtras",
+                "XenTestKit",
                 "XenstoreClient", "XenstoreWire", "Toolstack", "ToolstackRuntime",
             ]
         ),
@@ -233,6 +264,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CLITests", dependencies: ["XenTestKit"]),
+        .testTarget(name: "RealXenTests", dependencies: ["XenTestKit"]),
         .testTarget(
             name: "SecurityTests",
             dependencies: [

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 import Foundation
+import Hypervisors
 import SystemExtras
 import SystemPackage
 import Toolstack

@@ -23,9 +23,10 @@ import XenstoreWire
 /// - 2: the server services the ring: take messages, handle them, write replies;
 /// - 3: the guest consumes `[n]` bytes of `rsp`.
 ///
-/// Checked: nothing traps; every message taken is whole or a fragment of an
-/// announced long one; no payload over 4096 reaches the engine; a ring error
-/// (impossible indices) stops the connection, as the server does.
+/// Checked: nothing traps; every message taken is whole and exactly as long as
+/// its header says; what is held between steps is less than one message; no
+/// payload over 4096 reaches the engine; a ring error (impossible indices) stops
+/// the connection, as the server does.
 public enum XenstoreRingFuzzHarness {
     public static func run(_ data: UnsafeRawBufferPointer) {
         let page = HeapPage()
@@ -64,27 +65,32 @@ public enum XenstoreRingFuzzHarness {
                     var steps = 0
                     while steps < 64 {
                         steps += 1
-                        let step = try receiver.next(from: ring.backend.input)
-                        let bytes: [UInt8]
+                        let step = try receiver.peek(from: ring.backend.input)
+                        var bytes: [UInt8] = []
                         switch step {
                         case .none:
                             steps = 64
                             continue
-                        case .message(let whole):
+                        case .message(let whole, let taking):
                             precondition(whole.count >= XenstoreHeader.size, "a message shorter than its header")
+                            let announced =
+                                Int(whole[12]) | Int(whole[13]) << 8 | Int(whole[14]) << 16
+                                | Int(whole[15]) << 24
                             precondition(
-                                whole.count <= XenstoreInterface.ringSize,
-                                "a message longer than the ring was taken whole"
+                                whole.count == XenstoreHeader.size + announced,
+                                "a message of the wrong length"
                             )
+                            precondition(taking > 0 && taking <= XenstoreInterface.ringSize)
                             bytes = whole
-                        case .fragment(let part):
-                            precondition(part.count <= XenstoreInterface.ringSize)
-                            bytes = part
+                        case .partial(let prefix, let taking):
+                            precondition(taking > 0 && taking <= XenstoreInterface.ringSize)
+                            precondition(prefix.count < XenstoreHeader.size + XenstoreInterface.payloadMax)
                         case .oversize:
                             failed = true  // the server drops the ring (error = PROTO)
                             steps = 64
                             continue
                         }
+                        try receiver.take(step, from: ring.backend.input)
                         for message in decoder.feed(bytes) {
                             precondition(message.payload.count <= XenstoreInterface.payloadMax)
                             for case .send(_, let reply) in engine.handle(message, from: guest) {

@@ -10,10 +10,10 @@ import XenABI
 import XenMemory
 
 // The seam between Conch's upper layers (xenstored, consoled, the guest kernel, the
-// toolstack) and whatever provides domains, memory, grants and event channels. The
-// simulated hypervisor (XenSim) is the implementation today; a real-Xen one over
-// /dev/xen/{privcmd,evtchn,gntdev} can implement the same protocols later without
-// touching any caller. Only executables choose, through `HypervisorFactory`.
+// toolstack) and whatever provides domains, memory, grants and event channels: the
+// simulated hypervisor (XenSim), or a real Xen dom0 (XenLinux, over Xen's libraries
+// for /dev/xen/{evtchn,gntdev,privcmd}). No caller changes its logic for either;
+// executables choose, at run time, through `HypervisorFactory` (Hypervisors).
 
 /// Why a domain shut down (`SHUTDOWN_*` in `xen/include/public/sched.h`).
 public enum ShutdownReason: String, Codable, Hashable, Sendable, CaseIterable {
@@ -297,6 +297,14 @@ public protocol GuestHypervisor: GrantTable, EventChannels, HypervisorConsole {
 
 /// Everything dom0 tools and daemons need.
 public protocol PrivilegedHypervisor: DomainControl, ForeignMemory, GrantTable, EventChannels, HypervisorConsole {}
+
+/// dom0's own xenstore ring, when xenstored runs in dom0 beside the kernel that
+/// set it up (Linux's `/proc/xen/xsd_kva` and `xsd_port`). The simulator has none.
+public protocol LocalXenstore: Sendable {
+    /// The page and the (unbound, dom0-local) port of dom0's kernel's xenstore
+    /// ring; nil when this host has none.
+    func localXenstoreRing() throws -> (page: GuestPage, port: EvtchnPort)?
+}
 
 /// A privileged connection that can be lost and made again: the simulated
 /// hypervisor is a process that can die and be restarted (Xen's device nodes do

@@ -279,22 +279,3 @@ private final class GrantMapping: Sendable {
         self.release = release
     }
 }
-
-/// The one place an executable chooses the hypervisor implementation.
-public enum HypervisorFactory {
-    public enum Backend: Sendable {
-        /// Conch's simulated hypervisor, reached through a run directory.
-        case simulated(RunDirectory)
-    }
-
-    public static func privileged(_ backend: Backend) throws -> any PrivilegedHypervisor {
-        switch backend {
-        case .simulated(let runDirectory): try SimHypervisorClient.connect(runDirectory: runDirectory)
-        }
-    }
-
-    /// Inside a guest process: the connection the hypervisor gave it.
-    public static func guest() throws -> any GuestHypervisor {
-        try SimHypervisorClient.guest()
-    }
-}

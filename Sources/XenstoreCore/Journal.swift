@@ -36,6 +36,10 @@ public enum JournalEntry: Sendable, Hashable {
     case lostTransaction(ConnectionID, UInt32)
     /// (Snapshots.) The id the connection's next transaction gets.
     case nextTransaction(ConnectionID, UInt32)
+    /// The start of a message a guest's ring connection has taken out of its ring
+    /// but not yet whole (see `XenstoreRingReceiver`); empty when none is left.
+    /// A `request` from the connection also ends it.
+    case ringPrefix(ConnectionID, [UInt8])
 
     // MARK: Encoding
 
@@ -70,6 +74,10 @@ public enum JournalEntry: Sendable, Hashable {
             kind = 7
             Self.append(id.rawValue, to: &body)
             Self.append(transaction, to: &body)
+        case .ringPrefix(let id, let prefix):
+            kind = 8
+            Self.append(id.rawValue, to: &body)
+            body += prefix
         }
         var record: [UInt8] = []
         Self.append(UInt32(truncatingIfNeeded: body.count + 1), to: &record)  // a message is at most 4 KiB
@@ -121,6 +129,8 @@ public enum JournalEntry: Sendable, Hashable {
             return .lostTransaction(connection(), read(UInt32.self, body, 8))
         case (7, 12):
             return .nextTransaction(connection(), read(UInt32.self, body, 8))
+        case (8, 8..<(8 + XenstoreHeader.size + XenstoreInterface.payloadMax)):
+            return .ringPrefix(connection(), Array(body.dropFirst(8)))
         default:
             return nil
         }
@@ -153,6 +163,21 @@ extension JournalEntry {
     }
 }
 
+extension JournalEntry {
+    /// The message prefix each ring connection held when the journal ends.
+    public static func ringPrefixes(in entries: [JournalEntry]) -> [ConnectionID: [UInt8]] {
+        var prefixes: [ConnectionID: [UInt8]] = [:]
+        for entry in entries {
+            switch entry {
+            case .ringPrefix(let id, let prefix): prefixes[id] = prefix.isEmpty ? nil : prefix
+            case .request(let id, _), .connect(let id, _, _, _), .disconnect(let id): prefixes[id] = nil
+            default: break
+            }
+        }
+        return prefixes
+    }
+}
+
 extension XenstoreEngine {
     /// Applies one journal entry, as the live daemon did when it recorded it.
     public mutating func apply(_ entry: JournalEntry) -> [XenstoreEffect] {
@@ -176,6 +201,8 @@ extension XenstoreEngine {
         case .nextTransaction(let id, let next):
             connections[id]?.nextTransactionID = next
             return []
+        case .ringPrefix:
+            return []  // transport state: see JournalEntry.ringPrefixes(in:)
         }
     }
 

@@ -26,6 +26,8 @@ public final class RingDomains: XenstoreDomainRings, @unchecked Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private var rings: [DomID: RingConnection] = [:]
+    /// dom0's own kernel's ring, when this daemon is the xenstored of a real dom0.
+    private var localRing: RingConnection?
     /// Domains whose shutdown was already reported (`@releaseDomain` fires once).
     private var reportedShutdown: Set<DomID> = []
     private var virqChannel: (any Channel)?
@@ -104,6 +106,28 @@ public final class RingDomains: XenstoreDomainRings, @unchecked Sendable {
         virqChannel?.close(promise: nil)
         for ring in rings.values { ring.shutdown() }
         rings.removeAll()
+        localRing?.shutdown()
+        localRing = nil
+    }
+
+    /// Serves dom0's own kernel (a xenstored in a real dom0): the ring its kernel
+    /// set up (`/proc/xen/xsd_kva`) and its unbound port, bound here. The kernel's
+    /// connection is privileged and, like a guest's, outlives this daemon; the
+    /// kernel waits for a first event before it probes xenbus, so one is sent.
+    public func serveLocal(page: GuestPage, port: EvtchnPort, hub: XenstoreHub) throws {
+        let channel = try hypervisor.bindInterdomain(remote: .dom0, remotePort: port)
+        let ring = RingConnection(
+            domid: .dom0,
+            page: page,
+            channel: channel,
+            hub: hub,
+            logger: logger,
+            privileged: true
+        )
+        localRing?.shutdown()
+        localRing = ring
+        ring.start(group: group, resuming: hub.recoveredLocalConnection)
+        try channel.notify()
     }
 
     public var introducedDomains: [DomID] { Array(rings.keys) }
@@ -187,6 +211,8 @@ final class RingConnection: XenstoreEndpoint {
     private let ring: XenstoreRing<GuestPage>
     private weak var hub: XenstoreHub?
     private let logger: Logger
+    /// dom0's own kernel's ring is privileged; guests' are not.
+    private let privileged: Bool
     private var id: ConnectionID?
     private var notifications: (any Channel)?
     /// Encoded messages not yet in `rsp` (bounded by the hub's queue limit).
@@ -199,8 +225,16 @@ final class RingConnection: XenstoreEndpoint {
     /// Replies beyond this many bytes wait in the hub's queue instead.
     static let pendingLimit = 64 * 1024
 
-    init(domid: DomID, page: GuestPage, channel: any EventChannelEndpoint, hub: XenstoreHub, logger: Logger) {
+    init(
+        domid: DomID,
+        page: GuestPage,
+        channel: any EventChannelEndpoint,
+        hub: XenstoreHub,
+        logger: Logger,
+        privileged: Bool = false
+    ) {
         self.domid = domid
+        self.privileged = privileged
         self.page = page
         self.channel = channel
         self.ring = XenstoreRing(memory: page)
@@ -221,10 +255,10 @@ final class RingConnection: XenstoreEndpoint {
             ordering: .releasing
         )
         if let resuming {
-            hub.reattach(self, id: resuming, domid: domid)
+            receiver = XenstoreRingReceiver(pending: hub.reattach(self, id: resuming, domid: domid))
             id = resuming
         } else {
-            id = hub.attach(self, domid: domid, privileged: false, persistent: true)
+            id = hub.attach(self, domid: domid, privileged: privileged, persistent: true)
         }
         listen(on: hub.eventLoop)
         service()  // requests the guest wrote before it was introduced (or while we were away)
@@ -287,19 +321,26 @@ final class RingConnection: XenstoreEndpoint {
         pushPending()
         guard reading else { return }
         do {
-            // Whole messages only (see XenstoreRingReceiver): a daemon killed at any
-            // moment leaves every request either handled and recorded or still in the ring.
+            // Everything in the ring is taken at once (Linux notifies only when it
+            // finds the ring empty); each step is recorded by the hub before it is
+            // consumed, so a daemon killed at any moment resumes exactly.
+            let input = ring.backend.input
             while !failed, reading {
-                switch try receiver.next(from: ring.backend.input) {
+                let step = try receiver.peek(from: input)
+                switch step {
                 case .none:
                     return
-                case .message(let bytes), .fragment(let bytes):
-                    try? channel.notify()
+                case .message(let bytes, _):
                     hub.received(bytes, from: id)
+                case .partial(let prefix, _):
+                    hub.receivedPrefix(prefix, from: id)
                 case .oversize(let header):
                     hub.received(header, from: id)  // the hub reports the oversize header and closes us
                     return
                 }
+                guard !failed else { return }
+                try receiver.take(step, from: input)
+                try? channel.notify()  // a writer waiting for space may go on
             }
         } catch {
             fail(.ringIndex, "\(error)")
@@ -334,7 +375,7 @@ final class RingConnection: XenstoreEndpoint {
         pending.removeAll()
         pendingStart = 0
         resetRing()
-        id = hub.attach(self, domid: domid, privileged: false, persistent: true)
+        id = hub.attach(self, domid: domid, privileged: privileged, persistent: true)
         try? channel.notify()
     }
 

@@ -56,6 +56,9 @@ public final class XenstoreHub: @unchecked Sendable {
     private var nextID: UInt64 = 1
     /// Every input to the engine goes here first, so a restarted daemon can rebuild it.
     private let journal: JournalFile?
+    /// The start of a message each ring connection has taken but not finished
+    /// (recorded, so that a restarted daemon resumes mid-message).
+    private var ringPrefixes: [ConnectionID: [UInt8]] = [:]
 
     private final class Connection {
         let endpoint: any XenstoreEndpoint
@@ -95,6 +98,7 @@ public final class XenstoreHub: @unchecked Sendable {
             engine.disconnect(id)
         }
         self.engine = engine
+        ringPrefixes = JournalEntry.ringPrefixes(in: journal.entries).filter { engine.connectionIDs.contains($0.key) }
         nextID = (engine.highestConnectionID?.rawValue ?? 0) + 1
         logger.info(
             "store recovered from the journal",
@@ -114,6 +118,12 @@ public final class XenstoreHub: @unchecked Sendable {
         }
     }
 
+    /// dom0's own kernel ring connection from before a restart (a xenstored in a
+    /// real dom0): the persistent connection of dom0, which is never introduced.
+    public var recoveredLocalConnection: ConnectionID? {
+        engine.persistentConnections.first { $0.domid == .dom0 }?.id
+    }
+
     private func record(_ entry: JournalEntry) {
         journal?.append(entry)
         if let failure = journal?.failed, !journalFailureReported {
@@ -129,7 +139,9 @@ public final class XenstoreHub: @unchecked Sendable {
         guard let journal else { return }
         engine.loseOpenTransactions()
         do {
-            try journal.replace(with: engine.snapshot())
+            try journal.replace(
+                with: engine.snapshot() + ringPrefixes.sorted { $0.key < $1.key }.map { .ringPrefix($0.key, $0.value) }
+            )
         } catch {
             logger.error("cannot write a snapshot of the store: \(error)")
         }
@@ -154,28 +166,45 @@ public final class XenstoreHub: @unchecked Sendable {
     }
 
     /// Serves again a ring connection the journal brought back (its watches and
-    /// transactions are already in the engine).
-    public func reattach(_ endpoint: any XenstoreEndpoint, id: ConnectionID, domid: DomID) {
+    /// transactions are already in the engine); returns the start of the message
+    /// it had taken from its ring but not finished.
+    public func reattach(_ endpoint: any XenstoreEndpoint, id: ConnectionID, domid: DomID) -> [UInt8] {
         eventLoop.preconditionInEventLoop()
         connections[id] = Connection(endpoint: endpoint, domid: domid)
+        return ringPrefixes[id] ?? []
     }
 
     /// Forgets a peer: its watches and transactions go with it.
     public func detach(_ id: ConnectionID) {
         eventLoop.preconditionInEventLoop()
         guard connections.removeValue(forKey: id) != nil else { return }
+        ringPrefixes[id] = nil
         record(.disconnect(id))
         engine.disconnect(id)
         logger.debug("connection detached", metadata: ["connection": "\(id)"])
     }
 
-    /// Bytes arrived from a peer, split anywhere.
+    /// A ring connection took the start of a message out of its ring: record it
+    /// before the guest sees it consumed (a restarted daemon resumes from it).
+    public func receivedPrefix(_ prefix: [UInt8], from id: ConnectionID) {
+        eventLoop.preconditionInEventLoop()
+        guard connections[id] != nil else { return }
+        record(.ringPrefix(id, prefix))
+        ringPrefixes[id] = prefix
+    }
+
+    /// Bytes arrived from a peer, split anywhere (a ring connection: whole messages,
+    /// recorded here before it consumes them).
     public func received(_ bytes: some Sequence<UInt8>, from id: ConnectionID) {
         eventLoop.preconditionInEventLoop()
         guard let connection = connections[id] else { return }
         let messages = connection.decoder.feed(bytes)
+        // A recorded prefix ends with its message: record that message even if it
+        // changes nothing, so that a replay does not resume it.
+        var endsPrefix = ringPrefixes.removeValue(forKey: id) != nil
         for message in messages {
-            if JournalEntry.matters(message) { record(.request(id, message)) }
+            if JournalEntry.matters(message) || endsPrefix { record(.request(id, message)) }
+            endsPrefix = false
             apply(engine.handle(message, from: id))
         }
         if journal?.wantsCompaction == true { compact() }

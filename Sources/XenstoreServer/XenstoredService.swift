@@ -113,6 +113,13 @@ public struct XenstoredService: Service {
             try await group.next().submit { domains.recover(hub: hub) }.get()
             rings = domains
             logger.info("serving guest rings through the hypervisor")
+            // In a real dom0, dom0's own kernel reaches xenstore through a ring too.
+            if let local = hypervisor as? any LocalXenstore, let ring = try local.localXenstoreRing() {
+                try await group.next().submit {
+                    try domains.serveLocal(page: ring.page, port: ring.port, hub: hub)
+                }.get()
+                logger.info("serving dom0's kernel ring", metadata: ["port": "\(ring.port.rawValue)"])
+            }
         }
         ready?()
 

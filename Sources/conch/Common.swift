@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 import ArgumentParser
+import Hypervisors
 import Logging
 import SystemExtras
 import XenstoreClient
@@ -28,6 +29,23 @@ struct RunDirectoryOptions: ParsableArguments {
         try runDirectory.verify()
     }
 }
+
+/// `--hypervisor`, for the commands that also run on a real Xen host.
+struct HypervisorOptions: ParsableArguments {
+    @Option(
+        help: """
+            Which hypervisor to serve: auto (the real Xen when this host is a Xen dom0, \
+            else the simulator in the run directory), simulated, or xen.
+            """
+    )
+    var hypervisor: HypervisorFactory.Choice = .auto
+
+    func backend(runDirectory: RunDirectory) -> HypervisorFactory.Backend {
+        HypervisorFactory.backend(hypervisor, runDirectory: runDirectory)
+    }
+}
+
+extension HypervisorFactory.Choice: ExpressibleByArgument {}
 
 /// `--log-level`, shared by the daemons.
 struct LoggingOptions: ParsableArguments {

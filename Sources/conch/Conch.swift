@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 import ArgumentParser
+import Hypervisors
 
 @main
 struct Conch: AsyncParsableCommand {
@@ -35,9 +36,14 @@ enum ConchVersion {
 }
 
 struct Version: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print Conch's version.")
+    static let configuration = CommandConfiguration(
+        abstract: "Print Conch's version and which hypervisors this build can serve."
+    )
 
     func run() {
         print("conch \(ConchVersion.string)")
+        print("simulated hypervisor: built in")
+        print("real Xen: \(HypervisorFactory.realXenBuiltIn ? "built in" : "not built (no libxen-dev at build time)")")
+        if HypervisorFactory.hostIsXenDom0 { print("this host: a Xen dom0") }
     }
 }

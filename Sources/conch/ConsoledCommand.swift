@@ -10,6 +10,7 @@ import ArgumentParser
 import ConsoleBackend
 import ConsoleCore
 import Foundation
+import Hypervisors
 import Logging
 import NIOPosix
 import ServiceLifecycle

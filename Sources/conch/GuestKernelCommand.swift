@@ -10,6 +10,7 @@ import ArgumentParser
 import ConsoleCore
 import Foundation
 import GuestFrontend
+import Hypervisors
 import XenSim
 
 struct GuestKernel: AsyncParsableCommand {

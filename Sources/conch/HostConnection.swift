@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 import Foundation
+import Hypervisors
 import SystemExtras
 import Toolstack
 import ToolstackRuntime

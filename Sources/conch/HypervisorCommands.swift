@@ -8,6 +8,7 @@
 
 import ArgumentParser
 import Foundation
+import Hypervisors
 import SystemExtras
 import XenHypervisor
 import XenSim

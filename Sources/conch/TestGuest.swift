@@ -9,6 +9,7 @@
 import ArgumentParser
 import Foundation
 import GuestFrontend
+import Hypervisors
 import SystemExtras
 import XenABI
 import XenHypervisor

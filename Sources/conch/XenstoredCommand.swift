@@ -7,10 +7,13 @@
 //===----------------------------------------------------------------------===//
 
 import ArgumentParser
+import Hypervisors
+import Logging
 import ServiceLifecycle
 import SystemExtras
 import XenHypervisor
 import XenSim
+import XenstoreClient
 import XenstoreCore
 import XenstoreServer
 
@@ -25,10 +28,16 @@ struct Xenstored: AsyncParsableCommand {
 
               conch xenstored --socket /tmp/xs.sock &
               XENSTORED_PATH=/tmp/xs.sock xenstore-ls
+
+            On a Xen dom0 (or with --hypervisor xen) it is the host's xenstored, in place of \
+            Xen's: it serves dom0's kernel through /proc/xen/xsd_kva, the tools on \
+            /var/run/xenstored/socket (or $XENSTORED_PATH), and every domain the toolstack \
+            introduces through its ring.
             """
     )
 
     @OptionGroup var runDirectoryOptions: RunDirectoryOptions
+    @OptionGroup var hypervisorOptions: HypervisorOptions
     @OptionGroup var logging: LoggingOptions
 
     @Option(help: "Socket path (default: <run-dir>/xenstored.sock).")
@@ -69,17 +78,8 @@ struct Xenstored: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.makeLogger(label: "conch.xenstored")
-        let runDirectory = runDirectoryOptions.runDirectory
         raiseDescriptorLimit()
-        // `--socket` alone serves just that socket; otherwise the run directory holds
-        // the socket (unless given), the pid file and the hypervisor to serve guests.
-        let usesRunDirectory = socket == nil || runDirectoryOptions.explicitPath != nil
-        let socketPath = socket ?? runDirectory.xenstoredSocket
-        var pidFile: PidFile?
-        if usesRunDirectory {
-            try runDirectory.create()
-            pidFile = PidFile(path: runDirectory.xenstoredPidFile)
-        }
+        let placement = try placement(logger: logger)
         let quotas = Quotas(
             nodes: nodes,
             watches: watches,
@@ -89,29 +89,63 @@ struct Xenstored: AsyncParsableCommand {
             transactionNodes: transactionNodes,
             pathLength: pathLength
         )
-        // With a run directory, guests' rings come through the hypervisor there.
-        var hypervisor: (any PrivilegedHypervisor)?
-        if usesRunDirectory {
-            do {
-                hypervisor = try HypervisorFactory.privileged(.simulated(runDirectory))
-            } catch {
-                logger.warning("no hypervisor in \(runDirectory): serving the Unix socket only (\(error))")
-            }
-        }
         let service = XenstoredService(
             configuration: .init(
-                socketPath: socketPath,
+                socketPath: placement.socket,
                 quotas: quotas,
-                hypervisor: hypervisor,
-                journalPath: journal ?? (usesRunDirectory ? runDirectory.xenstoredJournal : nil)
+                hypervisor: placement.hypervisor,
+                journalPath: journal ?? placement.stateDirectory?.xenstoredJournal
             ),
             logger: logger
         )
         let group = ServiceGroup(
             configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
+        let pidFile = placement.stateDirectory.map { PidFile(path: $0.xenstoredPidFile) }
         try pidFile?.write()
         defer { pidFile?.remove() }
         try await group.run()
     }
+
+    /// Where this daemon serves, and which hypervisor's rings.
+    private struct Placement {
+        var socket: String
+        /// Holds the pid file and the journal; nil for a bare `--socket`.
+        var stateDirectory: RunDirectory?
+        var hypervisor: (any PrivilegedHypervisor)?
+    }
+
+    private func placement(logger: Logger) throws -> Placement {
+        let runDirectory = runDirectoryOptions.runDirectory
+        switch hypervisorOptions.backend(runDirectory: runDirectory) {
+        case .xen:
+            // The host's xenstored: where Xen's tools look (XENSTORED_PATH, else
+            // /var/run/xenstored/socket); pid file and journal beside the socket.
+            let socket = socket ?? XenstoreClient.currentEnvironment()["XENSTORED_PATH"] ?? Self.xenSocketPath
+            let state = RunDirectory(path: String(socket[..<(socket.lastIndex(of: "/") ?? socket.startIndex)]))
+            try state.create()
+            return Placement(socket: socket, stateDirectory: state, hypervisor: try HypervisorFactory.privileged(.xen))
+        case .simulated(let runDirectory):
+            // `--socket` alone serves just that socket; otherwise the run directory holds
+            // the socket (unless given), the pid file and the hypervisor to serve guests.
+            guard socket == nil || runDirectoryOptions.explicitPath != nil else {
+                return Placement(socket: socket ?? runDirectory.xenstoredSocket)
+            }
+            try runDirectory.create()
+            var hypervisor: (any PrivilegedHypervisor)?
+            do {
+                hypervisor = try HypervisorFactory.privileged(.simulated(runDirectory))
+            } catch {
+                logger.warning("no hypervisor in \(runDirectory): serving the Unix socket only (\(error))")
+            }
+            return Placement(
+                socket: socket ?? runDirectory.xenstoredSocket,
+                stateDirectory: runDirectory,
+                hypervisor: hypervisor
+            )
+        }
+    }
+
+    /// Where Xen's libxenstore looks for the daemon by default.
+    static let xenSocketPath = "/var/run/xenstored/socket"
 }

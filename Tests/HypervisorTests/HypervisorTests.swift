@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 import Foundation
+import Hypervisors
 import SystemExtras
 import Testing
 import XenABI
@@ -264,5 +265,36 @@ struct FakeHypervisorTests {
         #expect(try guest.status(info.start.consolePort) == .interdomain(remote: .dom0, remotePort: backend.port))
         try guest.consoleWrite(Array("hi\n".utf8))
         #expect(fake.consoleText == "(d1) hi\n")
+    }
+}
+
+/// The one place that chooses a hypervisor, at run time.
+@Suite("HypervisorFactory")
+struct HypervisorFactoryTests {
+    let runDirectory = RunDirectory(path: "/nonexistent/conch-run")
+
+    @Test func autoIsRealXenExactlyOnADom0() {
+        let backend = HypervisorFactory.backend(.auto, runDirectory: runDirectory)
+        if HypervisorFactory.hostIsXenDom0 {
+            #expect(backend == .xen)
+        } else {
+            #expect(backend == .simulated(runDirectory))
+        }
+        #expect(HypervisorFactory.backend(.simulated, runDirectory: runDirectory) == .simulated(runDirectory))
+        #expect(HypervisorFactory.backend(.xen, runDirectory: runDirectory) == .xen)
+    }
+
+    @Test(.enabled(if: !HypervisorFactory.hostIsXenDom0, "this host is a Xen dom0: the real-Xen rig covers it"))
+    func realXenOffADom0SaysWhatIsMissing() throws {
+        do {
+            _ = try HypervisorFactory.privileged(.xen)
+            Issue.record("opened Xen's devices on a host without Xen")
+        } catch let error as HypervisorError {
+            guard case .unavailable(let why) = error else {
+                Issue.record("expected .unavailable, got \(error)")
+                return
+            }
+            #expect(why.contains(HypervisorFactory.realXenBuiltIn ? "failed" : "libxen-dev"), "\(why)")
+        }
     }
 }

@@ -201,3 +201,66 @@ struct RingViewTests {
         #expect(ring.memory.bytes(at: 3072, count: 16) == [UInt8](repeating: 0, count: 16))
     }
 }
+
+/// xenstored's receiver takes whatever the ring holds (Linux notifies only when it
+/// finds the ring empty), and yields exactly the messages written, however split.
+@Suite("XenstoreRingReceiver")
+struct XenstoreRingReceiverTests {
+    static func message(_ payload: Int, id: UInt32) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        bytes[0] = 2  // READ
+        bytes[4] = UInt8(truncatingIfNeeded: id)
+        bytes[12] = UInt8(truncatingIfNeeded: payload)
+        bytes[13] = UInt8(truncatingIfNeeded: payload >> 8)
+        return bytes + (0..<payload).map { UInt8(truncatingIfNeeded: $0 &+ Int(id)) }
+    }
+
+    @Test func aHeaderAloneIsTakenAndTheRestCompletesIt() throws {
+        let page = HeapPage()
+        let ring = XenstoreRing(memory: page)
+        var receiver = XenstoreRingReceiver()
+        let whole = Self.message(40, id: 1)
+        _ = try ring.frontend.output.write(whole.prefix(16))
+        let first = try receiver.peek(from: ring.backend.input)
+        #expect(first == .partial(prefix: Array(whole.prefix(16)), taking: 16))
+        #expect(try ring.backend.input.available() == 16, "peek consumes nothing")
+        try receiver.take(first, from: ring.backend.input)
+        #expect(try ring.backend.input.available() == 0, "the header left the ring")
+        #expect(receiver.pending == Array(whole.prefix(16)))
+        _ = try ring.frontend.output.write(whole.dropFirst(16))
+        let second = try receiver.peek(from: ring.backend.input)
+        #expect(second == .message(whole, taking: 40))
+        try receiver.take(second, from: ring.backend.input)
+        #expect(receiver.pending.isEmpty)
+    }
+
+    @Test func messagesLongerThanTheRingArriveWhole() throws {
+        let page = HeapPage()
+        let ring = XenstoreRing(memory: page)
+        var receiver = XenstoreRingReceiver()
+        let stream = Self.message(4096, id: 1) + Self.message(0, id: 2) + Self.message(3000, id: 3)
+        var written = 0
+        var taken: [[UInt8]] = []
+        while taken.count < 3 {
+            written += try ring.frontend.output.write(stream[written...].prefix(700))
+            while true {
+                let step = try receiver.peek(from: ring.backend.input)
+                if case .none = step { break }
+                if case .message(let whole, _) = step { taken.append(whole) }
+                try receiver.take(step, from: ring.backend.input)
+            }
+        }
+        #expect(taken == [Self.message(4096, id: 1), Self.message(0, id: 2), Self.message(3000, id: 3)])
+    }
+
+    @Test func anOversizeHeaderIsReportedNotTaken() throws {
+        let page = HeapPage()
+        let ring = XenstoreRing(memory: page)
+        var header = Self.message(0, id: 1)
+        header[13] = 0x10  // 4096 + 1 bytes announced
+        header[12] = 1
+        _ = try ring.frontend.output.write(header)
+        let step = try XenstoreRingReceiver().peek(from: ring.backend.input)
+        #expect(step == .oversize(header: header))
+    }
+}

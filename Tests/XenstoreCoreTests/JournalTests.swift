@@ -115,6 +115,8 @@ struct JournalTests {
             .connect(ConnectionID(3), domid: DomID(7), privileged: false, persistent: true),
             .request(ConnectionID(3), XenstoreMessage(type: .write, payload: Array("a\0b".utf8))),
             .domainShutdown(DomID(7)),
+            .ringPrefix(ConnectionID(3), [3, 0, 0, 0, 0, 0, 0, 0]),
+            .ringPrefix(ConnectionID(3), []),
         ]
         let bytes = entries.flatMap { $0.encoded() }
         for cut in 0..<bytes.count {
@@ -123,6 +125,27 @@ struct JournalTests {
             #expect(length <= cut)
         }
         #expect(JournalEntry.decode(bytes + [0xFF, 0xFF, 0xFF, 0x7F, 1]).entries == entries)
+    }
+
+    /// A ring connection's message prefix lasts until its message, the connection or
+    /// an explicit end; the engine's state does not depend on it.
+    @Test func ringPrefixesEndWithTheirMessage() {
+        let ring = ConnectionID(3)
+        let other = ConnectionID(4)
+        var entries: [JournalEntry] = [
+            .connect(ring, domid: DomID(7), privileged: false, persistent: true),
+            .connect(other, domid: DomID(8), privileged: false, persistent: true),
+            .ringPrefix(ring, [1, 2, 3]),
+            .ringPrefix(other, [9]),
+        ]
+        #expect(JournalEntry.ringPrefixes(in: entries) == [ring: [1, 2, 3], other: [9]])
+        entries.append(.request(ring, XenstoreMessage(type: .read, payload: Array("a\0".utf8))))
+        #expect(JournalEntry.ringPrefixes(in: entries) == [other: [9]])
+        entries.append(.ringPrefix(other, []))
+        #expect(JournalEntry.ringPrefixes(in: entries).isEmpty)
+        entries += [.ringPrefix(ring, [5]), .disconnect(ring)]
+        #expect(JournalEntry.ringPrefixes(in: entries).isEmpty)
+        #expect(JournalEntry.decode(entries.flatMap { $0.encoded() }).entries == entries)
     }
 
     /// A transaction survives a replay of the journal; one open when a snapshot is

@@ -1,0 +1,133 @@
+# Shared by the rig's dom0 scenarios (busybox sh, sourced by /init).
+# A scenario ends with rig_pass or rig_fail; both power the machine off, which
+# makes Xen stop QEMU. Results go to the serial console as marked lines that
+# scripts/real-xen/run.sh reads:
+#   RIG-RESULT {json}   the scenario's figures (the last one wins)
+#   RIG-PASS            the verdict
+#   RIG-FAIL reason     the verdict, and why
+
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu
+
+RIG_FIGURES=""
+# fd 3 is the console, for messages and verdicts from inside $(...) too.
+exec 3>&1
+
+rig_log() { echo "rig[$(rig_now)]: $*" >&3; }
+
+# Seconds since boot, to 0.01 s (busybox date has no %N).
+rig_now() { cut -d' ' -f1 /proc/uptime; }
+rig_elapsed() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b-a}'; }
+
+# rig_figure name value — a number, or a JSON literal.
+rig_figure() {
+    [ -n "$RIG_FIGURES" ] && RIG_FIGURES="$RIG_FIGURES,"
+    RIG_FIGURES="$RIG_FIGURES\"$1\":$2"
+}
+rig_text() { rig_figure "$1" "\"$(echo "$2" | tr '"\\' "''")\""; }
+
+rig_finish() {
+    sync
+    echo "RIG-RESULT {$RIG_FIGURES}" >&3
+    echo "$1" >&3
+    sleep 1
+    poweroff -f
+}
+rig_pass() { rig_finish "RIG-PASS"; }
+rig_fail() {
+    rig_log "FAILED: $*"
+    xl list >&3 2>&1
+    echo "----- xenstore-ls -f /local/domain (last 60 lines)" >&3
+    timeout 10 xenstore-ls -f /local/domain 2>&1 | tail -n 60 >&3
+    for f in /var/log/rig/*.log /var/log/xen/*.log /var/log/xen/console/*.log; do
+        [ -f "$f" ] || continue
+        echo "----- $f (last 30 lines)" >&3
+        tail -n 30 "$f" >&3
+    done
+    rig_text error "$*"
+    rig_finish "RIG-FAIL $*"
+}
+
+# rig_wait SECONDS DESCRIPTION COMMAND... — retries COMMAND every 0.2 s.
+rig_wait() {
+    local limit=$1 what=$2
+    shift 2
+    local deadline=$(($(cut -d. -f1 /proc/uptime) + limit))
+    until "$@" >/dev/null 2>&1; do
+        [ "$(cut -d. -f1 /proc/uptime)" -lt "$deadline" ] || rig_fail "timed out after ${limit}s waiting for $what"
+        sleep 0.2
+    done
+}
+
+# rig_check DESCRIPTION COMMAND... — fails the scenario unless COMMAND succeeds.
+rig_check() {
+    local what=$1
+    shift
+    "$@" || rig_fail "$what"
+    rig_log "ok: $what"
+}
+
+# Makes this a dom0 that xl can drive: filesystems, Xen's device modules, xenfs.
+rig_dom0_up() {
+    /bin/busybox --install -s /bin
+    mount -t proc proc /proc
+    mount -t sysfs sysfs /sys
+    mount -t devtmpfs devtmpfs /dev
+    mkdir -p /dev/pts /dev/shm /var/log/rig /var/log/xen/console /var/lib/xenstored
+    mount -t devpts devpts /dev/pts
+    mount -t tmpfs tmpfs /run
+    mkdir -p /run/xen /run/xenstored
+    for module in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netback; do
+        insmod "/lib/modules/$module.ko" || rig_fail "insmod $module"
+    done
+    mount -t xenfs xenfs /proc/xen || rig_fail "mount xenfs"
+    grep -q control_d /proc/xen/capabilities || rig_fail "/proc/xen/capabilities does not say control_d"
+    ip link set lo up
+    rig_log "dom0 up: $(uname -r), $(cat /proc/xen/capabilities)"
+}
+
+# The host's xenstore daemon: conch xenstored, serving dom0's kernel ring, the
+# tools' socket and every domain xl introduces.
+rig_start_conch_xenstored() {
+    conch xenstored --hypervisor xen "$@" >>/var/log/rig/conch-xenstored.log 2>&1 &
+    RIG_XENSTORED_PID=$!
+    rig_wait 60 "conch xenstored's socket" test -S /run/xenstored/socket
+}
+
+# The xenstored for side-by-side runs, alone on the host: conch or Xen's
+# cxenstored, each from an empty store. rig_start_bench_xenstored conch|cxenstored
+rig_start_bench_xenstored() {
+    rm -f /run/xenstored/socket /run/xenstored/socket_ro /run/xenstored/xenstored.journal
+    rm -rf /var/lib/xenstored/*
+    case "$1" in
+    conch) conch xenstored --hypervisor xen >>/var/log/rig/bench-conch.log 2>&1 & ;;
+    cxenstored) xenstored --no-fork --pid-file /run/bench-cxenstored.pid >>/var/log/rig/bench-cxenstored.log 2>&1 & ;;
+    esac
+    RIG_BENCH_PID=$!
+    rig_wait 60 "$1's socket" test -S /run/xenstored/socket
+}
+rig_stop_xenstored() {
+    kill "${1:-$RIG_XENSTORED_PID}" 2>/dev/null
+    wait "${1:-$RIG_XENSTORED_PID}" 2>/dev/null
+}
+
+# The guests' kernel and initramfs, and an xl config naming them.
+# rig_guest_config NAME EXTRA [more xl.cfg lines...]
+rig_guest_config() {
+    local name=$1 extra=$2
+    shift 2
+    {
+        echo "name = \"$name\""
+        echo "type = \"pv\""
+        echo "kernel = \"/guest/vmlinuz\""
+        echo "ramdisk = \"/guest/initrd.cpio\""
+        echo "memory = 128"
+        echo "vcpus = 1"
+        echo "extra = \"console=hvc0 quiet rig=$extra\""
+        for line in "$@"; do echo "$line"; done
+    } >"/etc/xen/$name.cfg"
+    echo "/etc/xen/$name.cfg"
+}
+
+rig_domid() { xl domid "$1" 2>/dev/null; }
+rig_guest_log() { echo "/var/log/xen/console/guest-$1.log"; }
