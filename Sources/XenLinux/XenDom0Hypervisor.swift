@@ -114,6 +114,7 @@ public final class XenDom0Hypervisor: PrivilegedHypervisor, LocalXenstore, @unch
         var next: UInt32 = 0
         var batch = [xc_domaininfo_t](repeating: xc_domaininfo_t(), count: 256)
         while true {
+            // SAFETY: libxenctrl fills at most `batch.count` entries of the array's storage.
             let count = xc_domain_getinfolist(xc, next, UInt32(batch.count), &batch)
             guard count >= 0 else { throw Self.failure("xc_domain_getinfolist") }
             for info in batch.prefix(Int(count)) { result.append(Self.domainInfo(info)) }
@@ -267,9 +268,10 @@ public final class XenDom0Hypervisor: PrivilegedHypervisor, LocalXenstore, @unch
     public func readConsole(clear: Bool) throws -> [UInt8] {
         var buffer = [CChar](repeating: 0, count: 1 << 20)
         var count = UInt32(buffer.count)
+        // SAFETY: libxenctrl writes at most `count` (the buffer's size) characters
+        // into the buffer and sets `count` to how many it wrote.
         let result = buffer.withUnsafeMutableBufferPointer { pointer -> Int32 in
-            var base = pointer.baseAddress
-            return xc_readconsolering(xc, &base, &count, clear ? 1 : 0, 0, nil)
+            xc_readconsolering(xc, pointer.baseAddress, &count, clear ? 1 : 0, 0, nil)
         }
         guard result == 0 else { throw Self.failure("xc_readconsolering") }
         return buffer.prefix(Int(count)).map { UInt8(bitPattern: $0) }

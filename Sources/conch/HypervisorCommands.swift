@@ -103,12 +103,15 @@ struct Dmesg: ParsableCommand {
     )
 
     @OptionGroup var runDirectoryOptions: RunDirectoryOptions
+    @OptionGroup var hypervisorOptions: HypervisorOptions
 
     @Flag(name: .short, help: "Clear the console ring after printing it.")
     var clear = false
 
     func run() throws {
-        let hypervisor = try HypervisorFactory.privileged(.simulated(runDirectoryOptions.runDirectory))
+        let hypervisor = try HypervisorFactory.privileged(
+            hypervisorOptions.backend(runDirectory: runDirectoryOptions.runDirectory)
+        )
         let bytes = try hypervisor.readConsole(clear: clear)
         FileHandle.standardOutput.write(Data(bytes))
     }
