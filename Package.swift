@@ -230,7 +230,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["XenABI", "XenMemory", "XenRing"],
+            dependencies: ["XenABI", "XenMemory", "XenRing", "XenTestKit"],
             exclude: ["C"]
         ),
         .testTarget(

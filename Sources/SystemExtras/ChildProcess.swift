@@ -49,13 +49,15 @@ public final class ChildProcess: Sendable {
     ///   - environment: the child's environment; nil inherits this process's.
     ///   - newProcessGroup: start the child as the leader of its own process group,
     ///     so that ``kill(_:)`` reaches everything it starts too.
+    ///   - currentDirectory: the child's working directory; nil keeps this process's.
     public init(
         executable: String,
         argument0: String? = nil,
         arguments: [String],
         descriptors: [Int32: FileDescriptor] = [:],
         environment: [String: String]? = nil,
-        newProcessGroup: Bool = false
+        newProcessGroup: Bool = false,
+        currentDirectory: String? = nil
     ) throws(Errno) {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -96,6 +98,11 @@ public final class ChildProcess: Sendable {
         // SAFETY: `actions` is initialised above and outlives the call.
         let added = withUnsafeMutablePointer(to: &actions) { cconch_spawn_add_closefrom($0, firstUnmapped) }
         guard added == 0 else { throw Errno(rawValue: added) }
+        if let currentDirectory {
+            // SAFETY: as above; the path string is copied into the actions.
+            let changed = withUnsafeMutablePointer(to: &actions) { cconch_spawn_add_chdir($0, currentDirectory) }
+            guard changed == 0 else { throw Errno(rawValue: changed) }
+        }
 
         let argv = [argument0 ?? executable] + arguments
         let env = environment.map { $0.map { "\($0.key)=\($0.value)" } }

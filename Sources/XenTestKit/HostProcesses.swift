@@ -15,7 +15,7 @@ import XenSim
 /// A Conch daemon (`conch hypervisor`, `conch xenstored`, …) running as a real
 /// child process in a test's run directory.
 public final class DaemonProcess: @unchecked Sendable {
-    public let process: Process
+    public let process: TestProcess
     public let name: String
     private let stderrFile: String
 
@@ -24,13 +24,7 @@ public final class DaemonProcess: @unchecked Sendable {
     public init(_ arguments: [String], readyPath: String, logDirectory: String) throws {
         name = arguments.first ?? "daemon"
         stderrFile = "\(logDirectory)/\(name)-\(UUID().uuidString.prefix(8)).stderr"
-        FileManager.default.createFile(atPath: stderrFile, contents: nil)
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: try ConchExecutable.path())
-        process.arguments = arguments
-        process.standardError = FileHandle(forWritingAtPath: stderrFile)
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        process = try TestProcess(try ConchExecutable.path(), arguments, error: .file(stderrFile))
         for _ in 0..<1000 {
             if UnixSocketPath.isListening(readyPath) { return }
             guard process.isRunning else {
@@ -44,25 +38,22 @@ public final class DaemonProcess: @unchecked Sendable {
     /// What the daemon wrote to stderr so far.
     public var log: String { (try? String(contentsOfFile: stderrFile, encoding: .utf8)) ?? "" }
 
-    /// SIGTERM, then wait; returns the exit status.
+    /// SIGTERM, then wait (SIGKILL after a grace period); returns the exit
+    /// status, 128 + the signal for a daemon a signal ended.
     @discardableResult
     public func stop() -> Int32 {
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        return process.terminationStatus
+        process.stop()
+        return process.status
     }
 
     /// SIGKILL, then wait.
     public func kill() {
-        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        process.signal(SIGKILL)
+        process.wait(seconds: 30)
     }
 
     deinit {
-        if process.isRunning {
-            Foundation.kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        if process.isRunning { kill() }
     }
 }
 

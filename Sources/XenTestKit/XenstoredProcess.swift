@@ -31,33 +31,31 @@ public struct ScratchDirectory: Sendable {
 
 /// `conch xenstored` running as a real child process for a test.
 public final class XenstoredProcess: @unchecked Sendable {
-    public let process: Process
+    public let process: TestProcess
     public let socketPath: String
     public let directory: ScratchDirectory
-    private let stderrPipe = Pipe()
+    private let stderrFile: String
 
     /// Starts the daemon on `<scratch>/xs.sock` and waits until it accepts connections.
     public init(extraArguments: [String] = [], useRunDirectory: Bool = false) throws {
         directory = try ScratchDirectory()
         socketPath = useRunDirectory ? directory.path + "/xenstored.sock" : directory.path + "/xs.sock"
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: try ConchExecutable.path())
+        stderrFile = directory.path + "/xenstored.stderr"
         let location = useRunDirectory ? ["--run-dir", directory.path] : ["--socket", socketPath]
-        process.arguments = ["xenstored"] + location + extraArguments
-        process.standardError = stderrPipe
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        process = try TestProcess(
+            try ConchExecutable.path(),
+            ["xenstored"] + location + extraArguments,
+            error: .file(stderrFile)
+        )
         try Self.waitForSocket(socketPath, process: process)
     }
 
     /// Polls until `path` accepts a connection (or the process dies).
-    public static func waitForSocket(_ path: String, process: Process, attempts: Int = 1000) throws {
+    public static func waitForSocket(_ path: String, process: TestProcess, attempts: Int = 1000) throws {
         for _ in 0..<attempts {
             if canConnect(path) { return }
             guard process.isRunning else {
-                throw DaemonFailed(
-                    description: "daemon exited with status \(process.terminationStatus) before listening"
-                )
+                throw DaemonFailed(description: "daemon exited with status \(process.status) before listening")
             }
             usleep(10_000)
         }
@@ -84,59 +82,51 @@ public final class XenstoredProcess: @unchecked Sendable {
     /// Sends SIGTERM and waits; returns the exit status and what the daemon logged.
     @discardableResult
     public func stop() -> (status: Int32, log: String) {
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        let log = String(decoding: stderrPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.stop()
+        let log = (try? String(contentsOfFile: stderrFile, encoding: .utf8)) ?? ""
         directory.remove()
-        return (process.terminationStatus, log)
+        return (process.status, log)
     }
 
     deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        if process.isRunning { process.signal(SIGKILL) }
+        process.wait(seconds: 10)
         directory.remove()
     }
 }
 
-/// Runs any program and captures its output (with a stdin string).
+/// Runs any program and captures its output (with a stdin string). A program
+/// still running after `timeout` seconds is killed, and its status reads 137.
 public func runProgram(
     _ executable: String,
     _ arguments: [String],
     environment: [String: String]? = nil,
     input: String? = nil,
-    currentDirectory: String? = nil
+    currentDirectory: String? = nil,
+    timeout: Double = 300
 ) throws -> (status: Int32, stdout: String, stderr: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-    if let environment { process.environment = environment }
-    let stdout = Pipe()
-    let stderr = Pipe()
-    let stdin = Pipe()
-    process.standardOutput = stdout
-    process.standardError = stderr
-    process.standardInput = input == nil ? FileHandle.nullDevice : stdin
-    try process.run()
-    if let input {
-        let writer = Thread {
-            stdin.fileHandleForWriting.write(Data(input.utf8))
-            try? stdin.fileHandleForWriting.close()
-        }
-        writer.start()
-    }
-    let errorData = Locked(Data())
-    let drainer = Thread { errorData.value = stderr.fileHandleForReading.readDataToEndOfFile() }
-    drainer.start()
-    let out = stdout.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    while !drainer.isFinished { usleep(1000) }
-    return (
-        process.terminationStatus, String(decoding: out, as: UTF8.self),
-        String(decoding: errorData.value, as: UTF8.self)
+    let process = try TestProcess(
+        executable,
+        arguments,
+        environment: environment,
+        currentDirectory: currentDirectory,
+        input: input == nil ? .null : .pipe,
+        output: .pipe,
+        error: .pipe
     )
+    let stdout = PipeDrain(process.standardOutput!)
+    let stderr = PipeDrain(process.standardError!)
+    if let input, let writer = process.standardInput {
+        // A thread of its own: the child may not read all of it before it ends.
+        Thread {
+            try? writer.write(contentsOf: Data(input.utf8))
+            try? writer.close()
+        }.start()
+    }
+    process.wait(seconds: timeout)
+    let out = stdout.collect()
+    let err = stderr.collect()
+    return (process.status, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
 }
 
 /// Finds a program on PATH (or an absolute path); nil if it is not installed.

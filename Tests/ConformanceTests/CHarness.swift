@@ -8,6 +8,7 @@
 
 import Foundation
 import Testing
+import XenTestKit
 
 /// Compiles and runs the small C programs in `C/` against the Xen headers that
 /// Debian's libxen-dev installs. The headers are compiled against, never copied.
@@ -48,26 +49,7 @@ enum CHarness {
     ) throws -> (
         status: Int32, stdout: String, stderr: String
     ) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let stdin = Pipe()
-        let stdout = Pipe()
-        let stderr = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try process.run()
-        // Feed stdin and drain stdout concurrently so neither pipe can fill up.
-        let writer = Thread {
-            stdin.fileHandleForWriting.write(Data(input.utf8))
-            try? stdin.fileHandleForWriting.close()
-        }
-        writer.start()
-        let out = stdout.fileHandleForReading.readDataToEndOfFile()
-        let err = stderr.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+        try runProgram(executable, arguments, input: input)
     }
 }
 

@@ -239,7 +239,7 @@ struct ConsoledLogTests {
         #expect(!lines.isEmpty && unstamped.isEmpty, "lines without a timestamp: \(unstamped.prefix(3))")
         // logrotate moves the file away and sends SIGHUP: consoled opens a new one.
         try FileManager.default.moveItem(atPath: log, toPath: host.logDirectory + "/rotated-away.log")
-        kill(host.consoled!.process.processIdentifier, SIGHUP)
+        host.consoled!.process.signal(SIGHUP)
         #expect(try host.eventually { FileManager.default.fileExists(atPath: log) })
         FileManager.default.createFile(atPath: trigger, contents: nil)
         #expect(try host.eventually { text(log).contains("AFTER-HUP") })

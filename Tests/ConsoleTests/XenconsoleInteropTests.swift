@@ -46,38 +46,30 @@ struct XenconsoleInteropTests {
     /// Types a line into `xenconsole --type pv [--num N] DOMID` and waits for the
     /// guest's echo of it.
     static func roundTrip(_ host: HostStack, domid: UInt16, number: Int, line: String) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Xenconsole.path!)
-        process.arguments = ["--type", "pv", "--num", "\(number)", "--interactive", "\(domid)"]
         var environment = ProcessInfo.processInfo.environment
         environment["XENSTORED_PATH"] = host.xenstoredSocket
-        process.environment = environment
-        let input = Pipe()
-        let output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        defer {
-            // SIGTERM ends xenconsole's loop; SIGKILL if it lingers, so its lock goes.
-            if process.isRunning { process.terminate() }
-            for _ in 0..<100 where process.isRunning { usleep(10_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-        }
-        signal(SIGPIPE, SIG_IGN)
+        let process = try TestProcess(
+            Xenconsole.path!,
+            ["--type", "pv", "--num", "\(number)", "--interactive", "\(domid)"],
+            environment: environment,
+            input: .pipe,
+            output: .pipe,
+            error: .standardOutput
+        )
+        // SIGTERM ends xenconsole's loop; SIGKILL if it lingers, so its lock goes.
+        defer { process.stop(grace: 1) }
         var seen = Data()
-        let reader = output.fileHandleForReading
+        let reader = process.standardOutput!
         _ = try host.eventually(seconds: 30) {
             guard process.isRunning else { return true }
-            try? input.fileHandleForWriting.write(contentsOf: Data((line + "\n").utf8))
+            try? process.standardInput!.write(contentsOf: Data((line + "\n").utf8))
             var fds = [pollfd(fd: reader.fileDescriptor, events: Int16(POLLIN), revents: 0)]
             if poll(&fds, 1, 300) > 0 { seen += reader.availableData }
             return String(decoding: seen, as: UTF8.self).contains("echo:" + line)
         }
         if !process.isRunning { seen += (try? reader.readToEnd()).flatMap { $0 } ?? Data() }
         return String(decoding: seen, as: UTF8.self)
-            + (process.isRunning ? "" : " [exited \(process.terminationStatus)]")
+            + (process.isRunning ? "" : " [exited \(process.status)]")
     }
 
     @Test func attachesToConsoleZeroAndAPtyChannel() async throws {

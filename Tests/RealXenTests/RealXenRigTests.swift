@@ -58,20 +58,20 @@ struct RealXenRigTests {
     /// Runs the rig with the conch these tests were built with (unless
     /// `CONCH_RIG_CONCH` names another), its progress on standard error.
     static func run(_ scenario: String) throws -> (status: Int32, lastLine: String) {
-        let process = Process()
-        process.executableURL = repository.appendingPathComponent("scripts/real-xen/run.sh")
-        process.arguments = [scenario]
         var environment = ProcessInfo.processInfo.environment
         if environment["CONCH_RIG_CONCH"] == nil { environment["CONCH_RIG_CONCH"] = try ConchExecutable.path() }
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.standardError
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
+        let process = try TestProcess(
+            repository.appendingPathComponent("scripts/real-xen/run.sh").path,
+            [scenario],
+            environment: environment,
+            output: .pipe,
+            error: .inherit
+        )
+        let output = PipeDrain(process.standardOutput!)
+        // run.sh bounds QEMU itself (CONCH_RIG_TIMEOUT); this is the backstop.
+        process.wait(seconds: 3600)
+        let text = String(decoding: output.collect(), as: UTF8.self)
         let lastLine = text.split(separator: "\n").last.map(String.init) ?? ""
-        return (process.terminationStatus, lastLine)
+        return (process.status, lastLine)
     }
 }

@@ -140,15 +140,11 @@ struct ResourceBoundsTests {
         let scratch = try ScratchDirectory(prefix: "conch-emfile")
         defer { scratch.remove() }
         let socket = scratch.path + (daemon == "hypervisor" ? "/hypervisor.sock" : "/xenstored.sock")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
-        process.arguments = ["--nofile=48:48", try ConchExecutable.path(), daemon, "--run-dir", scratch.path]
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        defer {
-            process.terminate()
-            process.waitUntilExit()
-        }
+        let process = try TestProcess(
+            "/usr/bin/prlimit",
+            ["--nofile=48:48", try ConchExecutable.path(), daemon, "--run-dir", scratch.path]
+        )
+        defer { process.stop() }
         var ready = false
         for _ in 0..<500 where !ready {
             ready = UnixSocketPath.isListening(socket)
@@ -172,9 +168,9 @@ struct ResourceBoundsTests {
         }
         // The daemon now has connections waiting it cannot accept.
         usleep(300_000)
-        let before = cpuTicks(process.processIdentifier)
+        let before = cpuTicks(process.pid)
         usleep(1_000_000)
-        let used = cpuTicks(process.processIdentifier) - before
+        let used = cpuTicks(process.pid) - before
         // A spinning daemon burns ~100 ticks a second; an idle one about 0.
         #expect(used < 30, "\(daemon) used \(used) of 100 CPU ticks while out of descriptors")
         #expect(process.isRunning)

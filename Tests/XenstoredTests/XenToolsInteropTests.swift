@@ -99,14 +99,13 @@ struct XenToolsInteropTests {
     @Test func watchSeesTheFirstEventAndLaterChanges() throws {
         let daemon = try XenstoredProcess()
         defer { daemon.stop() }
-        let watcher = Process()
-        watcher.executableURL = URL(fileURLWithPath: which("xenstore-watch")!)
-        watcher.arguments = ["-n", "3", "/local/domain/4"]
-        watcher.environment = daemon.clientEnvironment
-        let output = Pipe()
-        watcher.standardOutput = output
-        try watcher.run()
-        let reader = LineReader(output.fileHandleForReading)
+        let watcher = try TestProcess(
+            which("xenstore-watch")!,
+            ["-n", "3", "/local/domain/4"],
+            environment: daemon.clientEnvironment,
+            output: .pipe
+        )
+        let reader = LineReader(watcher.standardOutput!)
         // The immediate event proves the watch is registered before we write.
         #expect(reader.nextLine() == "/local/domain/4")
         #expect(try tool(daemon, "write", ["/local/domain/4/name", "x"]).status == 0)
@@ -114,8 +113,7 @@ struct XenToolsInteropTests {
         #expect(try tool(daemon, "rm", ["/local/domain/4"]).status == 0)
         #expect(reader.nextLine() == "/local/domain/4/name")
         #expect(reader.nextLine() == "/local/domain/4")
-        watcher.waitUntilExit()
-        #expect(watcher.terminationStatus == 0)
+        #expect(watcher.wait(seconds: 30) == .exited(0))
     }
 
     @Test func conchStoreMatchesXenToolsByteForByte() throws {

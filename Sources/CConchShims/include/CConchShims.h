@@ -63,6 +63,10 @@ int cconch_read_signal(int fd);
 /// does not export). Returns 0 or an errno value.
 int cconch_spawn_add_closefrom(void *actions, int lowest);
 
+/// Adds "change to directory `path`" to a spawn's file actions (glibc's
+/// posix_spawn_file_actions_addchdir_np, likewise not exported). 0 or an errno value.
+int cconch_spawn_add_chdir(void *actions, const char *path);
+
 /// A simulated guest's process and its wall (guest_sandbox.c, docs/SECURITY.md).
 struct cconch_sandbox {
     /// argv and envp of the guest program, NULL-terminated.
