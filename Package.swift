@@ -142,6 +142,16 @@ let package = Package(
             ]
         ),
         .target(
+            name: "DeviceModel",
+            dependencies: [
+                "XenABI", "XenstoreClient", "SystemExtras",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "ToolstackRuntime",
             dependencies: ["Toolstack", "XenABI", "XenRing", "XenHypervisor", "XenstoreClient", "XenstoreWire"]
         ),
@@ -177,7 +187,8 @@ let package = Package(
             name: "conch",
             dependencies: [
                 "ConchBench", "XenstoreServer", "XenstoreClient", "XenstoreCore", "XenstoreWire", "XenABI",
-                "XenHypervisor", "XenSim", "Hypervisors", "SystemExtras", "ConsoleBackend", "ConsoleCore",
+                "XenHypervisor", "XenSim", "Hypervisors", "SystemExtras", "ConsoleBackend", "DeviceModel",
+                "ConsoleCore",
                 "GuestFrontend",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -264,6 +275,10 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CLITests", dependencies: ["XenTestKit"]),
+        .testTarget(
+            name: "DeviceModelTests",
+            dependencies: ["DeviceModel", "XenABI", "XenTestKit", "XenstoreClient", "SystemExtras"]
+        ),
         .testTarget(name: "RealXenTests", dependencies: ["XenTestKit"]),
         .testTarget(
             name: "SecurityTests",

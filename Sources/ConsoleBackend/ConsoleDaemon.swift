@@ -229,6 +229,8 @@ public actor ConsoleDaemon {
             (ConsoleLayout.frontend(domid, devid: 0), "dom\(d)", false),
             (ConsoleLayout.backends(of: domid, backend: configuration.backendDomid), "be\(d)", true),
             (ConsoleLayout.devices(domid), "dev\(d)", true),
+            // Conch's device model hands the domain's ioemu consoles over here.
+            (ConsoleLayout.consoleHandoff(of: domid, backend: configuration.backendDomid), "dm\(d)", true),
         ]
     }
 
@@ -346,10 +348,19 @@ public actor ConsoleDaemon {
     }
 
     /// Where a secondary console's bytes go, from its backend directory (which only
-    /// dom0 writes); nil when the nodes are incomplete or another backend (QEMU:
-    /// `ioemu`) serves it.
+    /// dom0 writes); nil when the nodes are incomplete or another backend serves it:
+    /// an `ioemu` console is the device model's, so consoled serves it only when
+    /// the domain's device model is Conch's and handed it over.
     private func sinkOf(_ device: DeviceLocation) async -> (name: String, sink: SinkSpec)? {
-        if let type = await read(device.frontend + "/type"), type != "xenconsoled" { return nil }
+        switch await read(device.frontend + "/type") {
+        case nil, "xenconsoled":
+            break
+        case "ioemu":
+            let handoff = ConsoleLayout.consoleHandoff(of: device.key.domid, backend: configuration.backendDomid)
+            guard await read(handoff) != nil else { return nil }
+        default:
+            return nil
+        }
         let name = await read(device.backend + "/name") ?? "console\(device.key.devid)"
         switch await read(device.backend + "/connection") {
         case "socket":
@@ -465,12 +476,15 @@ public actor ConsoleDaemon {
         }
         session.notifications = try await watchEvents(session.channel.waitDescriptor, key: key)
         guard sessions[key] === session else { return }  // torn down meanwhile
+        // CONNECTED without a notification, as upstream xenconsoled does: a
+        // flag-aware frontend reads the flag when it writes (and polls it while
+        // it holds output back); whatever the guest already wrote is consumed
+        // just below, and consuming notifies.
         if !configuration.legacyFlag {
             session.ring.connection = .connected
             session.pump.backendWroteFlag(.connected)
         }
         session.pump.updateSink(session.sinkReadiness)
-        try? session.channel.notify()
         logger.info(
             "console connected",
             metadata: ["console": "\(key)", "name": "\(session.name)", "sink": "\(session.stats.path ?? "")"]

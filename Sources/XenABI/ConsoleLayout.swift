@@ -45,6 +45,19 @@ public enum ConsoleLayout {
     /// One console's toolstack copy, `/libxl/<d>/device/console/<devid>`.
     public static func toolstackCopy(_ domid: DomID, devid: Int) -> String { "\(toolstackCopies(domid))/\(devid)" }
 
+    /// The device model's directory for `domid`, `/local/domain/<b>/device-model/<d>`
+    /// (dom0-owned; libxl waits for its `state` to read `running`).
+    public static func deviceModel(of domid: DomID, backend: DomID) -> String {
+        "\(home(backend))/device-model/\(domid.rawValue)"
+    }
+
+    /// Written by Conch's device model (`conch-device-model`, in place of QEMU):
+    /// the domain's `ioemu` consoles, its channels, are consoled's to serve.
+    /// Without it they belong to the domain's QEMU, and consoled leaves them alone.
+    public static func consoleHandoff(of domid: DomID, backend: DomID) -> String {
+        "\(deviceModel(of: domid, backend: backend))/conch-consoles"
+    }
+
     /// A backend path taken apart: `/local/domain/<b>/backend/console/<d>/<devid>`
     /// exactly, numbers in decimal without leading zeros; nil for anything else.
     public static func parseBackend(_ path: String) -> (backend: DomID, domid: DomID, devid: Int)? {

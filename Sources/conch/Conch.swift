@@ -26,9 +26,20 @@ struct Conch: AsyncParsableCommand {
             ChannelListCommand.self, ChannelAttach.self, ChannelDetach.self, Demo.self,
             Dmesg.self, Store.self, Stats.self, Bench.self,
             Hypervisor.self, Xenstored.self, Consoled.self, GuestKernel.self, Version.self, RingPeerCommand.self,
-            TestGuest.self, BenchPeer.self, ConsoledKeeper.self,
+            TestGuest.self, BenchPeer.self, ConsoledKeeper.self, DeviceModelCommand.self, ConsoleFlagCommand.self,
         ]
     )
+
+    /// Run as `conch-device-model` (libxl's device_model_override names a binary,
+    /// not a subcommand), conch is the device model.
+    static func main() async {
+        let invokedAs = CommandLine.arguments.first?.split(separator: "/").last.map(String.init)
+        if invokedAs == DeviceModelCommand.linkName {
+            await main(["device-model"] + CommandLine.arguments.dropFirst())
+        } else {
+            await main(nil)
+        }
+    }
 }
 
 enum ConchVersion {

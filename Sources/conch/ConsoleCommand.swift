@@ -33,6 +33,7 @@ struct ConsoleCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var runDirectoryOptions: RunDirectoryOptions
+    @OptionGroup var hypervisorOptions: HypervisorOptions
 
     @Argument(help: "The domain: a name or a domid.")
     var domain: String
@@ -52,8 +53,8 @@ struct ConsoleCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let host = try await HostConnection.open(runDirectoryOptions.runDirectory)
-        let target = try host.domain(domain)
+        let host = try await HostConnection.open(runDirectoryOptions, hypervisorOptions)
+        let target = try await host.guest(domain)
         let which: ConsoleAttachment.Target =
             if let channel { .channel(channel) } else if let number, number > 0 { .secondary(number) } else { .primary }
         try await ConsoleAttachment.attach(host: host, domain: target, target: which, linger: linger)

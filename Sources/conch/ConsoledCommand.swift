@@ -37,13 +37,19 @@ struct Consoled: AsyncParsableCommand {
             <log-dir>/guest-<name>.log; SIGHUP reopens the logs. Example:
 
               conch consoled --run-dir /tmp/conch --timestamps
+
+            On a Xen dom0 (or with --hypervisor xen) it is the host's console daemon, in place \
+            of xenconsoled and of QEMU for channels: it reaches xenstore where Xen's tools do \
+            ($XENSTORED_PATH, else /var/run/xenstored/socket), keeps its sockets in \
+            /var/run/conch (or --run-dir) and console logs in /var/log/xen/console.
             """
     )
 
     @OptionGroup var runDirectoryOptions: RunDirectoryOptions
+    @OptionGroup var hypervisorOptions: HypervisorOptions
     @OptionGroup var logging: LoggingOptions
 
-    @Option(help: "Directory for console logs (default: <run-dir>/logs).")
+    @Option(help: "Directory for console logs (default: <run-dir>/logs; on Xen, /var/log/xen/console).")
     var logDir: String?
     @Flag(help: "Prefix each log line with the date and time.")
     var timestamps = false
@@ -69,19 +75,21 @@ struct Consoled: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.makeLogger(label: "conch.consoled")
-        let runDirectory = runDirectoryOptions.runDirectory
+        let placement = ConsoledPlacement(
+            runDirectoryOptions: runDirectoryOptions,
+            hypervisorOptions: hypervisorOptions
+        )
+        let runDirectory = placement.runDirectory
         raiseDescriptorLimit()
         try runDirectory.create()
         umask(0o077)  // sockets 0600, logs 0600
-        let hypervisor = try HypervisorFactory.privileged(.simulated(runDirectory))
+        let hypervisor = try HypervisorFactory.privileged(placement.backend)
         let store: XenstoreClient
         do {
             // xenstored may restart under us: the client reconnects and sets its watches again.
-            store = try await XenstoreClient.connect(socketPath: runDirectory.xenstoredSocket, reconnecting: true)
+            store = try await XenstoreClient.connect(socketPath: placement.xenstoreSocket, reconnecting: true)
         } catch {
-            throw ValidationError(
-                "cannot reach xenstored at \(runDirectory.xenstoredSocket): \(error) (start `conch up`)"
-            )
+            throw ValidationError("cannot reach xenstored at \(placement.xenstoreSocket): \(error) (\(placement.hint))")
         }
         let logLevel = logging.logLevel.rawValue
         let keeper: @Sendable () throws -> KeeperClient = {
@@ -90,7 +98,7 @@ struct Consoled: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let daemon = ConsoleDaemon(
             configuration: .init(
-                logDirectory: logDir ?? runDirectory.logDirectory,
+                logDirectory: logDir ?? placement.logDirectory,
                 statsSocket: runDirectory.consoledSocket,
                 controlSocket: runDirectory.consoledControlSocket,
                 timestamps: timestamps,
@@ -110,6 +118,7 @@ struct Consoled: AsyncParsableCommand {
         defer { pidFile.remove() }
         try await daemon.start()
         logger.info("consoled running", metadata: ["run-dir": "\(runDirectory)"])
+        SystemdNotify.ready()
         for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup) {
             if signal == .sighup {
                 await daemon.reopenLogs()
@@ -121,6 +130,39 @@ struct Consoled: AsyncParsableCommand {
         await daemon.stop()
         store.close()
         try await group.shutdownGracefully()
+    }
+}
+
+/// Where consoled keeps its sockets and logs and finds xenstore: the run
+/// directory with the simulator; Xen's places on a real dom0.
+struct ConsoledPlacement {
+    let backend: HypervisorFactory.Backend
+    let runDirectory: RunDirectory
+    let xenstoreSocket: String
+    let logDirectory: String
+    let hint: String
+
+    /// consoled's home on a Xen host unless --run-dir says otherwise.
+    static let xenRunDirectory = "/var/run/conch"
+    /// Where xenconsoled writes guest logs (`xenconsoled --log=guest`).
+    static let xenLogDirectory = "/var/log/xen/console"
+
+    init(runDirectoryOptions: RunDirectoryOptions, hypervisorOptions: HypervisorOptions) {
+        backend = hypervisorOptions.backend(runDirectory: runDirectoryOptions.runDirectory)
+        switch backend {
+        case .xen:
+            runDirectory =
+                runDirectoryOptions.explicitPath.map { RunDirectory(path: $0) }
+                ?? RunDirectory(path: Self.xenRunDirectory)
+            xenstoreSocket = XenstoreClient.defaultSocketPath()
+            logDirectory = Self.xenLogDirectory
+            hint = "start the host's xenstored first"
+        case .simulated(let directory):
+            runDirectory = directory
+            xenstoreSocket = directory.xenstoredSocket
+            logDirectory = directory.logDirectory
+            hint = "start `conch up`"
+        }
     }
 }
 

@@ -32,8 +32,48 @@ struct HostConnection {
     let runDirectory: RunDirectory
     let hypervisor: any PrivilegedHypervisor
     let store: XenstoreClient
+    /// A real Xen dom0 (names come from xenstore; no toolstack records).
+    var onXen = false
 
     var builder: DomainBuilder { DomainBuilder(hypervisor: hypervisor, store: store) }
+
+    /// The host's daemons on a real Xen dom0: Xen itself, the host's xenstored
+    /// where Xen's tools find it, and consoled's sockets in its run directory.
+    static func openXen(runDirectory: RunDirectory?) async throws -> HostConnection {
+        let hypervisor = try HypervisorFactory.privileged(.xen)
+        let socket = XenstoreClient.defaultSocketPath()
+        let store: XenstoreClient
+        do {
+            store = try await XenstoreClient.connect(socketPath: socket)
+        } catch {
+            throw CLIError("cannot reach the host's xenstored at \(socket) (\(error))")
+        }
+        return HostConnection(
+            runDirectory: runDirectory ?? RunDirectory(path: ConsoledPlacement.xenRunDirectory),
+            hypervisor: hypervisor,
+            store: store,
+            onXen: true
+        )
+    }
+
+    /// The host `--hypervisor` names: the simulator in the run directory, or the
+    /// real Xen this process runs under.
+    static func open(
+        _ runDirectoryOptions: RunDirectoryOptions,
+        _ hypervisorOptions: HypervisorOptions
+    ) async throws
+        -> HostConnection
+    {
+        switch hypervisorOptions.backend(runDirectory: runDirectoryOptions.runDirectory) {
+        case .xen: try await openXen(runDirectory: runDirectoryOptions.explicitPath.map { RunDirectory(path: $0) })
+        case .simulated(let runDirectory): try await open(runDirectory)
+        }
+    }
+
+    /// A guest by name or domid, on either host.
+    func guest(_ reference: String) async throws -> DomainInfo {
+        onXen ? try await namedDomain(reference) : try domain(reference)
+    }
 
     static func open(_ runDirectory: RunDirectory) async throws -> HostConnection {
         let hypervisor: any PrivilegedHypervisor
@@ -64,6 +104,18 @@ struct HostConnection {
             throw CLIError("Domain-0 is the host itself: name a guest (see `conch list`)")
         }
         throw CLIError("no domain named or numbered '\(reference)': see `conch list`")
+    }
+
+    /// A domain by name or domid where the hypervisor knows ids only (real Xen):
+    /// names are the toolstack's, in `/local/domain/<d>/name`, as `xl` reads them.
+    func namedDomain(_ reference: String) async throws -> DomainInfo {
+        var domains = try hypervisor.listDomains()
+        for index in domains.indices where domains[index].name.isEmpty {
+            let home = ConsoleLayout.home(domains[index].domid)
+            domains[index].name = (try? await store.readString(home + "/name")) ?? ""
+        }
+        if let found = Self.find(reference, in: domains), found.domid != .dom0 { return found }
+        throw CLIError("no guest named or numbered '\(reference)': see `xl list`")
     }
 
     /// The domain `reference` names: a domid first, else a name.

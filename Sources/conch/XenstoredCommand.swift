@@ -96,7 +96,9 @@ struct Xenstored: AsyncParsableCommand {
                 hypervisor: placement.hypervisor,
                 journalPath: journal ?? placement.stateDirectory?.xenstoredJournal
             ),
-            logger: logger
+            logger: logger,
+            // Under systemd (Type=notify), ready once it serves: xen-init-dom0 follows.
+            ready: { SystemdNotify.ready() }
         )
         let group = ServiceGroup(
             configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

@@ -150,6 +150,59 @@ struct ConsoledTests {
     }
 }
 
+extension ConsoledTests {
+    /// A channel of `type = "ioemu"` is QEMU's on a host where QEMU is the device
+    /// model: consoled leaves it alone until Conch's device model hands the
+    /// domain's ioemu consoles over, and then serves it like any other.
+    @Test func anIoemuChannelWaitsForConchsDeviceModel() async throws {
+        let host = try HostStack(xenstored: true)
+        defer { host.stop() }
+        let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
+        defer { store.close() }
+        let socketPath = host.runDirectory + "/ioemu.sock"
+        let channel = "\"$CONCH_GUEST_DEV/xen-channel/org.conch.ioemu\""
+        let built = try await Self.build(
+            host,
+            store,
+            name: "ioemu",
+            script: """
+                while [ ! -e \(channel) ]; do sleep 0.05; done
+                echo served-by-consoled > \(channel)
+                sleep 30
+                """,
+            channels: ["name=org.conch.ioemu, connection=socket, path=\(socketPath)"]
+        )
+        let d = built.domain.domid
+        // What libxl writes for a channel when a device model serves it.
+        try await store.write("/local/domain/\(d.rawValue)/device/console/1/type", "ioemu")
+        try host.startConsoled()
+        try host.privilegedHypervisor().unpause(d)
+        // consoled has taken the domain in: console 0 is served...
+        #expect(
+            try await host.eventuallyAsync {
+                (try? await store.readString("/local/domain/\(d.rawValue)/console/tty"))?.hasPrefix("/dev/pts/") == true
+            }
+        )
+        // ...and the ioemu channel is not, however long we give it.
+        try await Task.sleep(for: .seconds(1))
+        #expect(!FileManager.default.fileExists(atPath: socketPath), "consoled served an ioemu channel unasked")
+        #expect(try await store.readString("/local/domain/0/backend/console/\(d.rawValue)/1/state") != "4")
+
+        // Conch's device model hands the domain's ioemu consoles over.
+        try await store.write(ConsoleLayout.consoleHandoff(of: d, backend: .dom0), "consoled")
+        #expect(try host.eventually { FileManager.default.fileExists(atPath: socketPath) })
+        let client = try Self.connectSocket(socketPath)
+        var received = Data()
+        #expect(
+            try host.eventually {
+                received += client.availableData
+                return String(decoding: received, as: UTF8.self).contains("served-by-consoled")
+            },
+            "guest: \(host.guestOutput("ioemu")) consoled: \(host.consoled?.log ?? "")"
+        )
+    }
+}
+
 /// Untrusted rings: one guest's invalid indices quarantine its console only.
 @Suite("consoled quarantine and stats")
 struct ConsoledQuarantineTests {
