@@ -50,6 +50,7 @@ packages=(
     xen-hypervisor-4.17-amd64 xen-utils-4.17 xen-utils-common xenstore-utils
     libxenmisc4.17 libxenstore4 libxencall1 libxendevicemodel1 libxenevtchn1 libxenforeignmemory1
     libxengnttab1 libxenhypfs1 libxentoolcore1 libxentoollog1 libyajl2 busybox-static
+    qemu-system-xen qemu-system-data
     "$dom0_kernel" "$guest_kernel"
 )
 root="$cache/root"
@@ -126,12 +127,24 @@ make_cpio "$guest_tree" "$work/guest.cpio"
 # dom0: the scenario as /init, Xen's userspace, the dom0 modules, Conch, the guest.
 dom0_tree="$work/dom0-tree"
 base_tree "$dom0_tree"
-install_binaries "$dom0_tree" /usr/sbin \
+# Where Debian puts them: libxl runs xenconsole from there for `xl console`.
+install_binaries "$dom0_tree" /usr/lib/xen-4.17/bin \
     "$xenbin/xl" "$xenbin/xenstored" "$xenbin/xenconsoled" "$xenbin/xen-init-dom0" \
-    "$xenbin/test-xenstore" "$xenbin/xenconsole" "$root/usr/bin/xenstore"
+    "$xenbin/test-xenstore" "$xenbin/xenconsole"
+install_binaries "$dom0_tree" /usr/sbin "$root/usr/bin/xenstore"
 for tool in read write ls list exists rm chmod watch control; do ln -sf xenstore "$dom0_tree/usr/sbin/xenstore-$tool"; done
 install_binaries "$dom0_tree" /usr/sbin "$conch"
 strip "$dom0_tree/usr/sbin/conch"
+# Conch's device model is conch itself, run by this name (xl.cfg's device_model_override).
+mkdir -p "$dom0_tree/usr/lib/conch"
+ln -s /usr/sbin/conch "$dom0_tree/usr/lib/conch/conch-device-model"
+# QEMU as libxl runs it for channels (the reference the side-by-side scenario
+# measures against), with the keymaps it reads even for -vnc none.
+install_binaries "$dom0_tree" /usr/libexec "$root/usr/libexec/xen-qemu-system-i386"
+mkdir -p "$dom0_tree/usr/share/qemu"
+cp -r "$root/usr/share/qemu/keymaps" "$dom0_tree/usr/share/qemu/"
+# A pty driver for the scenarios that type at a console (dom0 has no tmux or expect).
+cc -static -O2 -o "$dom0_tree/usr/sbin/rig-pty" "$here/rig-pty.c" -lutil || die "cannot build rig-pty (needs cc and libc6-dev)"
 modules="$root/lib/modules/$dom0_version/kernel/drivers"
 cp "$modules"/xen/{xen-evtchn,xen-gntdev,xen-gntalloc,xen-privcmd}.ko "$modules/xen/xenfs/xenfs.ko" \
     "$modules/net/xen-netback/xen-netback.ko" "$dom0_tree/lib/modules/"

@@ -6,7 +6,7 @@
 #   RIG-PASS            the verdict
 #   RIG-FAIL reason     the verdict, and why
 
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH=/usr/sbin:/usr/lib/xen-4.17/bin:/usr/bin:/sbin:/bin
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu
 
 RIG_FIGURES=""
@@ -76,7 +76,10 @@ rig_dom0_up() {
     mkdir -p /dev/pts /dev/shm /var/log/rig /var/log/xen/console /var/lib/xenstored
     mount -t devpts devpts /dev/pts
     mount -t tmpfs tmpfs /run
-    mkdir -p /run/xen /run/xenstored
+    mkdir -p /run/xen /run/xenstored /run/lock /etc/xen
+    # xenconsole takes a lock per console there; xl reads its (empty) defaults.
+    ln -sfn /run/lock /var/lock
+    touch /etc/xen/xl.conf
     for module in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netback; do
         insmod "/lib/modules/$module.ko" || rig_fail "insmod $module"
     done
@@ -92,6 +95,32 @@ rig_start_conch_xenstored() {
     conch xenstored --hypervisor xen "$@" >>/var/log/rig/conch-xenstored.log 2>&1 &
     RIG_XENSTORED_PID=$!
     rig_wait 60 "conch xenstored's socket" test -S /run/xenstored/socket
+}
+
+# The host's console daemon: conch consoled (console 0, and channels through
+# Conch's device model), or Xen's xenconsoled as the reference.
+rig_start_conch_consoled() {
+    conch consoled --hypervisor xen "$@" >>/var/log/rig/conch-consoled.log 2>&1 &
+    RIG_CONSOLED_PID=$!
+    rig_wait 60 "conch consoled's control socket" test -S /run/conch/consoled-control.sock
+}
+rig_stop_consoled() {
+    kill "$RIG_CONSOLED_PID" 2>/dev/null
+    wait "$RIG_CONSOLED_PID" 2>/dev/null
+}
+rig_start_xenconsoled() {
+    xenconsoled -i --log=guest --log-dir=/var/log/xen/console >>/var/log/rig/xenconsoled.log 2>&1 &
+    RIG_CONSOLED_PID=$!
+}
+
+# Boot lines RIG-BOOT i/n a console log holds, and whether they are 1..n in order.
+rig_boot_lines() {
+    local count
+    count=$(grep -ac '^RIG-BOOT [0-9]' "$1" 2>/dev/null)
+    echo "${count:-0}"
+}
+rig_boot_in_order() {
+    grep -a '^RIG-BOOT [0-9]' "$1" | sed 's|^RIG-BOOT \([0-9]*\)/.*|\1|' | awk '$1 != NR { exit 1 }'
 }
 
 # The xenstored for side-by-side runs, alone on the host: conch or Xen's

@@ -21,7 +21,7 @@ rig_check "xen-init-dom0 through conch xenstored" xen-init-dom0
 rig_check "dom0's name is Domain-0" test "$(xenstore-read /local/domain/0/name)" = Domain-0
 # The hypervisor's console ring through Conch's dom0 backend (libxenctrl), as xl dmesg.
 rig_check "conch dmesg reads Xen's console ring" sh -c 'conch dmesg | grep -q "Xen version 4.17"'
-xenconsoled -i --log=guest --log-dir=/var/log/xen/console >>/var/log/rig/xenconsoled.log 2>&1 &
+rig_start_xenconsoled
 
 # A vif whose hotplug script only reports success: the point is the xenbus
 # handshake between dom0's netback and the guest's netfront, not networking.

@@ -1,0 +1,69 @@
+#!/bin/sh
+# Scenario `channels`: PV channels of a real Linux guest without QEMU. The
+# guest's xl.cfg names Conch's device model (device_model_override); libxl
+# starts it as it would QEMU, it hands the channels to conch consoled, and
+# consoled serves a socket channel and a pty channel as QEMU would.
+#  - the guest (busybox init) finds its channels by name under
+#    /sys/bus/xen/devices/console-* and says hello on each;
+#  - dom0 answers: on the socket with `conch console --channel`, on the pty
+#    directly;
+#  - xl channel-list shows both connected; no QEMU runs at any point;
+#  - xl destroy stops the device model and consoled removes the socket.
+# xl 4.17 gives a first channel devid 0, which libxl then drops ("Primary console
+# has invalid configuration", fixed upstream in 2025): a dummy channel goes first.
+. /rig/rig.sh
+rig_dom0_up
+
+rig_start_conch_xenstored
+rig_check "xen-init-dom0" xen-init-dom0
+rig_start_conch_consoled
+
+config=$(rig_guest_config g1 channels \
+    'device_model_override = "/usr/lib/conch/conch-device-model"' \
+    'channel = [ "name=rig.dummy, connection=pty", "name=org.conch.sock, connection=socket, path=/run/rig.sock", "name=org.conch.pty, connection=pty" ]')
+start=$(rig_now)
+rig_check "xl create g1 with two channels and Conch's device model" timeout 120 xl create "$config"
+rig_figure xl_create_seconds "$(rig_elapsed "$start" "$(rig_now)")"
+g1=$(rig_domid g1)
+dm=$(xenstore-read /local/domain/$g1/image/device-model-pid)
+rig_log "device model: pid $dm: $(tr '\0' ' ' </proc/$dm/cmdline)"
+rig_check "the device model is Conch's" sh -c "tr '\0' ' ' </proc/$dm/cmdline | grep -q '^/usr/lib/conch/conch-device-model .*-xen-domid $g1 '"
+rig_check "libxl saw it running" test "$(xenstore-read /local/domain/0/device-model/$g1/state)" = running
+log=/var/log/xen/console/guest-g1.log
+
+# The socket channel: the guest's hello waits in its ring until dom0 connects.
+rig_wait 60 "consoled's socket for org.conch.sock" test -S /run/rig.sock
+rig_wait 120 "g1 to find org.conch.sock" grep -q "RIG-GUEST channel org.conch.sock=\[/dev/hvc" "$log"
+echo "hello guest, from dom0's socket" | conch console g1 --channel org.conch.sock --linger 3 \
+    >/var/log/rig/socket-channel.log 2>&1
+rig_check "dom0 read the guest's hello on the socket" grep -q "hello from g1 on org.conch.sock" /var/log/rig/socket-channel.log
+rig_wait 30 "the guest to read dom0's answer on the socket" \
+    grep -q "RIG-GUEST org.conch.sock got=\[hello guest, from dom0's socket\]" "$log"
+
+# The pty channel: its pty is in the frontend's tty node, as QEMU would publish it.
+rig_wait 60 "g1 to find org.conch.pty" grep -q "RIG-GUEST channel org.conch.pty=\[/dev/hvc" "$log"
+devid=$(for d in 1 2 3; do
+    [ "$(xenstore-read /local/domain/0/backend/console/$g1/$d/name 2>/dev/null)" = org.conch.pty ] && echo $d
+done)
+tty=$(xenstore-read /local/domain/$g1/device/console/$devid/tty)
+rig_check "the pty channel's tty is a pty ($tty)" sh -c "case '$tty' in /dev/pts/*) test -c '$tty';; *) false;; esac"
+stty -F "$tty" raw -echo
+timeout 20 head -n 1 "$tty" >/var/log/rig/pty-channel.log 2>&1 &
+reader=$!
+echo "hello guest, from dom0's pty" >"$tty"
+wait $reader
+rig_check "dom0 read the guest's hello on the pty" grep -q "hello from g1 on org.conch.pty" /var/log/rig/pty-channel.log
+rig_wait 30 "the guest to read dom0's answer on the pty" \
+    grep -q "RIG-GUEST org.conch.pty got=\[hello guest, from dom0's pty\]" "$log"
+
+# xl's view: both channels connected (state 4).
+xl channel-list g1 >/var/log/rig/channel-list.txt 2>&1
+cat /var/log/rig/channel-list.txt
+rig_check "xl channel-list shows two channels connected" \
+    test "$(awk 'NR > 1 && $3 == 4' /var/log/rig/channel-list.txt | wc -l)" = 2
+rig_check "no QEMU process" sh -c '! ps | grep -v grep | grep -qi qemu'
+
+rig_check "xl destroy g1" timeout 60 xl destroy g1
+rig_wait 30 "the device model to stop" sh -c "! test -e /proc/$dm"
+rig_wait 30 "consoled to remove the socket" sh -c '! test -e /run/rig.sock'
+rig_pass
