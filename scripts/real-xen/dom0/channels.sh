@@ -8,6 +8,9 @@
 #  - dom0 answers: on the socket with `conch console --channel`, on the pty
 #    directly;
 #  - xl channel-list shows both connected; no QEMU runs at any point;
+#  - consoled is killed (SIGKILL) and the guest writes a burst on the socket
+#    channel meanwhile; consoled restarts and every line arrives, in order, and
+#    the channel still carries dom0's lines to the guest;
 #  - xl destroy stops the device model and consoled removes the socket.
 # xl 4.17 gives a first channel devid 0, which libxl then drops ("Primary console
 # has invalid configuration", fixed upstream in 2025): a dummy channel goes first.
@@ -62,6 +65,26 @@ cat /var/log/rig/channel-list.txt
 rig_check "xl channel-list shows two channels connected" \
     test "$(awk 'NR > 1 && $3 == 4' /var/log/rig/channel-list.txt | wc -l)" = 2
 rig_check "no QEMU process" sh -c '! ps | grep -v grep | grep -qi qemu'
+
+# consoled dies (SIGKILL) and the guest writes on: its lines wait in the ring,
+# the socket stays where it was, and a restarted consoled delivers every line.
+kill -KILL "$RIG_CONSOLED_PID"
+wait "$RIG_CONSOLED_PID" 2>/dev/null
+burst=${RIG_BURST_LINES:-300}
+xenstore-write "/local/domain/$g1/data/rig-burst" "$burst"
+# (consoled is gone, so nothing in dom0 can see the guest now: give it time to fill the ring.)
+sleep 3
+rig_check "the socket is still there with consoled gone" test -S /run/rig.sock
+rig_start_conch_consoled
+(echo "after the restart" | conch console g1 --channel org.conch.sock --linger 5 \
+    >/var/log/rig/socket-restart.log 2>&1) &
+rig_wait 120 "the burst's end through the restarted consoled" grep -q "RIG-CHAN-DONE" /var/log/rig/socket-restart.log
+received=$(grep -ac '^RIG-CHAN [0-9]' /var/log/rig/socket-restart.log)
+rig_figure burst_lines_written "$burst"
+rig_figure burst_lines_received "$received"
+rig_check "every line of the burst arrived ($received of $burst)" test "$received" = "$burst"
+rig_check "... in order" sh -c "grep -a '^RIG-CHAN [0-9]' /var/log/rig/socket-restart.log | sed 's|^RIG-CHAN \([0-9]*\)/.*|\1|' | awk '\$1 != NR { exit 1 }'"
+rig_wait 30 "the guest's echo after the restart" grep -q "echo:after the restart" /var/log/rig/socket-restart.log
 
 rig_check "xl destroy g1" timeout 60 xl destroy g1
 rig_wait 30 "the device model to stop" sh -c "! test -e /proc/$dm"
