@@ -22,7 +22,8 @@ let staticStdlib = ProcessInfo.processInfo.environment["CONCH_DYNAMIC_STDLIB"] =
 let xenLibrariesInstalled = FileManager.default.fileExists(atPath: "/usr/include/xenctrl.h")
 
 // Dependency rule (see docs/ARCHITECTURE.md): the pure cores — XenABI, XenMemory,
-// XenRing — import only the standard library and swift-atomics. Anything that
+// XenRing — import only the standard library (Synchronization's atomics included),
+// so that they also build for the embedded PV guest kernel (guest/pv). Anything that
 // touches the OS lives in an I/O shell (SystemExtras and above).
 
 let package = Package(
@@ -41,7 +42,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -55,10 +55,7 @@ let package = Package(
 
         // MARK: Pure cores (no Foundation, no NIO, no I/O).
         .target(name: "XenABI"),
-        .target(
-            name: "XenMemory",
-            dependencies: [.product(name: "Atomics", package: "swift-atomics")]
-        ),
+        .target(name: "XenMemory"),
         .target(name: "XenRing", dependencies: ["XenABI", "XenMemory"]),
         .target(name: "Toolstack", dependencies: ["XenABI"]),
         .target(name: "ConsoleCore", dependencies: ["XenABI"]),

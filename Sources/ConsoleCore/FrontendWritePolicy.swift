@@ -15,6 +15,9 @@ public enum FrontendMode: Sendable, Hashable {
     case flagAware
     /// hvc_xen before 7.1: ignore the flag; on a full ring, yield and retry.
     case legacy
+    /// hvc_xen in Linux 7.1: while the flag says DISCONNECTED a write fails
+    /// (`-ENOTCONN`) and its bytes are dropped; otherwise as legacy.
+    case dropWhileDisconnected
 }
 
 /// What the frontend does next with its pending output.
@@ -50,6 +53,8 @@ public enum FrontendWriteAction: Sendable, Hashable {
 /// | legacy    | ignored      | invalid (`nil`) | `.discard`                    |
 /// | legacy    | ignored      | 0               | `.yieldAndRetry`              |
 /// | legacy    | ignored      | f > 0           | `.ring(min(f, pending))`      |
+/// | drop      | DISCONNECTED | any             | `.discard`                    |
+/// | drop      | connected    | as legacy       | as legacy                     |
 ///
 /// "Connected" is any value but 1, as Linux reads it: a zeroed page (old toolstack)
 /// is connected. A flag-aware frontend facing an invalid ring sends to the
@@ -70,6 +75,10 @@ public enum FrontendWritePolicy {
             guard let freeSpace else { return .hypervisorConsole }
             return freeSpace > 0 ? .ring(count: min(freeSpace, pending)) : .waitForSpace
         case .legacy:
+            guard let freeSpace else { return .discard }
+            return freeSpace > 0 ? .ring(count: min(freeSpace, pending)) : .yieldAndRetry
+        case .dropWhileDisconnected:
+            if flag.isDisconnected { return .discard }
             guard let freeSpace else { return .discard }
             return freeSpace > 0 ? .ring(count: min(freeSpace, pending)) : .yieldAndRetry
         }

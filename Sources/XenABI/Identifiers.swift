@@ -12,7 +12,7 @@
 /// are reserved by Xen for special meanings (`DOMID_SELF`, `DOMID_IO`, …) and never
 /// name a real guest.
 @frozen
-public struct DomID: RawRepresentable, Codable, Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct DomID: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
     public var rawValue: UInt16
     @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
     @inlinable public init(_ value: UInt16) { self.rawValue = value }
@@ -36,7 +36,7 @@ public struct DomID: RawRepresentable, Codable, Hashable, Comparable, Sendable, 
 /// A grant reference (`grant_ref_t`, `uint32_t` in `xen/include/public/grant_table.h`):
 /// an index into the granting domain's grant table.
 @frozen
-public struct GrantRef: RawRepresentable, Codable, Hashable, Sendable, CustomStringConvertible {
+public struct GrantRef: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public var rawValue: UInt32
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
     @inlinable public init(_ value: UInt32) { self.rawValue = value }
@@ -54,7 +54,7 @@ public struct GrantRef: RawRepresentable, Codable, Hashable, Sendable, CustomStr
 /// An event-channel port (`evtchn_port_t`, `uint32_t` in `xen/include/public/event_channel.h`).
 /// Port 0 is never a valid bound port.
 @frozen
-public struct EvtchnPort: RawRepresentable, Codable, Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct EvtchnPort: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
     public var rawValue: UInt32
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
     @inlinable public init(_ value: UInt32) { self.rawValue = value }
@@ -66,7 +66,7 @@ public struct EvtchnPort: RawRepresentable, Codable, Hashable, Comparable, Senda
 /// A guest page frame number (`xen_pfn_t`): the MFN of a PV guest or the GFN of a
 /// translated guest, as written in `ring-ref` for console 0 and passed to INTRODUCE.
 @frozen
-public struct PageFrame: RawRepresentable, Codable, Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct PageFrame: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
     public var rawValue: UInt64
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
     @inlinable public init(_ value: UInt64) { self.rawValue = value }
@@ -81,3 +81,11 @@ public enum XenPage {
     public static let shift = 12
     public static let size = 1 << shift
 }
+
+// Codable is not in Embedded Swift, where the PV guest kernel uses these types.
+#if !hasFeature(Embedded)
+extension DomID: Codable {}
+extension GrantRef: Codable {}
+extension EvtchnPort: Codable {}
+extension PageFrame: Codable {}
+#endif

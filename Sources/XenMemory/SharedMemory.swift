@@ -6,7 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-import Atomics
+import Synchronization
 
 /// Ordering of a load from memory another party may write concurrently.
 public enum LoadOrdering: Sendable {
@@ -76,14 +76,13 @@ public struct RawMemoryRegion: @unchecked Sendable {
     public func load32(at offset: Int, ordering: LoadOrdering) -> UInt32 {
         checkRange(offset, 4)
         precondition(offset & 3 == 0, "unaligned 32-bit access")
-        // SAFETY: in range and 4-aligned (checked above); the atomic view is never
-        // initialised or destroyed because the owner manages the memory.
-        let atomic = UnsafeAtomic<UInt32>(
-            at: (base + offset).assumingMemoryBound(to: UInt32.AtomicRepresentation.self)
-        )
+        // SAFETY: in range and 4-aligned (checked above); `Atomic<UInt32>` has the
+        // layout of a UInt32, and the view is only borrowed, never initialised or
+        // destroyed, because the owner manages the memory.
+        let atomic = (base + offset).assumingMemoryBound(to: Atomic<UInt32>.self)
         switch ordering {
-        case .relaxed: return UInt32(littleEndian: atomic.load(ordering: .relaxed))
-        case .acquiring: return UInt32(littleEndian: atomic.load(ordering: .acquiring))
+        case .relaxed: return UInt32(littleEndian: atomic.pointee.load(ordering: .relaxed))
+        case .acquiring: return UInt32(littleEndian: atomic.pointee.load(ordering: .acquiring))
         }
     }
 
@@ -92,34 +91,32 @@ public struct RawMemoryRegion: @unchecked Sendable {
         checkRange(offset, 4)
         precondition(offset & 3 == 0, "unaligned 32-bit access")
         // SAFETY: as in `load32`.
-        let atomic = UnsafeAtomic<UInt32>(
-            at: (base + offset).assumingMemoryBound(to: UInt32.AtomicRepresentation.self)
-        )
+        let atomic = (base + offset).assumingMemoryBound(to: Atomic<UInt32>.self)
         switch ordering {
-        case .relaxed: atomic.store(value.littleEndian, ordering: .relaxed)
-        case .releasing: atomic.store(value.littleEndian, ordering: .releasing)
+        case .relaxed: atomic.pointee.store(value.littleEndian, ordering: .relaxed)
+        case .releasing: atomic.pointee.store(value.littleEndian, ordering: .releasing)
         }
     }
 
     @inlinable
     public func load8(at offset: Int, ordering: LoadOrdering) -> UInt8 {
         checkRange(offset, 1)
-        // SAFETY: in range (checked above).
-        let atomic = UnsafeAtomic<UInt8>(at: (base + offset).assumingMemoryBound(to: UInt8.AtomicRepresentation.self))
+        // SAFETY: in range (checked above); as in `load32`.
+        let atomic = (base + offset).assumingMemoryBound(to: Atomic<UInt8>.self)
         switch ordering {
-        case .relaxed: return atomic.load(ordering: .relaxed)
-        case .acquiring: return atomic.load(ordering: .acquiring)
+        case .relaxed: return atomic.pointee.load(ordering: .relaxed)
+        case .acquiring: return atomic.pointee.load(ordering: .acquiring)
         }
     }
 
     @inlinable
     public func store8(_ value: UInt8, at offset: Int, ordering: StoreOrdering) {
         checkRange(offset, 1)
-        // SAFETY: in range (checked above).
-        let atomic = UnsafeAtomic<UInt8>(at: (base + offset).assumingMemoryBound(to: UInt8.AtomicRepresentation.self))
+        // SAFETY: in range (checked above); as in `load32`.
+        let atomic = (base + offset).assumingMemoryBound(to: Atomic<UInt8>.self)
         switch ordering {
-        case .relaxed: atomic.store(value, ordering: .relaxed)
-        case .releasing: atomic.store(value, ordering: .releasing)
+        case .relaxed: atomic.pointee.store(value, ordering: .relaxed)
+        case .releasing: atomic.pointee.store(value, ordering: .releasing)
         }
     }
 

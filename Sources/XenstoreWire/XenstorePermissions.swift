@@ -162,7 +162,7 @@ public struct XenstorePermissions: Hashable, Sendable, CustomStringConvertible {
     public var entries: [XenstorePermission] { [owner] + acl }
 
     /// The wire form: each entry followed by NUL.
-    public var wire: [UInt8] { XenstorePayload.strings(entries.map(\.description)) }
+    public var wire: [UInt8] { XenstorePayload.strings(entries.map { $0.description }) }
 
     /// The access this list gives `domid`, ignoring privilege: full for the owner, else the
     /// first matching entry, else the owner entry's default letter.
@@ -171,5 +171,5 @@ public struct XenstorePermissions: Hashable, Sendable, CustomStringConvertible {
         return acl.first { $0.domid == domid }?.access ?? owner.access
     }
 
-    public var description: String { entries.map(\.description).joined(separator: ",") }
+    public var description: String { entries.map { $0.description }.joined(separator: ",") }
 }

@@ -41,6 +41,13 @@ struct FrontendWritePolicyTests {
         Row(mode: .legacy, flag: 0, free: nil, pending: 10, expected: .discard),
         Row(mode: .legacy, flag: 0, free: 3, pending: 10, expected: .ring(count: 3)),
         Row(mode: .legacy, flag: 0, free: 3, pending: 0, expected: .done),
+        Row(mode: .dropWhileDisconnected, flag: 1, free: 2048, pending: 10, expected: .discard),
+        Row(mode: .dropWhileDisconnected, flag: 1, free: nil, pending: 10, expected: .discard),
+        Row(mode: .dropWhileDisconnected, flag: 0, free: nil, pending: 10, expected: .discard),
+        Row(mode: .dropWhileDisconnected, flag: 0, free: 0, pending: 10, expected: .yieldAndRetry),
+        Row(mode: .dropWhileDisconnected, flag: 0, free: 4, pending: 10, expected: .ring(count: 4)),
+        Row(mode: .dropWhileDisconnected, flag: 2, free: 2048, pending: 10, expected: .ring(count: 10)),
+        Row(mode: .dropWhileDisconnected, flag: 1, free: 2048, pending: 0, expected: .done),
     ])
     func policyTable(row: Row) {
         let action = FrontendWritePolicy.action(

@@ -1,12 +1,16 @@
 // Conch layout conformance probe: prints every offset, size and constant Conch
 // mirrors, as "name value" lines, from the Xen headers installed by libxen-dev.
 // Compiled and run by LayoutConformanceTests; never vendored, never copied.
+// The interface a current guest declares: without it the headers give the
+// pre-3.2 hypercall numbers (sched_op_compat 6, event_channel_op_compat 16).
+#define __XEN_INTERFACE_VERSION__ 0x00040e00
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include <xen/xen.h>
+#include <xen/sched.h>
 #include <xen/event_channel.h>
 #include <xen/grant_table.h>
 #include <xen/io/console.h>
@@ -26,6 +30,48 @@ int main(void) {
     SHOW("console.out_prod", offsetof(struct xencons_interface, out_prod));
     SHOW("console.index.size", sizeof(XENCONS_RING_IDX));
     SHOW("console.sizeof", sizeof(struct xencons_interface));
+
+    SHOW("start_info.magic", offsetof(start_info_t, magic));
+    SHOW("start_info.magic.size", sizeof(((start_info_t *)0)->magic));
+    SHOW("start_info.nr_pages", offsetof(start_info_t, nr_pages));
+    SHOW("start_info.shared_info", offsetof(start_info_t, shared_info));
+    SHOW("start_info.flags", offsetof(start_info_t, flags));
+    SHOW("start_info.store_mfn", offsetof(start_info_t, store_mfn));
+    SHOW("start_info.store_evtchn", offsetof(start_info_t, store_evtchn));
+    SHOW("start_info.console.mfn", offsetof(start_info_t, console.domU.mfn));
+    SHOW("start_info.console.evtchn", offsetof(start_info_t, console.domU.evtchn));
+    SHOW("start_info.mfn_list", offsetof(start_info_t, mfn_list));
+    SHOW("start_info.cmd_line", offsetof(start_info_t, cmd_line));
+    SHOW("start_info.cmd_line.size", MAX_GUEST_CMDLINE);
+    SHOW("start_info.sizeof", sizeof(start_info_t));
+    SHOW("vcpu_info.sizeof", sizeof(struct vcpu_info));
+    SHOW("vcpu_info.upcall_pending", offsetof(struct vcpu_info, evtchn_upcall_pending));
+    SHOW("vcpu_info.upcall_mask", offsetof(struct vcpu_info, evtchn_upcall_mask));
+    SHOW("vcpu_info.time", offsetof(struct vcpu_info, time));
+    SHOW("shared_info.evtchn_pending", offsetof(struct shared_info, evtchn_pending));
+    SHOW("shared_info.evtchn_mask", offsetof(struct shared_info, evtchn_mask));
+    SHOW("time.version", offsetof(struct vcpu_time_info, version));
+    SHOW("time.tsc_timestamp", offsetof(struct vcpu_time_info, tsc_timestamp));
+    SHOW("time.system_time", offsetof(struct vcpu_time_info, system_time));
+    SHOW("time.tsc_to_system_mul", offsetof(struct vcpu_time_info, tsc_to_system_mul));
+    SHOW("time.tsc_shift", offsetof(struct vcpu_time_info, tsc_shift));
+    SHOW("__HYPERVISOR_update_va_mapping", __HYPERVISOR_update_va_mapping);
+    SHOW("__HYPERVISOR_xen_version", __HYPERVISOR_xen_version);
+    SHOW("__HYPERVISOR_console_io", __HYPERVISOR_console_io);
+    SHOW("__HYPERVISOR_sched_op", __HYPERVISOR_sched_op);
+    SHOW("__HYPERVISOR_event_channel_op", __HYPERVISOR_event_channel_op);
+    SHOW("CONSOLEIO_write", CONSOLEIO_write);
+    SHOW("SCHEDOP_yield", SCHEDOP_yield);
+    SHOW("SCHEDOP_shutdown", SCHEDOP_shutdown);
+    SHOW("SCHEDOP_poll", SCHEDOP_poll);
+    SHOW("SHUTDOWN_poweroff", SHUTDOWN_poweroff);
+    SHOW("EVTCHNOP_send", EVTCHNOP_send);
+    SHOW("UVMF_INVLPG", UVMF_INVLPG);
+    SHOW("sched_poll.ports", offsetof(struct sched_poll, ports));
+    SHOW("sched_poll.nr_ports", offsetof(struct sched_poll, nr_ports));
+    SHOW("sched_poll.timeout", offsetof(struct sched_poll, timeout));
+    SHOW("sched_poll.sizeof", sizeof(struct sched_poll));
+    SHOW("EPERM", EPERM);
 
     SHOW("xs.req", offsetof(struct xenstore_domain_interface, req));
     SHOW("xs.rsp", offsetof(struct xenstore_domain_interface, rsp));
