@@ -26,7 +26,7 @@ struct RealXenRigTests {
     static let skipReason: Comment = "skipped: install qemu-system-x86 to boot real Xen under QEMU"
 
     /// The scenarios this suite runs; each is `scripts/real-xen/dom0/<name>.sh`.
-    static let scenarios = ["xenstored", "consoled", "late-backend", "channels", "side-by-side"]
+    static let scenarios = ["xenstored", "consoled", "late-backend", "channels", "side-by-side", "matrix"]
 
     @Test(.enabled(if: qemuInstalled, skipReason), arguments: scenarios)
     func scenarioPasses(_ scenario: String) throws {

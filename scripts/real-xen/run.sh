@@ -79,6 +79,15 @@ fi
 [ -x "$conch" ] || die "no conch binary at $conch"
 "$conch" version | grep -q 'real Xen: built in' || die "$conch was built without the RealXen trait (needs libxen-dev)"
 
+# Conch's own PV guest kernel (Embedded Swift), for the scenarios that boot it.
+# Rebuilt when any of its sources (its own, and the cores it compiles) changed.
+pv_guest="$cache/pv-guest/conch-pv-guest"
+if [ ! -x "$pv_guest" ] || [ -n "$(find "$repo/guest/pv" "$repo/Sources/XenABI" "$repo/Sources/XenMemory" \
+    "$repo/Sources/XenRing" "$repo/Sources/ConsoleCore" "$repo/Sources/XenstoreWire" -newer "$pv_guest" -type f | head -n1)" ]; then
+    say "building conch-pv-guest (Embedded Swift)"
+    "$repo/guest/pv/build.sh" "$pv_guest" >/dev/null || die "cannot build conch-pv-guest (guest/pv/build.sh)"
+fi
+
 # --- Images ----------------------------------------------------------------
 work="$cache/images/$scenario"
 rm -rf "$work"
@@ -153,6 +162,7 @@ ln -s /run "$dom0_tree/var/run"
 install -m 0755 "$here/dom0/$scenario.sh" "$dom0_tree/init"
 install -m 0644 "$here/dom0/rig.sh" "$dom0_tree/rig/rig.sh"
 cp "$root/boot/vmlinuz-$guest_version" "$dom0_tree/guest/vmlinuz"
+cp "$pv_guest" "$dom0_tree/guest/conch-pv-guest"
 cp "$work/guest.cpio" "$dom0_tree/guest/initrd.cpio"
 make_cpio "$dom0_tree" "$work/dom0.cpio"
 rm -rf "$guest_tree" "$dom0_tree"

@@ -6,7 +6,9 @@
 #    the page CONNECTED, publishes the pty in console/tty and logs the output;
 #  - Xen's own `xl console` attaches and a person logs in and types (rig-pty);
 #  - `conch console` attaches too, history first;
-#  - xl destroy: consoled lets the domain go.
+#  - xl destroy: consoled lets the domain go;
+#  - conch-pv-guest (Conch's Embedded Swift PV kernel): boot log, echo, and
+#    power-off on a typed command and on its timeout.
 . /rig/rig.sh
 rig_dom0_up
 lines=${RIG_BOOT_LINES:-200}
@@ -59,4 +61,25 @@ rig_check "conch stats lists console 0 of g1" grep -q "\"domid\":$g1" /var/log/r
 rig_check "xl destroy g1" timeout 60 xl destroy g1
 rig_wait 30 "consoled to let g1 go" sh -c "grep -q 'domain released.*domid=$g1\|domid=$g1.*domain released' /var/log/rig/conch-consoled.log"
 rig_check "no xenconsoled ran" sh -c '! pidof xenconsoled'
+
+# Conch's own PV kernel (Embedded Swift): its boot log, an echo, `poweroff`
+# typed at its console, and a second one that powers off on its timeout.
+for guest in pv1 pv2; do
+    {
+        echo "name = \"$guest\""
+        echo "type = \"pv\""
+        echo "kernel = \"/guest/conch-pv-guest\""
+        echo "memory = 32"
+        [ "$guest" = pv1 ] && echo 'extra = "lines=20"' || echo 'extra = "lines=5 timeout=5"'
+    } >"/etc/xen/$guest.cfg"
+    rig_check "xl create $guest (conch-pv-guest)" timeout 60 xl create "/etc/xen/$guest.cfg"
+done
+rig_wait 30 "pv1's boot log" grep -q "RIG-BOOT-DONE 20" "$(rig_guest_log pv1)"
+rig_check "pv1: every boot line, in order" test "$(rig_boot_lines "$(rig_guest_log pv1)")" = 20
+printf 'hello from dom0\npoweroff\n' | conch console pv1 --linger 3 >/var/log/rig/pv-console.log 2>&1
+rig_check "pv1 echoes a line typed at its console" grep -q "echo:hello from dom0" /var/log/rig/pv-console.log
+rig_wait 30 "pv1 to power off when told" sh -c '! xl domid pv1'
+rig_check "pv1 said so" grep -q "conch-pv-guest: powering off" "$(rig_guest_log pv1)"
+rig_wait 60 "pv2 to power off on its 5 s timeout" sh -c '! xl domid pv2'
+rig_check "pv2 said so" grep -q "conch-pv-guest: timed out, powering off" "$(rig_guest_log pv2)"
 rig_pass

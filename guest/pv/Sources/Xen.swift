@@ -1,0 +1,147 @@
+//===----------------------------------------------------------------------===//
+//
+// This source file is part of the Conch open source project
+//
+// Licensed under Apache License v2.0
+//
+//===----------------------------------------------------------------------===//
+
+import Synchronization
+import XenABI
+import XenMemory
+
+// The hypercall trampoline and friends (entry.S).
+@_silgen_name("conch_hypercall")
+func conch_hypercall(_ number: Int, _ a1: Int, _ a2: Int, _ a3: Int) -> Int
+@_silgen_name("conch_rdtsc")
+func conch_rdtsc() -> UInt64
+@_silgen_name("conch_shared_info_page")
+func conch_shared_info_page() -> UnsafeMutableRawPointer
+
+/// A page of guest memory as Conch's cores see it (the console ring, the xenstore
+/// ring): the same `SharedMemory` the simulator's guest uses over a memfd.
+final class GuestPage: RegionBackedMemory, @unchecked Sendable {
+    let region: RawMemoryRegion
+    init(_ base: UnsafeMutableRawPointer) { region = RawMemoryRegion(base: base, byteCount: 4096) }
+}
+
+/// What this kernel asks of Xen.
+enum Xen {
+    /// `start_info`, as Xen handed it to `_start`.
+    nonisolated(unsafe) static var startInfo: UnsafeRawPointer?
+    /// The shared-info page once ``mapSharedInfo()`` has mapped it.
+    nonisolated(unsafe) static var sharedInfo: UnsafeMutableRawPointer?
+
+    static func field<T: FixedWidthInteger>(_ offset: Int, as type: T.Type) -> T {
+        // SAFETY: start_info is a whole page Xen mapped for us; offsets come from
+        // PVStartInfo, well inside it.
+        startInfo!.loadUnaligned(fromByteOffset: offset, as: T.self)
+    }
+
+    /// `console_io` write; Xen's answer (negative: refused, as a domU usually is).
+    @discardableResult
+    static func consoleWrite(_ bytes: UnsafeRawBufferPointer) -> Int {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return 0 }
+        return conch_hypercall(Hypercall.consoleIO, Hypercall.consoleIOWrite, bytes.count, Int(bitPattern: base))
+    }
+
+    static func yield() {
+        _ = conch_hypercall(Hypercall.schedulerOperation, Hypercall.scheduleYield, 0, 0)
+    }
+
+    static func powerOff() -> Never {
+        var reason = UInt32(Hypercall.shutdownPoweroff)
+        while true {
+            // SAFETY: `reason` outlives the hypercall that reads it.
+            withUnsafeMutablePointer(to: &reason) { pointer in
+                _ = conch_hypercall(
+                    Hypercall.schedulerOperation,
+                    Hypercall.scheduleShutdown,
+                    Int(bitPattern: pointer),
+                    0
+                )
+            }
+        }
+    }
+
+    /// EVTCHNOP_send: tell the other end of `port` to look.
+    static func notify(_ port: UInt32) {
+        var argument = port
+        // SAFETY: `argument` outlives the hypercall that reads it.
+        withUnsafeMutablePointer(to: &argument) { pointer in
+            _ = conch_hypercall(
+                Hypercall.eventChannelOperation,
+                Hypercall.eventChannelSend,
+                Int(bitPattern: pointer),
+                0
+            )
+        }
+    }
+
+    /// Maps the shared-info page over a page of our own (its mapping is ours to
+    /// change), for event-channel bits and the time.
+    static func mapSharedInfo() -> Bool {
+        let machineAddress = UInt64(field(PVStartInfo.sharedInfoOffset, as: UInt64.self))
+        let page = conch_shared_info_page()
+        // Present, writable, user (a 64-bit PV kernel runs in ring 3), accessed, dirty.
+        let entry = machineAddress | 0x67
+        let result = conch_hypercall(
+            Hypercall.updateVAMapping,
+            Int(bitPattern: page),
+            Int(bitPattern: UInt(entry)),
+            Hypercall.invalidateOnePage
+        )
+        guard result == 0 else { return false }
+        sharedInfo = page
+        return true
+    }
+
+    /// Xen's system time, in ns since boot (vCPU 0's time info and the TSC).
+    static func now() -> UInt64 {
+        guard let shared = sharedInfo else { return 0 }
+        let time = shared + PVSharedInfo.timeOffset
+        let version = time.assumingMemoryBound(to: Atomic<UInt32>.self)
+        while true {
+            // SAFETY: the time info lies in the mapped shared-info page; the version
+            // read with acquire ordering brackets the other fields (odd: being written).
+            let before = version.pointee.load(ordering: .acquiring)
+            if before & 1 == 1 { continue }
+            let stamp = time.load(fromByteOffset: PVTimeInfo.tscTimestampOffset, as: UInt64.self)
+            let system = time.load(fromByteOffset: PVTimeInfo.systemTimeOffset, as: UInt64.self)
+            let multiplier = time.load(fromByteOffset: PVTimeInfo.tscToSystemMultiplierOffset, as: UInt32.self)
+            let shift = time.load(fromByteOffset: PVTimeInfo.tscShiftOffset, as: Int8.self)
+            atomicMemoryFence(ordering: .acquiring)
+            guard version.pointee.load(ordering: .acquiring) == before else { continue }
+            var delta = conch_rdtsc() &- stamp
+            delta = shift >= 0 ? delta << UInt64(shift) : delta >> UInt64(-Int(shift))
+            let scaled = delta.multipliedFullWidth(by: UInt64(multiplier))
+            return system &+ (scaled.high << 32 | scaled.low >> 32)
+        }
+    }
+
+    /// Clears `port`'s pending bit; returns whether it was set.
+    @discardableResult
+    static func clearPending(_ port: UInt32) -> Bool {
+        guard let shared = sharedInfo else { return false }
+        let word = (shared + PVSharedInfo.eventPendingOffset + Int(port / 64) * 8)
+            .assumingMemoryBound(to: Atomic<UInt64>.self)
+        let bit = UInt64(1) << UInt64(port % 64)
+        // SAFETY: the pending bitmap lies in the mapped shared-info page.
+        return word.pointee.bitwiseAnd(~bit, ordering: .sequentiallyConsistent).oldValue & bit != 0
+    }
+
+    /// Sleeps until one of `ports` is pending or `nanoseconds` pass (SCHEDOP_poll;
+    /// events stay masked, so nothing upcalls). Without shared info, yields once.
+    static func wait(ports: [UInt32], nanoseconds: UInt64) {
+        guard sharedInfo != nil else { return yield() }
+        var ports = ports
+        ports.withUnsafeMutableBufferPointer { buffer in
+            var poll = (UInt64(UInt(bitPattern: buffer.baseAddress)), UInt64(buffer.count), now() &+ nanoseconds)
+            // SAFETY: `poll` has struct sched_poll's layout (three 8-byte fields, as
+            // the conformance test checks) and outlives the hypercall; `ports` too.
+            withUnsafeMutablePointer(to: &poll) { pointer in
+                _ = conch_hypercall(Hypercall.schedulerOperation, Hypercall.schedulePoll, Int(bitPattern: pointer), 0)
+            }
+        }
+    }
+}
