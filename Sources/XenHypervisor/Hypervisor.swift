@@ -159,6 +159,22 @@ public struct StartInfo: Codable, Hashable, Sendable {
         self.xenstorePort = xenstorePort
         self.firstFreeFrame = firstFreeFrame
     }
+
+    /// What is known of a domain whose start-of-day frames a caller cannot see
+    /// (only its id and size): every frame and port zero.
+    public static func unknown(_ domid: DomID, pageCount: Int = 0) -> StartInfo {
+        StartInfo(
+            domid: domid,
+            name: "",
+            pageCount: pageCount,
+            grantTableFrame: PageFrame(0),
+            consoleFrame: PageFrame(0),
+            consolePort: EvtchnPort(0),
+            xenstoreFrame: PageFrame(0),
+            xenstorePort: EvtchnPort(0),
+            firstFreeFrame: PageFrame(0)
+        )
+    }
 }
 
 /// One domain in `list`.

@@ -151,17 +151,7 @@ public final class XenDom0Hypervisor: PrivilegedHypervisor, LocalXenstore, @unch
             state: state,
             shutdownReason: reason,
             pid: nil,
-            start: StartInfo(
-                domid: domid,
-                name: "",
-                pageCount: Int(truncatingIfNeeded: info.tot_pages),
-                grantTableFrame: PageFrame(0),
-                consoleFrame: PageFrame(0),
-                consolePort: EvtchnPort(0),
-                xenstoreFrame: PageFrame(0),
-                xenstorePort: EvtchnPort(0),
-                firstFreeFrame: PageFrame(0)
-            )
+            start: .unknown(domid, pageCount: Int(truncatingIfNeeded: info.tot_pages))
         )
     }
 
@@ -184,12 +174,20 @@ public final class XenDom0Hypervisor: PrivilegedHypervisor, LocalXenstore, @unch
                 "cannot map frame \(frame.rawValue) of d\(domid.rawValue): \(String(cString: strerror(error != 0 ? error : errno)))"
             )
         }
-        let owner = Mapping { [foreign] in _ = xenforeignmemory_unmap(foreign, base, 1) }
-        // SAFETY: xenforeignmemory_map returned one page at `base`, valid until the owner unmaps it.
-        return GuestPage(
+        // SAFETY: xenforeignmemory_map returned one page at `base`, valid until it is unmapped.
+        return Self.mappedPage(base, readOnly: readOnly) { [foreign] in _ = xenforeignmemory_unmap(foreign, base, 1) }
+    }
+
+    /// A page Xen mapped at `base`, unmapped by `unmap` when its last user lets go.
+    private static func mappedPage(
+        _ base: UnsafeMutableRawPointer,
+        readOnly: Bool,
+        unmap: @escaping () -> Void
+    ) -> GuestPage {
+        GuestPage(
             region: RawMemoryRegion(base: base, byteCount: XenPage.size),
             isWritable: !readOnly,
-            owner: owner
+            owner: Mapping(unmap)
         )
     }
 
@@ -200,13 +198,8 @@ public final class XenDom0Hypervisor: PrivilegedHypervisor, LocalXenstore, @unch
                 "cannot map grant \(ref.rawValue) of d\(domid.rawValue): \(String(cString: strerror(errno)))"
             )
         }
-        let owner = Mapping { [gnttab] in _ = xengnttab_unmap(gnttab, base, 1) }
-        // SAFETY: xengnttab_map_grant_ref returned one page at `base`, valid until the owner unmaps it.
-        return GuestPage(
-            region: RawMemoryRegion(base: base, byteCount: XenPage.size),
-            isWritable: !readOnly,
-            owner: owner
-        )
+        // SAFETY: xengnttab_map_grant_ref returned one page at `base`, valid until it is unmapped.
+        return Self.mappedPage(base, readOnly: readOnly) { [gnttab] in _ = xengnttab_unmap(gnttab, base, 1) }
     }
 
     // MARK: EventChannels

@@ -140,18 +140,7 @@ public final class FakeHypervisor: @unchecked Sendable {
 
         var startInfo: StartInfo {
             fake.locked {
-                (try? fake.domain(domid).info.start)
-                    ?? StartInfo(
-                        domid: domid,
-                        name: "",
-                        pageCount: 0,
-                        grantTableFrame: PageFrame(0),
-                        consoleFrame: PageFrame(0),
-                        consolePort: EvtchnPort(0),
-                        xenstoreFrame: PageFrame(0),
-                        xenstorePort: EvtchnPort(0),
-                        firstFreeFrame: PageFrame(0)
-                    )
+                (try? fake.domain(domid).info.start) ?? .unknown(domid)
             }
         }
 

@@ -64,16 +64,8 @@ rig_check "no xenconsoled ran" sh -c '! pidof xenconsoled'
 
 # Conch's own PV kernel (Embedded Swift): its boot log, an echo, `poweroff`
 # typed at its console, and a second one that powers off on its timeout.
-for guest in pv1 pv2; do
-    {
-        echo "name = \"$guest\""
-        echo "type = \"pv\""
-        echo "kernel = \"/guest/conch-pv-guest\""
-        echo "memory = 32"
-        [ "$guest" = pv1 ] && echo 'extra = "lines=20"' || echo 'extra = "lines=5 timeout=5"'
-    } >"/etc/xen/$guest.cfg"
-    rig_check "xl create $guest (conch-pv-guest)" timeout 60 xl create "/etc/xen/$guest.cfg"
-done
+rig_check "xl create pv1 (conch-pv-guest)" timeout 60 xl create "$(rig_pv_guest_config pv1 "lines=20")"
+rig_check "xl create pv2 (conch-pv-guest)" timeout 60 xl create "$(rig_pv_guest_config pv2 "lines=5 timeout=5")"
 rig_wait 30 "pv1's boot log" grep -q "RIG-BOOT-DONE 20" "$(rig_guest_log pv1)"
 rig_check "pv1: every boot line, in order" test "$(rig_boot_lines "$(rig_guest_log pv1)")" = 20
 printf 'hello from dom0\npoweroff\n' | conch console pv1 --linger 3 >/var/log/rig/pv-console.log 2>&1

@@ -47,15 +47,7 @@ guest_config() { # NAME FRONTEND
         config=$(rig_guest_config "$name" late)
         sed -i "s/rig=late/rig=late lines=$lines/" "$config"
     else
-        config="/etc/xen/$name.cfg"
-        {
-            echo "name = \"$name\""
-            echo "type = \"pv\""
-            echo "kernel = \"/guest/conch-pv-guest\""
-            echo "memory = 32"
-            echo "vcpus = 1"
-            echo "extra = \"lines=$lines frontend=$frontend timeout=600\""
-        } >"$config"
+        config=$(rig_pv_guest_config "$name" "lines=$lines frontend=$frontend timeout=600")
     fi
     echo "$config"
 }

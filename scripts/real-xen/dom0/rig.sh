@@ -158,5 +158,18 @@ rig_guest_config() {
     echo "/etc/xen/$name.cfg"
 }
 
+# Conch's own PV kernel (docs/PV-GUEST.md) as a guest: rig_pv_guest_config NAME EXTRA
+rig_pv_guest_config() {
+    {
+        echo "name = \"$1\""
+        echo "type = \"pv\""
+        echo "kernel = \"/guest/conch-pv-guest\""
+        echo "memory = 32"
+        echo "vcpus = 1"
+        echo "extra = \"$2\""
+    } >"/etc/xen/$1.cfg"
+    echo "/etc/xen/$1.cfg"
+}
+
 rig_domid() { xl domid "$1" 2>/dev/null; }
 rig_guest_log() { echo "/var/log/xen/console/guest-$1.log"; }
