@@ -61,6 +61,7 @@ public enum Hypercall {
     public static let updateVAMapping = 14
     public static let xenVersion = 17
     public static let consoleIO = 18
+    public static let grantTableOperation = 20
     public static let schedulerOperation = 29
     public static let eventChannelOperation = 32
 
@@ -74,6 +75,20 @@ public enum Hypercall {
     public static let shutdownPoweroff = 0
     /// `EVTCHNOP_send`.
     public static let eventChannelSend = 4
+    /// `EVTCHNOP_alloc_unbound`: `struct evtchn_alloc_unbound` is the allocating
+    /// domain (u16), the remote domain (u16), and the port Xen returns (u32).
+    public static let eventChannelAllocateUnbound = 6
+    public static let allocateUnboundRemoteOffset = 2
+    public static let allocateUnboundPortOffset = 4
+    public static let allocateUnboundSize = 8
+    /// `GNTTABOP_setup_table`: `struct gnttab_setup_table` is the domain (u16),
+    /// how many frames (u32), a status Xen writes (i16), and where Xen writes the
+    /// frames' machine numbers.
+    public static let grantSetupTable = 2
+    public static let setupTableCountOffset = 4
+    public static let setupTableStatusOffset = 8
+    public static let setupTableFrameListOffset = 16
+    public static let setupTableSize = 24
     /// `update_va_mapping`'s "invalidate this one TLB entry".
     public static let invalidateOnePage = 2
     /// `struct sched_poll`: the ports' address, their count, and the absolute

@@ -137,6 +137,16 @@ struct LayoutConformanceTests {
             "sched_poll.timeout": Hypercall.schedulePollTimeoutOffset,
             "sched_poll.sizeof": Hypercall.schedulePollSize,
             "EPERM": -Hypercall.permissionDenied,
+            "__HYPERVISOR_grant_table_op": Hypercall.grantTableOperation,
+            "EVTCHNOP_alloc_unbound": Hypercall.eventChannelAllocateUnbound,
+            "alloc_unbound.remote_dom": Hypercall.allocateUnboundRemoteOffset,
+            "alloc_unbound.port": Hypercall.allocateUnboundPortOffset,
+            "alloc_unbound.sizeof": Hypercall.allocateUnboundSize,
+            "GNTTABOP_setup_table": Hypercall.grantSetupTable,
+            "setup_table.nr_frames": Hypercall.setupTableCountOffset,
+            "setup_table.status": Hypercall.setupTableStatusOffset,
+            "setup_table.frame_list": Hypercall.setupTableFrameListOffset,
+            "setup_table.sizeof": Hypercall.setupTableSize,
         ]
         for (name, value) in expected.sorted(by: { $0.key < $1.key }) {
             #expect(c[name] == String(value), "\(name): C says \(c[name] ?? "nothing"), Swift says \(value)")

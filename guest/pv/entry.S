@@ -90,10 +90,20 @@ conch_heap_end:
     lea heap_end(%rip), %rax
     ret
 
-/* void *conch_shared_info_page(void): the page whose mapping becomes shared info. */
+/* void *conch_shared_info_page(void): the page whose mapping becomes shared info;
+ * conch_grant_table_page(void): the one that becomes grant table frame 0;
+ * conch_channel_page(void): the ring of the guest's channel, granted to dom0. */
     .globl conch_shared_info_page
 conch_shared_info_page:
     lea shared_info_page(%rip), %rax
+    ret
+    .globl conch_grant_table_page
+conch_grant_table_page:
+    lea grant_table_page(%rip), %rax
+    ret
+    .globl conch_channel_page
+conch_channel_page:
+    lea channel_page(%rip), %rax
     ret
 
 /* The C allocator entry points Embedded Swift calls, in Swift (Heap.swift). */
@@ -159,6 +169,10 @@ bcmp:
     .bss
     .balign 4096
 shared_info_page:
+    .skip 4096
+grant_table_page:
+    .skip 4096
+channel_page:
     .skip 4096
 stack:
     .skip 65536

@@ -72,6 +72,16 @@ int main(void) {
     SHOW("sched_poll.timeout", offsetof(struct sched_poll, timeout));
     SHOW("sched_poll.sizeof", sizeof(struct sched_poll));
     SHOW("EPERM", EPERM);
+    SHOW("__HYPERVISOR_grant_table_op", __HYPERVISOR_grant_table_op);
+    SHOW("EVTCHNOP_alloc_unbound", EVTCHNOP_alloc_unbound);
+    SHOW("alloc_unbound.remote_dom", offsetof(struct evtchn_alloc_unbound, remote_dom));
+    SHOW("alloc_unbound.port", offsetof(struct evtchn_alloc_unbound, port));
+    SHOW("alloc_unbound.sizeof", sizeof(struct evtchn_alloc_unbound));
+    SHOW("GNTTABOP_setup_table", GNTTABOP_setup_table);
+    SHOW("setup_table.nr_frames", offsetof(struct gnttab_setup_table, nr_frames));
+    SHOW("setup_table.status", offsetof(struct gnttab_setup_table, status));
+    SHOW("setup_table.frame_list", offsetof(struct gnttab_setup_table, frame_list));
+    SHOW("setup_table.sizeof", sizeof(struct gnttab_setup_table));
 
     SHOW("xs.req", offsetof(struct xenstore_domain_interface, req));
     SHOW("xs.rsp", offsetof(struct xenstore_domain_interface, rsp));

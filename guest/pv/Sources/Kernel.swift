@@ -12,12 +12,15 @@ import XenABI
 /// What xl.cfg's `extra` asks of the kernel: `lines=N` boot lines, the frontend
 /// (`frontend=new`, the default; `linux71`, which drops while disconnected;
 /// `legacy`, which ignores the flag), and `timeout=S` seconds before it powers
-/// off by itself (default 600). Typing `poweroff` at the console powers off too.
+/// off by itself (default 600), and `channel=1` to connect the first channel.
+/// Typing `poweroff` at the console powers off too.
 struct Options {
     var lines = 0
     var mode = FrontendMode.flagAware
     var modeName: [UInt8] = Array("new".utf8)
     var timeoutSeconds: UInt64 = 600
+    /// `channel=1`: connect the first channel (`device/console/1`) and answer on it.
+    var channel = false
 
     init(commandLine: [UInt8]) {
         for word in commandLine.split(separator: UInt8(ascii: " ")) {
@@ -28,6 +31,8 @@ struct Options {
                 lines = number
             } else if key == Array("timeout".utf8), let number = decimalValue(value) {
                 timeoutSeconds = UInt64(number)
+            } else if key == Array("channel".utf8) {
+                channel = value == Array("1".utf8)
             } else if key == Array("frontend".utf8) {
                 if value == Array("linux71".utf8) {
                     mode = .dropWhileDisconnected
@@ -122,6 +127,11 @@ public func conchPVMain(_ startInfo: UnsafeRawPointer) -> Never {
     _ = store?.write(bytes("data/rig-dropped-bytes"), decimal(console.droppedBytes))
     _ = store?.write(bytes("data/rig-console-io"), decimal(console.consoleIOResult ?? 0))
     _ = store?.write(bytes("data/rig-boot-done"), decimal(options.lines))
+    var channel: ChannelFrontend?
+    if options.channel, var client = store {
+        channel = ChannelFrontend.connect(devid: 1, store: &client, console: &console)
+        store = client
+    }
 
     // Then a console: echo what is typed, flush the history once connected.
     let deadline = start &+ options.timeoutSeconds &* 1_000_000_000
@@ -129,9 +139,11 @@ public func conchPVMain(_ startInfo: UnsafeRawPointer) -> Never {
     while Xen.now() < deadline || !timed {
         console.flushIfConnected()
         Xen.clearPending(consolePort)
+        if let port = channel?.port { Xen.clearPending(port) }
+        channel?.serve()
         let input = console.readInput()
         if input.isEmpty {
-            Xen.wait(ports: [consolePort], nanoseconds: 100_000_000)
+            Xen.wait(ports: [consolePort] + (channel.map { [$0.port] } ?? []), nanoseconds: 100_000_000)
             continue
         }
         var echo: [UInt8] = []

@@ -17,6 +17,10 @@ func conch_hypercall(_ number: Int, _ a1: Int, _ a2: Int, _ a3: Int) -> Int
 func conch_rdtsc() -> UInt64
 @_silgen_name("conch_shared_info_page")
 func conch_shared_info_page() -> UnsafeMutableRawPointer
+@_silgen_name("conch_grant_table_page")
+func conch_grant_table_page() -> UnsafeMutableRawPointer
+@_silgen_name("conch_channel_page")
+func conch_channel_page() -> UnsafeMutableRawPointer
 
 /// A page of guest memory as Conch's cores see it (the console ring, the xenstore
 /// ring): the same `SharedMemory` the simulator's guest uses over a memfd.
@@ -82,18 +86,93 @@ enum Xen {
     /// change), for event-channel bits and the time.
     static func mapSharedInfo() -> Bool {
         let machineAddress = UInt64(field(PVStartInfo.sharedInfoOffset, as: UInt64.self))
-        let page = conch_shared_info_page()
+        guard remap(conch_shared_info_page(), toMachineAddress: machineAddress) else { return false }
+        sharedInfo = conch_shared_info_page()
+        return true
+    }
+
+    /// Points our mapping of `page` at another machine page.
+    static func remap(_ page: UnsafeMutableRawPointer, toMachineAddress address: UInt64) -> Bool {
         // Present, writable, user (a 64-bit PV kernel runs in ring 3), accessed, dirty.
-        let entry = machineAddress | 0x67
-        let result = conch_hypercall(
+        let entry = address | 0x67
+        return conch_hypercall(
             Hypercall.updateVAMapping,
             Int(bitPattern: page),
             Int(bitPattern: UInt(entry)),
             Hypercall.invalidateOnePage
+        ) == 0
+    }
+
+    /// The machine frame behind one of our own pages (the P2M list).
+    static func machineFrame(of page: UnsafeMutableRawPointer) -> UInt64 {
+        let list = field(PVStartInfo.frameListOffset, as: UInt64.self)
+        // SAFETY: Xen maps the P2M list for the kernel; our image is within it.
+        return UnsafePointer<UInt64>(bitPattern: UInt(list))![Int(UInt(bitPattern: page) >> 12)]
+    }
+
+    /// The grant table's first frame, mapped once (GNTTABOP_setup_table).
+    nonisolated(unsafe) static var grantTable: UnsafeMutableRawPointer?
+
+    static func mapGrantTable() -> UnsafeMutableRawPointer? {
+        if let grantTable { return grantTable }
+        var frame: UInt64 = 0
+        var setup = [UInt8](repeating: 0, count: Hypercall.setupTableSize)
+        let result = withUnsafeMutablePointer(to: &frame) { framePointer in
+            setup.withUnsafeMutableBytes { raw in
+                // SAFETY: `raw` is struct gnttab_setup_table's size; `frame` outlives the call.
+                raw.storeBytes(of: DomID.domSelf.rawValue, toByteOffset: 0, as: UInt16.self)
+                raw.storeBytes(of: UInt32(1), toByteOffset: Hypercall.setupTableCountOffset, as: UInt32.self)
+                raw.storeBytes(
+                    of: UInt64(UInt(bitPattern: framePointer)),
+                    toByteOffset: Hypercall.setupTableFrameListOffset,
+                    as: UInt64.self
+                )
+                let done = conch_hypercall(
+                    Hypercall.grantTableOperation,
+                    Hypercall.grantSetupTable,
+                    Int(bitPattern: raw.baseAddress),
+                    1
+                )
+                let status = raw.load(fromByteOffset: Hypercall.setupTableStatusOffset, as: Int16.self)
+                return done == 0 && status == 0
+            }
+        }
+        guard result, remap(conch_grant_table_page(), toMachineAddress: frame << 12) else { return nil }
+        grantTable = conch_grant_table_page()
+        return grantTable
+    }
+
+    /// Lets `domid` map our page `frame` through grant `ref` (a v1 entry: the
+    /// frame and domain first, then the flag that makes it valid).
+    static func grant(_ ref: GrantRef, of frame: UInt64, to domid: DomID) -> Bool {
+        guard let table = mapGrantTable(), let frame32 = UInt32(exactly: frame) else { return false }
+        let entry = table + Int(ref.rawValue) * GrantEntryV1.size
+        // SAFETY: `ref` is well inside the first grant frame (512 v1 entries).
+        entry.storeBytes(of: domid.rawValue, toByteOffset: GrantEntryV1.domidOffset, as: UInt16.self)
+        entry.storeBytes(of: frame32, toByteOffset: GrantEntryV1.frameOffset, as: UInt32.self)
+        (entry + GrantEntryV1.flagsOffset).assumingMemoryBound(to: Atomic<UInt16>.self).pointee.store(
+            GrantFlags.permitAccess.rawValue,
+            ordering: .releasing
         )
-        guard result == 0 else { return false }
-        sharedInfo = page
         return true
+    }
+
+    /// EVTCHNOP_alloc_unbound: a port of ours for `remote` to bind.
+    static func allocatePort(for remote: DomID) -> UInt32? {
+        var request = [UInt8](repeating: 0, count: Hypercall.allocateUnboundSize)
+        return request.withUnsafeMutableBytes { raw -> UInt32? in
+            // SAFETY: `raw` is struct evtchn_alloc_unbound's size, alive for the call.
+            raw.storeBytes(of: DomID.domSelf.rawValue, toByteOffset: 0, as: UInt16.self)
+            raw.storeBytes(of: remote.rawValue, toByteOffset: Hypercall.allocateUnboundRemoteOffset, as: UInt16.self)
+            let result = conch_hypercall(
+                Hypercall.eventChannelOperation,
+                Hypercall.eventChannelAllocateUnbound,
+                Int(bitPattern: raw.baseAddress),
+                0
+            )
+            guard result == 0 else { return nil }
+            return raw.load(fromByteOffset: Hypercall.allocateUnboundPortOffset, as: UInt32.self)
+        }
     }
 
     /// Xen's system time, in ns since boot (vCPU 0's time info and the TSC).

@@ -11,7 +11,9 @@
 #  - consoled is killed (SIGKILL) and the guest writes a burst on the socket
 #    channel meanwhile; consoled restarts and every line arrives, in order, and
 #    the channel still carries dom0's lines to the guest;
-#  - xl destroy stops the device model and consoled removes the socket.
+#  - xl destroy stops the device model and consoled removes the socket;
+#  - conch-pv-guest (Conch's Embedded Swift PV kernel) connects a channel itself
+#    and answers on it.
 # xl 4.17 gives a first channel devid 0, which libxl then drops ("Primary console
 # has invalid configuration", fixed upstream in 2025): a dummy channel goes first.
 . /rig/rig.sh
@@ -89,4 +91,20 @@ rig_wait 30 "the guest's echo after the restart" grep -q "echo:after the restart
 rig_check "xl destroy g1" timeout 60 xl destroy g1
 rig_wait 30 "the device model to stop" sh -c "! test -e /proc/$dm"
 rig_wait 30 "consoled to remove the socket" sh -c '! test -e /run/rig.sock'
+
+# conch-pv-guest's channel, the seed's provisioning example: the Embedded Swift
+# kernel does the xenbus handshake itself (its ring granted to dom0, an unbound
+# port), says hello naming the channel, and answers dom0's line; no QEMU.
+config=$(rig_pv_guest_config pv "lines=3 channel=1")
+cat >>"$config" <<'CFG'
+device_model_override = "/usr/lib/conch/conch-device-model"
+channel = [ "name=rig.dummy, connection=pty", "name=org.conch.provision, connection=socket, path=/run/provision.sock" ]
+CFG
+rig_check "xl create pv (conch-pv-guest with a channel)" timeout 120 xl create "$config"
+rig_wait 60 "pv to connect its channel" grep -q "conch-pv-guest: channel org.conch.provision connected" "$(rig_guest_log pv)"
+echo "provision: hostname=pv-1" | conch console pv --channel org.conch.provision --linger 3 >/var/log/rig/provision.log 2>&1
+rig_check "pv said hello on its channel" grep -q "hello from conch-pv-guest on org.conch.provision" /var/log/rig/provision.log
+rig_check "pv answered dom0's line" grep -q "echo:provision: hostname=pv-1" /var/log/rig/provision.log
+rig_check "no QEMU process" sh -c '! ps | grep -v grep | grep -qi qemu'
+rig_check "xl destroy pv" timeout 60 xl destroy pv
 rig_pass
