@@ -73,7 +73,7 @@ struct ConsoledTests {
                 echo hello-over-socket > "$CONCH_GUEST_DEV/xen-channel/org.conch.sock.0"
                 read line < "$CONCH_GUEST_DEV/xen-channel/org.conch.sock.0"
                 echo "guest got: $line"
-                sleep 30
+                sleep 600
                 """,
             channels: [
                 "name=org.conch.sock.0, connection=socket, path=\(socketPath)", "name=org.conch.pty.0, connection=pty",
@@ -168,7 +168,7 @@ extension ConsoledTests {
             script: """
                 while [ ! -e \(channel) ]; do sleep 0.05; done
                 echo served-by-consoled > \(channel)
-                sleep 30
+                sleep 600
                 """,
             channels: ["name=org.conch.ioemu, connection=socket, path=\(socketPath)"]
         )
@@ -220,7 +220,7 @@ struct ConsoledQuarantineTests {
         evil.arguments = ["test-guest", "corrupt-console"]
         let bad = try await builder.build(evil)
         try hypervisor.unpause(bad.domain.domid)
-        let good = try await ConsoledTests.build(host, store, name: "good", script: "echo still-served; sleep 30")
+        let good = try await ConsoledTests.build(host, store, name: "good", script: "echo still-served; sleep 600")
         try hypervisor.unpause(good.domain.domid)
 
         #expect(
@@ -271,7 +271,7 @@ struct ConsoledLogTests {
                 echo FIRST-DONE
                 while [ ! -e "\(trigger)" ]; do sleep 0.05; done
                 echo AFTER-HUP
-                sleep 30
+                sleep 600
                 """
         )
         let hypervisor = try host.privilegedHypervisor()
@@ -321,7 +321,7 @@ struct ChannelHotplugTests {
                 echo plugged-in > \(device)
                 while [ -e \(device) ]; do sleep 0.05; done
                 echo device-gone
-                sleep 30
+                sleep 600
                 """
         )
         try hypervisor.unpause(built.domain.domid)

@@ -123,9 +123,11 @@ run_group() {
         rig_boot_in_order "$log" || order=no
         eval "boot=\${done_$frontend:-null}"
         guest_ms=$(xenstore-read "/local/domain/$id/data/rig-boot-ms" 2>/dev/null || echo null)
+        # What Xen answered the kernel's first console_io (0: none tried; -1: EPERM).
+        console_io=$(xenstore-read "/local/domain/$id/data/rig-console-io" 2>/dev/null || echo null)
         [ -n "$boot" ] || boot=null
         lost=$((lines - logged))
-        cell="{\"frontend\":\"$frontend\",\"backend\":\"$backend\",\"timing\":\"$timing\",\"boot_seconds\":$boot,\"guest_boot_ms\":$guest_ms,\"lines_logged\":$logged,\"lost\":$lost,\"in_order\":\"$order\"}"
+        cell="{\"frontend\":\"$frontend\",\"backend\":\"$backend\",\"timing\":\"$timing\",\"boot_seconds\":$boot,\"guest_boot_ms\":$guest_ms,\"console_io\":$console_io,\"lines_logged\":$logged,\"lost\":$lost,\"in_order\":\"$order\"}"
         cells="${cells:+$cells,}$cell"
         row=$(printf '%-8s %-12s %-8s %9s %9s %7s %5s %5s' "$frontend" "$backend" "$timing" "$boot" "$guest_ms" "$logged" "$lost" "$order")
         table="$table
