@@ -8,9 +8,10 @@
 #              late     - the backend stops (orderly) after `xl create -p` and
 #                         starts again 20 s after `xl unpause`
 #              marked   - the page is marked DISCONNECTED before unpause (Xen
-#                         4.21's builder; `conch console-flag` here), with the
-#                         backend serving: consoled re-marks it when it starts
-#                         serving; xenconsoled never does
+#                         4.21's builder; `conch console-flag` here): conch
+#                         consoled, restarted after the marking, marks it
+#                         CONNECTED when it serves it (the guests are unpaused
+#                         once it has); xenconsoled never does
 # Each cell: how long the boot took from unpause (a stall shows here), the
 # guest's own boot time, boot lines that reached the backend's log, in order,
 # and lost. The scenario fails where a cell contradicts the seed's promise:
@@ -71,7 +72,14 @@ run_group() {
         for frontend in legacy new linux71; do
             rig_check "mark $frontend DISCONNECTED" conch console-flag "$frontend-${backend%d}-$timing" disconnected
         done
-        if [ "$backend" = consoled ]; then start_backend consoled; fi
+        if [ "$backend" = consoled ]; then
+            start_backend consoled
+            # Unpause once consoled serves them again, as a 4.21 host would see it.
+            for frontend in legacy new linux71; do
+                rig_wait 60 "consoled to mark $frontend CONNECTED again" \
+                    sh -c "test \"\$(conch console-flag $frontend-${backend%d}-$timing)\" = connected"
+            done
+        fi
         ;;
     esac
     local unpaused
@@ -81,7 +89,7 @@ run_group() {
     # Boot-done times, polled for all three (the guests write data/rig-boot-done).
     local pending="legacy new linux71" waited=0 now id
     local done_legacy="" done_new="" done_linux71=""
-    while [ -n "$pending" ] && [ "$waited" -lt 900 ]; do
+    while [ -n "$pending" ] && [ "$waited" -lt 600 ]; do
         if [ "$timing" = late ] && [ "$backend_at" = "$unpaused" ] &&
             [ "$(rig_elapsed "$unpaused" "$(rig_now)" | cut -d. -f1)" -ge "$late" ]; then
             start_backend "$backend"
@@ -126,6 +134,14 @@ run_group() {
         # What Xen answered the kernel's first console_io (0: none tried; -1: EPERM).
         console_io=$(xenstore-read "/local/domain/$id/data/rig-console-io" 2>/dev/null || echo null)
         [ -n "$boot" ] || boot=null
+        if [ "$boot" = null ]; then
+            # A boot that never finished: say what the guest and its backend looked like.
+            rig_log "$name (d$id) never reported its boot: flag $(conch console-flag "$name" 2>&1)," \
+                "tty $(xenstore-read "/local/domain/$id/console/tty" 2>&1); xl list:"
+            xl list "$name" >&3 2>&1
+            xenstore-ls -f "/local/domain/$id/data" >&3 2>&1
+            tail -n 20 /var/log/rig/conch-consoled.log /var/log/rig/xenconsoled.log >&3 2>&1
+        fi
         lost=$((lines - logged))
         cell="{\"frontend\":\"$frontend\",\"backend\":\"$backend\",\"timing\":\"$timing\",\"boot_seconds\":$boot,\"guest_boot_ms\":$guest_ms,\"console_io\":$console_io,\"lines_logged\":$logged,\"lost\":$lost,\"in_order\":\"$order\"}"
         cells="${cells:+$cells,}$cell"
