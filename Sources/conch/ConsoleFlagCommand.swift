@@ -47,8 +47,8 @@ struct ConsoleFlagCommand: AsyncParsableCommand {
 
     func run() async throws {
         let host = try await HostConnection.open(runDirectoryOptions, hypervisorOptions)
-        let target = try await host.guest(domain)
         defer { host.store.close() }
+        let target = try await host.guest(domain)
         let page: GuestPage
         do {
             page = try host.hypervisor.mapGrant(target.domid, ref: .console, readOnly: value == nil)
@@ -64,7 +64,8 @@ struct ConsoleFlagCommand: AsyncParsableCommand {
         if let value {
             ring.connection = value == .connected ? .connected : .disconnected
         } else {
-            print(ring.connection == .connected ? "connected" : "disconnected")
+            // As a frontend reads it: anything but DISCONNECTED (1) is connected.
+            print(ring.connection.isDisconnected ? "disconnected" : "connected")
         }
     }
 }
