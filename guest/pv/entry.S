@@ -80,31 +80,21 @@ conch_rdtsc:
     or %rdx, %rax
     ret
 
-/* void *conch_heap_start(void), conch_heap_end(void): the heap's bounds. */
-    .globl conch_heap_start
-conch_heap_start:
-    lea heap(%rip), %rax
+/* void *NAME(void): the address of SYMBOL, for Swift. */
+.macro address_function name:req, symbol:req
+    .globl \name
+\name:
+    lea \symbol(%rip), %rax
     ret
-    .globl conch_heap_end
-conch_heap_end:
-    lea heap_end(%rip), %rax
-    ret
+.endm
 
-/* void *conch_shared_info_page(void): the page whose mapping becomes shared info;
- * conch_grant_table_page(void): the one that becomes grant table frame 0;
- * conch_channel_page(void): the ring of the guest's channel, granted to dom0. */
-    .globl conch_shared_info_page
-conch_shared_info_page:
-    lea shared_info_page(%rip), %rax
-    ret
-    .globl conch_grant_table_page
-conch_grant_table_page:
-    lea grant_table_page(%rip), %rax
-    ret
-    .globl conch_channel_page
-conch_channel_page:
-    lea channel_page(%rip), %rax
-    ret
+/* The heap's bounds; the page whose mapping becomes shared info; the one that
+ * becomes grant table frame 0; the ring of the guest's channel, granted to dom0. */
+address_function conch_heap_start, heap
+address_function conch_heap_end, heap_end
+address_function conch_shared_info_page, shared_info_page
+address_function conch_grant_table_page, grant_table_page
+address_function conch_channel_page, channel_page
 
 /* The C allocator entry points Embedded Swift calls, in Swift (Heap.swift). */
     .globl posix_memalign

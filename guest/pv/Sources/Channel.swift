@@ -61,14 +61,7 @@ struct ChannelFrontend {
 
     /// Writes all of `bytes`, waiting for room (a channel is lossless).
     func send(_ bytes: [UInt8]) {
-        var pending = bytes[...]
-        while !pending.isEmpty {
-            Xen.clearPending(port)
-            let written = (try? ring.frontend.output.write(pending)) ?? 0
-            pending = pending.dropFirst(written)
-            Xen.notify(port)
-            if written == 0 { Xen.wait(ports: [port], nanoseconds: 10_000_000) }
-        }
+        _ = writeAll(bytes, to: ring.frontend.output, port: port, rounds: nil)
     }
 
     /// Answers every complete line received so far with `echo:<line>`.

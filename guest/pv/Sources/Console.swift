@@ -36,11 +36,6 @@ struct ConsoleFrontend {
         core = FrontendConsole(mode: mode, historyCapacity: 64 * 1024)
     }
 
-    mutating func write(_ text: StaticString) {
-        // SAFETY: a StaticString's UTF-8 lives in the binary for the whole run.
-        write(Array(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)))
-    }
-
     /// Writes `bytes` as the mode says: into the ring, to Xen's console and the
     /// history, or nowhere.
     mutating func write(_ bytes: [UInt8]) {
@@ -82,8 +77,6 @@ struct ConsoleFrontend {
         Xen.notify(port)
         return bytes
     }
-
-    var inputPending: Bool { ((try? ring.frontend.input.available()) ?? 0) > 0 }
 
     /// Clears the port, then sleeps until it fires or the time passes: the backend
     /// notifies after it consumes, so no wake-up is lost between check and sleep.

@@ -76,14 +76,7 @@ func bytes(_ text: StaticString) -> [UInt8] {
 /// whole initial allocation at virtual address 0, page by page in P2M order, and
 /// `mfn_list` is that order.
 func pageAddress(ofMachineFrame frame: UInt64) -> UnsafeMutableRawPointer? {
-    let count = Xen.field(PVStartInfo.pageCountOffset, as: UInt64.self)
-    let list = Xen.field(PVStartInfo.frameListOffset, as: UInt64.self)
-    // SAFETY: Xen maps the P2M list (`count` frames) for the kernel at `list`.
-    guard let frames = UnsafePointer<UInt64>(bitPattern: UInt(list)) else { return nil }
-    for pfn in 0..<Int(count) where frames[pfn] == frame {
-        return UnsafeMutableRawPointer(bitPattern: UInt(pfn) << 12)
-    }
-    return nil
+    Xen.frameList.firstIndex(of: frame).flatMap { UnsafeMutableRawPointer(bitPattern: UInt($0) << 12) }
 }
 
 @_cdecl("conch_pv_main")

@@ -40,19 +40,8 @@ struct Store {
         let id = nextID
         nextID &+= 1
         let bytes = XenstoreMessage(type: type, reqID: id, payload: payload).encoded()
-        var sent = 0
+        guard writeAll(bytes, to: ring.frontend.output, port: port, rounds: 1000) else { return nil }
         var rounds = 0
-        while sent < bytes.count {
-            guard let written = try? ring.frontend.output.write(bytes[sent...]) else { return nil }
-            sent += written
-            Xen.notify(port)
-            if written == 0 {
-                rounds += 1
-                if rounds > 1000 { return nil }
-                Xen.wait(ports: [port], nanoseconds: 10_000_000)
-            }
-        }
-        rounds = 0
         while rounds < 1000 {
             Xen.clearPending(port)
             if let input = try? ring.frontend.input.read(maxCount: 4096), !input.isEmpty {

@@ -9,6 +9,7 @@
 import Synchronization
 import XenABI
 import XenMemory
+import XenRing
 
 // The hypercall trampoline and friends (entry.S).
 @_silgen_name("conch_hypercall")
@@ -103,11 +104,18 @@ enum Xen {
         ) == 0
     }
 
-    /// The machine frame behind one of our own pages (the P2M list).
-    static func machineFrame(of page: UnsafeMutableRawPointer) -> UInt64 {
+    /// Every page's machine frame, in the order Xen's builder mapped the pages from
+    /// virtual address 0 (the P2M list).
+    static var frameList: UnsafeBufferPointer<UInt64> {
+        let count = Int(field(PVStartInfo.pageCountOffset, as: UInt64.self))
         let list = field(PVStartInfo.frameListOffset, as: UInt64.self)
-        // SAFETY: Xen maps the P2M list for the kernel; our image is within it.
-        return UnsafePointer<UInt64>(bitPattern: UInt(list))![Int(UInt(bitPattern: page) >> 12)]
+        // SAFETY: Xen maps the P2M list (`count` entries) for the kernel at `list`.
+        return UnsafeBufferPointer(start: UnsafePointer<UInt64>(bitPattern: UInt(list)), count: count)
+    }
+
+    /// The machine frame behind one of our own pages.
+    static func machineFrame(of page: UnsafeMutableRawPointer) -> UInt64 {
+        frameList[Int(UInt(bitPattern: page) >> 12)]
     }
 
     /// The grant table's first frame, mapped once (GNTTABOP_setup_table).
@@ -223,4 +231,25 @@ enum Xen {
             }
         }
     }
+}
+
+/// Writes all of `bytes` into a ring, telling the backend on `port` after each
+/// part and sleeping on the port while the ring is full. Gives up (false) after
+/// `rounds` full-ring waits of 10 ms, or never when nil; a ring whose indices are
+/// invalid fails at once.
+func writeAll(_ bytes: [UInt8], to writer: RingWriter<GuestPage>, port: UInt32, rounds: Int?) -> Bool {
+    var pending = bytes[...]
+    var waited = 0
+    while !pending.isEmpty {
+        Xen.clearPending(port)
+        guard let written = try? writer.write(pending) else { return false }
+        pending = pending.dropFirst(written)
+        Xen.notify(port)
+        if written == 0 {
+            waited += 1
+            if let rounds, waited > rounds { return false }
+            Xen.wait(ports: [port], nanoseconds: 10_000_000)
+        }
+    }
+    return true
 }

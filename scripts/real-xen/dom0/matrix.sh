@@ -37,10 +37,6 @@ start_backend() {
     consoled) rig_start_conch_consoled ;;
     esac
 }
-stop_backend() {
-    kill "$RIG_CONSOLED_PID" 2>/dev/null
-    wait "$RIG_CONSOLED_PID" 2>/dev/null
-}
 
 guest_config() { # NAME FRONTEND
     local name=$1 frontend=$2
@@ -66,9 +62,9 @@ run_group() {
         rig_check "xl create -p $name" timeout 120 xl create -p "$(guest_config "$name" "$frontend")"
     done
     case $timing in
-    late) stop_backend ;;
+    late) rig_stop_consoled ;;
     marked)
-        if [ "$backend" = consoled ]; then stop_backend; fi
+        if [ "$backend" = consoled ]; then rig_stop_consoled; fi
         for frontend in legacy new linux71; do
             rig_check "mark $frontend DISCONNECTED" conch console-flag "$frontend-${backend%d}-$timing" disconnected
         done
@@ -167,7 +163,7 @@ $row"
         [ -z "$verdict" ] || failures="$failures; $name: $verdict"
         timeout 60 xl destroy "$name"
     done
-    stop_backend
+    rig_stop_consoled
 }
 
 for backend in xenconsoled consoled; do

@@ -118,8 +118,7 @@ conch_pids() { for pid in $(pidof conch); do [ "$pid" = "$RIG_XENSTORED_PID" ] |
 rig_start_xenconsoled
 rig_wait 30 "xenconsoled" pidof xenconsoled
 run_side xen /usr/libexec/xen-qemu-system-i386 xen_pids
-kill "$RIG_CONSOLED_PID"
-wait "$RIG_CONSOLED_PID" 2>/dev/null
+rig_stop_consoled
 
 rig_start_conch_consoled
 run_side conch /usr/lib/conch/conch-device-model conch_pids
