@@ -27,7 +27,7 @@ config=$(rig_guest_config g1 channels \
     'device_model_override = "/usr/lib/conch/conch-device-model"' \
     'channel = [ "name=rig.dummy, connection=pty", "name=org.conch.sock, connection=socket, path=/run/rig.sock", "name=org.conch.pty, connection=pty" ]')
 start=$(rig_now)
-rig_xl_create_channels "xl create g1 with two channels and Conch's device model" g1 "$config"
+rig_xl_create "xl create g1 with two channels and Conch's device model" g1 "$config"
 rig_figure xl_create_seconds "$(rig_elapsed "$start" "$(rig_now)")"
 g1=$(rig_domid g1)
 dm=$(xenstore-read /local/domain/$g1/image/device-model-pid)
@@ -100,7 +100,7 @@ cat >>"$config" <<'CFG'
 device_model_override = "/usr/lib/conch/conch-device-model"
 channel = [ "name=rig.dummy, connection=pty", "name=org.conch.provision, connection=socket, path=/run/provision.sock" ]
 CFG
-rig_xl_create_channels "xl create pv (conch-pv-guest with a channel)" pv "$config"
+rig_xl_create "xl create pv (conch-pv-guest with a channel)" pv "$config"
 rig_wait 60 "pv to connect its channel" grep -q "conch-pv-guest: channel org.conch.provision connected" "$(rig_guest_log pv)"
 echo "provision: hostname=pv-1" | conch console pv --channel org.conch.provision --linger 3 >/var/log/rig/provision.log 2>&1
 rig_check "pv said hello on its channel" grep -q "hello from conch-pv-guest on org.conch.provision" /var/log/rig/provision.log

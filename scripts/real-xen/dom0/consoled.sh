@@ -20,7 +20,7 @@ rig_start_conch_consoled
 config=$(rig_guest_config g1 login)
 sed -i "s/rig=login/rig=login lines=$lines/" "$config"
 start=$(rig_now)
-rig_check "xl create g1" timeout 120 xl create "$config"
+rig_xl_create "xl create g1" g1 "$config"
 g1=$(rig_domid g1)
 log=/var/log/xen/console/guest-g1.log
 rig_wait 120 "g1's boot lines in conch consoled's log" grep -q "RIG-GUEST ready" "$log"
@@ -64,8 +64,8 @@ rig_check "no xenconsoled ran" sh -c '! pidof xenconsoled'
 
 # Conch's own PV kernel (Embedded Swift): its boot log, an echo, `poweroff`
 # typed at its console, and a second one that powers off on its timeout.
-rig_check "xl create pv1 (conch-pv-guest)" timeout 60 xl create "$(rig_pv_guest_config pv1 "lines=20")"
-rig_check "xl create pv2 (conch-pv-guest)" timeout 60 xl create "$(rig_pv_guest_config pv2 "lines=5 timeout=5")"
+rig_xl_create "xl create pv1 (conch-pv-guest)" pv1 "$(rig_pv_guest_config pv1 "lines=20")"
+rig_xl_create "xl create pv2 (conch-pv-guest)" pv2 "$(rig_pv_guest_config pv2 "lines=5 timeout=5")"
 rig_wait 30 "pv1's boot log" grep -q "RIG-BOOT-DONE 20" "$(rig_guest_log pv1)"
 rig_check "pv1: every boot line, in order" test "$(rig_boot_lines "$(rig_guest_log pv1)")" = 20
 printf 'hello from dom0\npoweroff\n' | conch console pv1 --linger 3 >/var/log/rig/pv-console.log 2>&1

@@ -24,7 +24,7 @@ rig_start_conch_consoled
 for guest in g1 g2; do
     config=$(rig_guest_config $guest late)
     sed -i "s/rig=late/rig=late lines=$lines/" "$config"
-    rig_check "xl create -p $guest" timeout 120 xl create -p "$config"
+    rig_xl_create "xl create -p $guest" "$guest" -p "$config"
 done
 rig_check "consoled serves g2 and marked it CONNECTED" test "$(conch console-flag g2)" = connected
 kill -KILL "$RIG_CONSOLED_PID"

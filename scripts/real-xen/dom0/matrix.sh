@@ -59,7 +59,7 @@ run_group() {
     start_backend "$backend"
     for frontend in legacy new linux71; do
         name="$frontend-${backend%d}-$timing"
-        rig_check "xl create -p $name" timeout 120 xl create -p "$(guest_config "$name" "$frontend")"
+        rig_xl_create "xl create -p $name" "$name" -p "$(guest_config "$name" "$frontend")"
     done
     case $timing in
     late) rig_stop_consoled ;;

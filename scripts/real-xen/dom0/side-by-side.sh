@@ -56,7 +56,7 @@ run_side() {
     before_pids=$($pids_of)
     before=$(cpu_ticks $before_pids)
     start=$(rig_now)
-    rig_xl_create_channels "$side: xl create $name" "$name" "$config"
+    rig_xl_create "$side: xl create $name" "$name" "$config"
     local id
     id=$(rig_domid "$name")
     local pids

@@ -30,7 +30,7 @@ chmod 0755 /etc/xen/vif-rig
 
 config=$(rig_guest_config g1 xenstored 'vif = [ "script=/etc/xen/vif-rig" ]')
 start=$(rig_now)
-rig_check "xl create g1" timeout 120 xl create "$config"
+rig_xl_create "xl create g1" g1 "$config"
 rig_figure xl_create_seconds "$(rig_elapsed "$start" "$(rig_now)")"
 rig_check "xl list shows g1" sh -c 'xl list | grep -q "^g1 "'
 g1=$(rig_domid g1)
@@ -56,7 +56,7 @@ rig_wait 30 "g1's tree to be released" sh -c "! xenstore-exists /local/domain/$g
 rig_check "g1's backend tree went with it" sh -c "! xenstore-exists /local/domain/0/backend/vif/$g1"
 
 config=$(rig_guest_config g2 xenstored)
-rig_check "xl create g2" timeout 120 xl create "$config"
+rig_xl_create "xl create g2" g2 "$config"
 g2=$(rig_domid g2)
 rig_wait 120 "g2 to boot and report" grep -q "RIG-GUEST ready" "$(rig_guest_log g2)"
 rig_check "g2 read its own name" grep -q "RIG-GUEST name=\[g2\]" "$(rig_guest_log g2)"
