@@ -128,8 +128,8 @@ public final class HostStack: @unchecked Sendable {
 
     /// Polls `condition` every 10 ms, up to `seconds`; a deadlock guard, not a timing assertion.
     public func eventually(seconds: Double = 30, _ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
             if try condition() { return true }
             usleep(10_000)
         }
@@ -143,8 +143,8 @@ public final class HostStack: @unchecked Sendable {
 
     /// `eventually` for async conditions.
     public func eventuallyAsync(seconds: Double = 30, _ condition: () async throws -> Bool) async rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
             if try await condition() { return true }
             try? await Task.sleep(for: .milliseconds(10))
         }

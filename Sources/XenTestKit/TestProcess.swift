@@ -164,9 +164,9 @@ public final class TestProcess: @unchecked Sendable {
     /// SIGKILL (and reaps it), so a test that hangs a child still ends.
     @discardableResult
     public func wait(seconds: Double = 300) -> ChildProcess.Termination {
-        let deadline = Date().addingTimeInterval(seconds)
+        let deadline = ContinuousClock.now + .seconds(seconds)
         var pause: useconds_t = 200
-        while Date() < deadline {
+        while ContinuousClock.now < deadline {
             if let termination { return termination }
             usleep(pause)
             pause = min(pause * 2, 20_000)
@@ -193,7 +193,7 @@ public final class TestProcess: @unchecked Sendable {
 public final class PipeDrain: @unchecked Sendable {
     private let lock = NSLock()
     private var bytes: [UInt8] = []
-    private var giveUpAt: Date?
+    private var giveUpAt: ContinuousClock.Instant?
     private var finished = false
 
     public init(_ handle: FileHandle) {
@@ -212,7 +212,7 @@ public final class PipeDrain: @unchecked Sendable {
                     if got < 0 && errno == EINTR { continue }
                     break  // end of file, or an error
                 }
-                let late = lock.withLock { giveUpAt.map { Date() >= $0 } ?? false }
+                let late = lock.withLock { giveUpAt.map { ContinuousClock.now >= $0 } ?? false }
                 if late { break }
             }
             _ = handle  // the descriptor stays open until the thread is done with it
@@ -222,7 +222,7 @@ public final class PipeDrain: @unchecked Sendable {
 
     /// Everything read, once the pipe ended or `grace` seconds passed.
     public func collect(grace: Double = 2) -> [UInt8] {
-        lock.withLock { giveUpAt = Date().addingTimeInterval(grace) }
+        lock.withLock { giveUpAt = ContinuousClock.now + .seconds(grace) }
         while !lock.withLock({ finished }) { usleep(1000) }
         return lock.withLock { bytes }
     }

@@ -130,8 +130,8 @@ final class HostSupervisor: @unchecked Sendable {
         }
         daemons[index].process = nil
         process.kill(SIGTERM)
-        let deadline = Date().addingTimeInterval(grace)
-        while Date() < deadline {
+        let deadline = ContinuousClock.now + .seconds(grace)
+        while ContinuousClock.now < deadline {
             if (try? process.poll()) != nil { return }
             usleep(5_000)
         }

@@ -181,8 +181,8 @@ struct Down: AsyncParsableCommand {
     }
 
     static func waitGone(_ pid: Int32, seconds: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
             if kill(pid, 0) != 0 { return true }
             usleep(10_000)
         }

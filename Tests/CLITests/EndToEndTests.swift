@@ -36,8 +36,8 @@ final class UpStack {
     }
 
     func eventually(seconds: Double = 20, _ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
             if try condition() { return true }
             usleep(20_000)
         }

@@ -153,8 +153,8 @@ struct ReaperTests {
     }
 
     static func eventually(_ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
             if try condition() { return true }
             usleep(20_000)
         }

@@ -50,8 +50,8 @@ struct XenbusWriterTests {
         /// The next whole reply, or nil after `seconds`.
         func reply(within seconds: Double) throws -> XenstoreMessage? {
             var decoder = XenstoreDecoder()
-            let deadline = Date().addingTimeInterval(seconds)
-            while Date() < deadline {
+            let deadline = ContinuousClock.now + .seconds(seconds)
+            while ContinuousClock.now < deadline {
                 let bytes = try ring.frontend.input.read(maxCount: XenstoreInterface.ringSize)
                 if let message = decoder.feed(bytes).first { return message }
                 _ = try channel.wait(timeoutMilliseconds: 50)
