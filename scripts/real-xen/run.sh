@@ -27,7 +27,10 @@ if [ -z "$scenario" ] || [ ! -f "$here/dom0/$scenario.sh" ]; then
 fi
 cache="${CONCH_RIG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/conch-real-xen}"
 timeout_seconds="${CONCH_RIG_TIMEOUT:-900}"
-started=$(date +%s.%N)
+# Seconds on a clock that never jumps: this machine's wall clock has been seen to
+# step by many minutes, in both directions, in the middle of a run.
+monotonic() { cut -d' ' -f1 /proc/uptime; }
+started=$(monotonic)
 
 say() { echo "rig: $*" >&2; }
 die() {
@@ -130,7 +133,8 @@ base_tree "$guest_tree"
 install_binaries "$guest_tree" /usr/bin "$root/usr/bin/xenstore"
 for tool in read write ls list exists rm chmod watch; do ln -sf xenstore "$guest_tree/usr/bin/xenstore-$tool"; done
 cp "$root/lib/modules/$guest_version/kernel/drivers/net/xen-netfront.ko" "$guest_tree/lib/modules/"
-install -m 0755 "$here/guest/init" "$guest_tree/init"
+install -m 0755 "$here/guest/init" "$guest_tree/rig-main"
+cc -static -O2 -o "$guest_tree/init" "$here/rig-init.c" || die "cannot build rig-init (needs cc and libc6-dev)"
 make_cpio "$guest_tree" "$work/guest.cpio"
 
 # dom0: the scenario as /init, Xen's userspace, the dom0 modules, Conch, the guest.
@@ -143,7 +147,17 @@ install_binaries "$dom0_tree" /usr/lib/xen-4.17/bin \
 install_binaries "$dom0_tree" /usr/sbin "$root/usr/bin/xenstore"
 for tool in read write ls list exists rm chmod watch control; do ln -sf xenstore "$dom0_tree/usr/sbin/xenstore-$tool"; done
 install_binaries "$dom0_tree" /usr/sbin "$conch"
-strip "$dom0_tree/usr/sbin/conch"
+# Without debug information, but with its symbols: Swift's backtracer (below)
+# names the functions of a crash.
+strip --strip-debug "$dom0_tree/usr/sbin/conch"
+# Swift's crash backtracer, so that a conch process that crashes in dom0 says
+# where (rig.sh turns it on with SWIFT_BACKTRACE).
+backtracer="$(dirname "$(readlink -f "$(command -v swift)")")/../libexec/swift/linux/swift-backtrace-static"
+if [ -x "$backtracer" ]; then
+    install_binaries "$dom0_tree" /usr/libexec "$backtracer"
+else
+    say "no swift-backtrace-static beside the toolchain: crashes in dom0 will have no backtrace"
+fi
 # Conch's device model is conch itself, run by this name (xl.cfg's device_model_override).
 mkdir -p "$dom0_tree/usr/lib/conch"
 ln -s /usr/sbin/conch "$dom0_tree/usr/lib/conch/conch-device-model"
@@ -179,11 +193,13 @@ trap 'cleanup; exit 130' INT TERM
 
 # dom0's kernel hands unknown NAME=value parameters to /init as its environment.
 scenario_environment=$(env | grep -E '^RIG_[A-Z0-9_]+=[A-Za-z0-9._-]*$' | tr '\n' ' ' || true)
-booted=$(date +%s.%N)
+booted=$(monotonic)
 say "booting Xen + dom0 under QEMU (TCG), scenario $scenario, timeout ${timeout_seconds}s"
 # The CPU flags and smap=0 smep=0 are needed: without them dom0 faults at once
-# in create_bounce_frame under TCG (see docs/TESTING.md).
-qemu-system-x86_64 -accel tcg -cpu max,-smap,-smep,-pku,-la57 -m 2048 -smp 2 \
+# in create_bounce_frame under TCG (see docs/TESTING.md). No XSAVE and no AVX:
+# with them, processes in dom0 and in guests (conch, xl, busybox) died now and
+# then of a corrupted heap; TCG's AVX is new in QEMU 7.2.
+qemu-system-x86_64 -accel tcg -cpu max,-smap,-smep,-pku,-la57,-xsave,-avx,-avx2 -m 2048 -smp 2 \
     -display none -no-reboot -serial "file:$log" -monitor none -nodefaults \
     -kernel "$work/xen" \
     -append "console=com1 com1=115200 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 loglvl=all guest_loglvl=all smap=0 smep=0" \
@@ -191,9 +207,9 @@ qemu-system-x86_64 -accel tcg -cpu max,-smap,-smep,-pku,-la57 -m 2048 -smp 2 \
     </dev/null >"$work/qemu.out" 2>&1 &
 qemu_pid=$!
 if [ "${CONCH_RIG_VERBOSE:-0}" = 1 ]; then tail -n +1 -F "$log" 2>/dev/null >&2 & fi
-deadline=$(($(date +%s) + timeout_seconds))
+deadline=$(($(monotonic | cut -d. -f1) + timeout_seconds))
 while kill -0 "$qemu_pid" 2>/dev/null; do
-    if [ "$(date +%s)" -ge "$deadline" ]; then
+    if [ "$(monotonic | cut -d. -f1)" -ge "$deadline" ]; then
         kill -KILL "$qemu_pid" 2>/dev/null || true
         wait "$qemu_pid" 2>/dev/null || true
         qemu_pid=
@@ -204,7 +220,7 @@ while kill -0 "$qemu_pid" 2>/dev/null; do
 done
 wait "$qemu_pid" || true
 qemu_pid=
-finished=$(date +%s.%N)
+finished=$(monotonic)
 
 result=$(grep -a '^RIG-RESULT ' "$log" | tail -n1 | cut -d' ' -f2- | tr -d '\r')
 if ! grep -aq '^RIG-PASS' "$log"; then

@@ -84,6 +84,12 @@ rig_wait 120 "the burst's end through the restarted consoled" grep -q "RIG-CHAN-
 received=$(grep -ac '^RIG-CHAN [0-9]' /var/log/rig/socket-restart.log)
 rig_figure burst_lines_written "$burst"
 rig_figure burst_lines_received "$received"
+if [ "$received" != "$burst" ]; then
+    rig_log "burst lines missing: $(grep -a '^RIG-CHAN [0-9]' /var/log/rig/socket-restart.log | sed 's|^RIG-CHAN \([0-9]*\)/.*|\1|' |
+        awk -v n="$burst" '{ seen[$1] = 1 } END { for (i = 1; i <= n; i++) if (!(i in seen)) printf "%d ", i }')"
+    rig_log "lines that are not whole burst lines:"
+    grep -anv '^RIG-CHAN [0-9]*/[0-9]*$' /var/log/rig/socket-restart.log | head -n 10 | od -c | head -n 20 >&3
+fi
 rig_check "every line of the burst arrived ($received of $burst)" test "$received" = "$burst"
 rig_check "... in order" sh -c "grep -a '^RIG-CHAN [0-9]' /var/log/rig/socket-restart.log | sed 's|^RIG-CHAN \([0-9]*\)/.*|\1|' | awk '\$1 != NR { exit 1 }'"
 rig_wait 30 "the guest's echo after the restart" grep -q "echo:after the restart" /var/log/rig/socket-restart.log

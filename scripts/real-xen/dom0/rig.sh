@@ -8,6 +8,8 @@
 
 export PATH=/usr/sbin:/usr/lib/xen-4.17/bin:/usr/bin:/sbin:/bin
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu
+# A conch process that crashes prints its backtrace on its standard error.
+export SWIFT_BACKTRACE=enable=yes,interactive=no,color=no,swift-backtrace=/usr/libexec/swift-backtrace-static
 
 RIG_FIGURES=""
 # fd 3 is the console, for messages and verdicts from inside $(...) too.
@@ -40,8 +42,27 @@ rig_fail() {
     xl list >&3 2>&1
     echo "----- xenstore-ls -f /local/domain (last 60 lines)" >&3
     timeout 10 xenstore-ls -f /local/domain 2>&1 | tail -n 60 >&3
-    for f in /var/log/rig/*.log /var/log/xen/*.log /var/log/xen/console/*.log; do
+    if [ -n "$RIG_CONSOLED_PID" ] && ! kill -0 "$RIG_CONSOLED_PID" 2>/dev/null; then
+        wait "$RIG_CONSOLED_PID" 2>/dev/null
+        echo "----- the consoled the rig started last (pid $RIG_CONSOLED_PID) has exited, status $?" >&3
+    fi
+    # Conch's processes: alive or not, and where each thread waits.
+    for dir in /proc/[0-9]*; do
+        pid=${dir#/proc/}
+        case "$(tr '\0' ' ' <$dir/cmdline 2>/dev/null)" in *conch*) ;; *) continue ;; esac
+        echo "----- pid $pid: $(tr '\0' ' ' <$dir/cmdline 2>/dev/null)" >&3
+        for task in /proc/$pid/task/*; do
+            echo "  $(sed -n 's/^State:\t//p' $task/status 2>/dev/null) $(cat $task/comm 2>/dev/null) wchan=$(cat $task/wchan 2>/dev/null)" >&3
+        done
+    done
+    for f in /var/log/rig/*.log /var/log/xen/*.log /var/log/xen/console/*.log /run/conch/logs/consoled-keeper.log; do
         [ -f "$f" ] || continue
+        # A crash's backtrace in full; otherwise the end of the log.
+        if grep -q "Program crashed" "$f"; then
+            echo "----- $f (from the crash)" >&3
+            sed -n '/Program crashed/,$p' "$f" | head -n 300 >&3
+            continue
+        fi
         echo "----- $f (last 30 lines)" >&3
         tail -n 30 "$f" >&3
     done
@@ -100,10 +121,21 @@ rig_start_conch_xenstored() {
 
 # The host's console daemon: conch consoled (console 0, and channels through
 # Conch's device model), or Xen's xenconsoled as the reference.
+# Starts conch consoled and waits until it serves its control socket. A killed
+# consoled leaves its socket file behind: it goes first, so that the wait is for
+# the new one; a consoled that exits while starting fails the scenario at once.
 rig_start_conch_consoled() {
+    rm -f /run/conch/consoled-control.sock
     conch consoled --hypervisor xen "$@" >>/var/log/rig/conch-consoled.log 2>&1 &
     RIG_CONSOLED_PID=$!
-    rig_wait 60 "conch consoled's control socket" test -S /run/conch/consoled-control.sock
+    rig_wait 60 "conch consoled's control socket" rig_consoled_started
+}
+rig_consoled_started() {
+    if ! kill -0 "$RIG_CONSOLED_PID" 2>/dev/null; then
+        wait "$RIG_CONSOLED_PID"
+        rig_fail "conch consoled exited while starting (status $?)"
+    fi
+    test -S /run/conch/consoled-control.sock
 }
 rig_stop_consoled() {
     kill "$RIG_CONSOLED_PID" 2>/dev/null
