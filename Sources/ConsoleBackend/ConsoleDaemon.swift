@@ -81,6 +81,8 @@ public actor ConsoleDaemon {
     /// Channel sinks published before their frontend connected (see ``prepareSecondary``).
     private var prepared: [ConsoleKey: PreparedSink] = [:]
     private var watchedDomains: [DomID: [Task<Void, Never>]] = [:]
+    /// Live domains an operator released (``stopServing(_:)``): not served again.
+    private var stoppedServing: Set<DomID> = []
     private var statsServer: (any Channel)?
     private var controlServer: (any Channel)?
     /// The running keeper (a thread watches its process, to restart it).
@@ -122,6 +124,8 @@ public actor ConsoleDaemon {
             controlServer = try await startServer(path) { daemon in ControlHandler(daemon: daemon) }
         }
         if configuration.keeper != nil { try await startKeeper() }
+        // For the toolstack: whether a DISCONNECTED page will ever be marked CONNECTED.
+        try? await store.write(ConsoleLayout.consoledSetsFlag, configuration.legacyFlag ? "0" : "1")
         try await monitorHypervisor()
         let introduced = try await store.watch("@introduceDomain", token: "domlist-intro")
         Task { [weak self] in
@@ -134,10 +138,14 @@ public actor ConsoleDaemon {
         rescanDomains()
     }
 
-    /// Orderly stop: every console is marked DISCONNECTED and torn down.
+    /// Orderly stop (a restart or an upgrade as much as a shutdown): every console
+    /// is torn down but stays CONNECTED. Its ring keeps what the guest writes
+    /// meanwhile and the next consoled drains it; a flag-aware guest (Linux 7.1
+    /// drops writes while DISCONNECTED) loses nothing. Only a backend that goes away
+    /// for good says DISCONNECTED: see ``release(_:)`` and the teardown of a domain.
     public func stop() {
         stopping = true
-        for key in sessions.keys.sorted() { teardown(key, reason: "consoled stopping") }
+        for key in sessions.keys.sorted() { teardown(key, reason: "consoled stopping", disconnect: false) }
         for key in prepared.keys.sorted() { discardPrepared(key) }
         hypervisorWatch?.close(promise: nil)
         hypervisorWatch = nil
@@ -188,7 +196,10 @@ public actor ConsoleDaemon {
     private func rescanDomains() {
         guard !stopping, let domains = try? hypervisor.listDomains() else { return }
         let live = Set(domains.filter { $0.domid != .dom0 && $0.state != .dying }.map(\.domid))
-        for domid in live.sorted() where watchedDomains[domid] == nil { track(domid) }
+        stoppedServing.formIntersection(live)
+        for domid in live.sorted() where watchedDomains[domid] == nil && !stoppedServing.contains(domid) {
+            track(domid)
+        }
         for domid in watchedDomains.keys.sorted() where !live.contains(domid) { release(domid) }
     }
 
@@ -198,7 +209,9 @@ public actor ConsoleDaemon {
     private func trackIntroduced() async {
         guard !stopping, let names = try? await store.directory("/local/domain") else { return }
         for domid in names.compactMap({ UInt16($0) }).map({ DomID($0) }).sorted() {
-            if domid != .dom0, watchedDomains[domid] == nil, !stopping { track(domid) }
+            if domid != .dom0, watchedDomains[domid] == nil, !stoppedServing.contains(domid), !stopping {
+                track(domid)
+            }
         }
     }
 
@@ -236,15 +249,28 @@ public actor ConsoleDaemon {
 
     /// The domain is gone (`@releaseDomain`): flush what is readable, close sinks,
     /// remove socket files, unmap.
-    private func release(_ domid: DomID) {
+    private func release(_ domid: DomID, reason: String = "domain released") {
         for task in watchedDomains.removeValue(forKey: domid) ?? [] { task.cancel() }
         let watched = watchedPaths(domid)
         Task { [store] in
             for (path, token, _) in watched { try? await store.unwatch(path, token: token) }
         }
-        for key in sessions.keys.sorted() where key.domid == domid { teardown(key, reason: "domain released") }
+        for key in sessions.keys.sorted() where key.domid == domid { teardown(key, reason: reason) }
         for key in prepared.keys.sorted() where key.domid == domid { discardPrepared(key) }
-        logger.info("domain released", metadata: ["domid": "\(domid)"])
+        logger.info("\(reason)", metadata: ["domid": "\(domid)"])
+    }
+
+    /// Stops serving a live domain for good, as an operator asks (`conch
+    /// console-release`): its consoles are torn down and marked DISCONNECTED, so
+    /// that a flag-aware guest stops waiting on rings nobody will drain, and this
+    /// consoled leaves the domain alone until it is gone. Returns how many consoles
+    /// were served, or nil if the domain was not.
+    public func stopServing(_ domid: DomID) -> Int? {
+        guard watchedDomains[domid] != nil else { return nil }
+        let served = sessions.keys.filter { $0.domid == domid }.count
+        stoppedServing.insert(domid)
+        release(domid, reason: "domain released by the operator")
+        return served
     }
 
     private func read(_ path: String) async -> String? { try? await store.readString(path) }
@@ -629,8 +655,9 @@ public actor ConsoleDaemon {
     }
 
     /// Tears a console down: what is readable goes to its log, the flag becomes
-    /// DISCONNECTED, sinks close, the socket file goes, the port is closed.
-    private func teardown(_ key: ConsoleKey, reason: String) {
+    /// DISCONNECTED (unless `disconnect` is false: consoled restarts and a new one
+    /// takes over), sinks close, the socket file goes, the port is closed.
+    private func teardown(_ key: ConsoleKey, reason: String, disconnect: Bool = true) {
         guard let session = sessions.removeValue(forKey: key) else { return }
         if session.key.devid == 0, let log = session.log,
             let bytes = try? session.ring.backend.input.peek(maxCount: 4096),
@@ -639,11 +666,11 @@ public actor ConsoleDaemon {
             try? session.ring.backend.input.consume(bytes.count)
         }
         session.closed = true
-        if !configuration.legacyFlag {
+        if disconnect && !configuration.legacyFlag {
+            // No notify: guests poll the flag (as with CONNECTED, and as upstream).
             session.ring.connection = .disconnected
             session.pump.backendWroteFlag(.disconnected)
         }
-        try? session.channel.notify()
         session.notifications?.close(promise: nil)
         session.ptyChannel?.close(promise: nil)
         session.client?.close(promise: nil)
@@ -1013,7 +1040,8 @@ private final class StatsHandler: ChannelInboundHandler {
 
 /// The control socket: one request line, one answer, then the connection closes.
 /// `history <domid>` answers with console 0's history (see
-/// ``ConsoleDaemon/historyForAttach(_:)``); anything else with an error line.
+/// ``ConsoleDaemon/historyForAttach(_:)``), `release <domid>` stops serving the
+/// domain (``ConsoleDaemon/stopServing(_:)``); anything else with an error line.
 private final class ControlHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     let daemon: ConsoleDaemon
@@ -1028,7 +1056,21 @@ private final class ControlHandler: ChannelInboundHandler {
             return
         }
         let words = String(decoding: line[..<end], as: UTF8.self).split(separator: " ")
-        if words.count == 2, words[0] == "history", let domid = UInt16(words[1]) {
+        if words.count == 2, words[0] == "release", let domid = UInt16(words[1]) {
+            let channel = context.channel
+            let daemon = self.daemon
+            line.removeAll()
+            Task {
+                let answer =
+                    if let served = await daemon.stopServing(DomID(domid)) {
+                        "released domain \(domid): \(served) console(s) marked DISCONNECTED\n"
+                    } else {
+                        "error: domain \(domid) is not served\n"
+                    }
+                try? await channel.writeAndFlush(channel.allocator.buffer(bytes: Array(answer.utf8)))
+                try? await channel.close()
+            }
+        } else if words.count == 2, words[0] == "history", let domid = UInt16(words[1]) {
             let channel = context.channel
             let daemon = self.daemon
             line.removeAll()
@@ -1039,7 +1081,7 @@ private final class ControlHandler: ChannelInboundHandler {
                 try? await channel.close()
             }
         } else {
-            answer(context, Array("error: unknown request (expected: history DOMID)\n".utf8))
+            answer(context, Array("error: unknown request (expected: history DOMID or release DOMID)\n".utf8))
         }
     }
 

@@ -8,15 +8,18 @@
 
 import XenABI
 
-/// How the guest's console 0 frontend treats the `connection` flag.
+/// How the guest's console frontend treats the `connection` flag.
 public enum FrontendMode: Sendable, Hashable {
-    /// Linux 7.1 and later: read the flag before every write; while disconnected,
-    /// output goes to the hypervisor console; a full ring waits on the event channel.
+    /// The seed's frontend (Conch's own guests): read the flag before every write;
+    /// while disconnected, output goes to the hypervisor console and into a boot
+    /// history replayed once a backend connects; a full ring waits on the event
+    /// channel. No upstream kernel does this.
     case flagAware
-    /// hvc_xen before 7.1: ignore the flag; on a full ring, yield and retry.
+    /// hvc_xen before Linux 7.1: ignore the flag; on a full ring, yield and retry.
     case legacy
-    /// hvc_xen in Linux 7.1: while the flag says DISCONNECTED a write fails
-    /// (`-ENOTCONN`) and its bytes are dropped; otherwise as legacy.
+    /// hvc_xen since Linux 7.1: while the flag says DISCONNECTED a write fails
+    /// (`-ENOTCONN`) and its bytes are dropped, on console 0 and on every channel;
+    /// otherwise as legacy.
     case dropWhileDisconnected
 }
 

@@ -30,6 +30,9 @@ public final class ChannelFrontend: @unchecked Sendable {
     let channel: any EventChannelEndpoint
     let grant: GrantRef
     let pty: PseudoTerminal
+    /// Linux 7.1's hvc_xen: output written while the page says DISCONNECTED is
+    /// dropped (the write fails with `-ENOTCONN`) instead of waiting in the ring.
+    let dropsWhileDisconnected: Bool
     private var relay: Thread?
     private let stopLock = NSLock()
     private var stopped = false
@@ -42,9 +45,11 @@ public final class ChannelFrontend: @unchecked Sendable {
         store: XenstoreClient,
         frame: PageFrame,
         grant: GrantRef,
-        grantTable: GuestPage
+        grantTable: GuestPage,
+        dropsWhileDisconnected: Bool = false
     ) async throws {
         self.devid = devid
+        self.dropsWhileDisconnected = dropsWhileDisconnected
         frontendPath = "\(domainPath)/device/console/\(devid)"
         let backendDomid = DomID(UInt16(try await store.readString(frontendPath + "/backend-id")) ?? 0)
         name = try? await store.readString(frontendPath + "/name")
@@ -118,6 +123,9 @@ public final class ChannelFrontend: @unchecked Sendable {
                     if written <= 0 { break }
                     offset += written
                 }
+            }
+            if !pending.isEmpty, dropsWhileDisconnected, ring.connection.isDisconnected {
+                pending.removeAll()
             }
             if !pending.isEmpty, let written = try? ring.frontend.output.write(pending), written > 0 {
                 pending.removeFirst(written)

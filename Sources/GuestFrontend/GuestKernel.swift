@@ -261,7 +261,8 @@ public final class GuestKernel: @unchecked Sendable {
                 store: store,
                 frame: PageFrame(frame),
                 grant: GrantRef(grant),
-                grantTable: grantTable
+                grantTable: grantTable,
+                dropsWhileDisconnected: options.mode == .dropWhileDisconnected
             )
             lock.withLock { channels[devid] = channel }
             // Follow the other end's state, as xenbus's otherend watch does.

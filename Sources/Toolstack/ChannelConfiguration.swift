@@ -80,17 +80,20 @@ public struct ChannelConfiguration: Equatable, Sendable, Codable {
         public var warnings: [String]
     }
 
-    /// Parses one channel spec exactly as xl does (`parse_config_data`):
+    /// Parses one channel spec exactly as xl 4.21 does (`parse_config_data`):
     ///
     /// - The spec is split on `,`; empty items are skipped (strtok).
-    /// - Each item is split on `=` the way xl's `split_string_into_pair` does:
-    ///   the key is the first run of non-`=` characters, the value the second;
-    ///   an item without both is "failed to parse channel configuration: ITEM".
-    ///   Any further `=`-separated part is dropped, as xl drops it (we add a
-    ///   warning so the truncation is not silent).
+    /// - Each item is split at its first `=` (`split_string_into_pair` since
+    ///   Xen 4.18, upstream 4bad14a133): everything after it is the value, `=`
+    ///   included. An item without `=`, or with nothing after it, is "failed to
+    ///   parse channel configuration: ITEM".
     /// - Key and value are trimmed of whitespace; the last duplicate wins.
     /// - Keys: `backend`, `name`, `path`, `connection` (`pty`|`socket`,
-    ///   lowercase only); others give "unknown channel parameter 'K', ignoring".
+    ///   lowercase only); others give "unknown channel parameter 'K', ignoring",
+    ///   to which Conch adds a "did you mean" for a near miss.
+    /// - The devid is the position plus one, as libxl assigns it when xl leaves
+    ///   it unset (upstream e1ccced4af and 3a66796347); xl 4.17 gave the first
+    ///   channel devid 0, which libxl then dropped as an invalid primary console.
     /// - No connection: "channel has unknown 'connection'"; socket without
     ///   path: "channel connection 'socket' requires path=.."; `path` with pty
     ///   is ignored.
@@ -117,18 +120,14 @@ public struct ChannelConfiguration: Equatable, Sendable, Codable {
         var connection: String?
         var warnings: [String] = []
         for item in items {
-            let parts = item.unicodeScalars.split(separator: "=").map { Substring($0) }
-            guard parts.count >= 2 else {
+            // Split at the first '=' only, as xl since 4.18 (`path=/run/a=b.sock`
+            // keeps its whole value); nothing after it is an error.
+            let scalars = item.unicodeScalars
+            guard let equals = scalars.firstIndex(of: "="), scalars.index(after: equals) < scalars.endIndex else {
                 throw DomainValidationError("failed to parse channel configuration: \(item)")
             }
-            let key = trimWhitespace(parts[0])
-            let value = trimWhitespace(parts[1])
-            if parts.count > 2 {
-                warnings.append(
-                    "channel parameter '\(key)' value '\(parts.dropFirst().joined(separator: "="))' contains '=': "
-                        + "xl keeps only '\(value)'"
-                )
-            }
+            let key = trimWhitespace(Substring(scalars[..<equals]))
+            let value = trimWhitespace(Substring(scalars[scalars.index(after: equals)...]))
             switch key {
             case "backend": backend = value
             case "name": name = value
@@ -139,7 +138,10 @@ public struct ChannelConfiguration: Equatable, Sendable, Codable {
                 }
                 connection = value
             default:
-                warnings.append("unknown channel parameter '\(key)', ignoring")
+                let guess = NearMiss.closest(to: key, among: ["backend", "name", "path", "connection"])
+                warnings.append(
+                    "unknown channel parameter '\(key)', ignoring" + (guess.map { " (did you mean '\($0)'?)" } ?? "")
+                )
             }
         }
         let resolved: ChannelConnection

@@ -28,13 +28,22 @@ public enum ShutdownAction: String, Equatable, Sendable, Codable, CaseIterable {
     case softReset = "soft-reset"
 }
 
-/// Which console-0 frontend behaviour the guest kernel uses
-/// (`conch_frontend`, a Conch extension to xl.cfg).
+/// Which console frontend behaviour the guest kernel uses
+/// (`conch_frontend`, a Conch extension to xl.cfg); the same names as
+/// conch-pv-guest's `frontend=` option.
 public enum FrontendMode: String, Equatable, Sendable, Codable, CaseIterable {
-    /// Honours the console `connection` flag (Xen 4.21+ / Linux 7.1 behaviour).
+    /// The seed's frontend: while the `connection` flag says DISCONNECTED, console 0
+    /// writes to the hypervisor console and keeps a boot history it replays once a
+    /// backend connects.
     case new
-    /// Ignores the flag, like hvc_xen before it existed.
+    /// hvc_xen since Linux 7.1: a write while the flag says DISCONNECTED is dropped
+    /// (console 0 and channels).
+    case linux71
+    /// Ignores the flag, like hvc_xen before Linux 7.1.
     case legacy
+
+    /// Whether this frontend reads the `connection` flag at all.
+    public var readsConnectionFlag: Bool { self != .legacy }
 }
 
 /// A parsed, typed domain configuration: plain data, what `--dry-run` prints.
@@ -266,14 +275,27 @@ private struct SettingReader {
         return action
     }
 
+    /// Every warning is collected before the first error stops the reading, and
+    /// travels with it (``ConfigError/warnings``): a misspelt `kernal` still says
+    /// so when the missing `kernel` is what fails.
     mutating func read() throws(ConfigError) -> DomainConfiguration.Parsed {
+        do {
+            return try readAll()
+        } catch {
+            var failure = error
+            failure.warnings = warnings
+            throw failure
+        }
+    }
+
+    private mutating func readAll() throws(ConfigError) -> DomainConfiguration.Parsed {
         for key in config.keys where !DomainConfiguration.knownKeys.contains(key) {
+            var message = "ignoring unknown or unsupported parameter '\(key)'"
+            if let guess = NearMiss.closest(to: key, among: DomainConfiguration.knownKeys) {
+                message += " (did you mean '\(guess)'?)"
+            }
             warnings.append(
-                ConfigWarning(
-                    file: file,
-                    line: config.settings.first { $0.key == key }?.line ?? 0,
-                    message: "ignoring unknown or unsupported parameter '\(key)'"
-                )
+                ConfigWarning(file: file, line: config.settings.first { $0.key == key }?.line ?? 0, message: message)
             )
         }
         for (index, setting) in config.settings.enumerated() where setting.op == .assign {
@@ -286,6 +308,15 @@ private struct SettingReader {
                     )
                 )
             }
+        }
+
+        // Channels are read first so that their warnings are collected whatever
+        // fails later; their error, if any, still comes in xl's order.
+        let channelsRead: Result<[ChannelConfiguration], ConfigError>
+        do throws(ConfigError) {
+            channelsRead = .success(try readChannels())
+        } catch {
+            channelsRead = .failure(error)
         }
 
         guard let name = try string("name"), !name.isEmpty else {
@@ -333,15 +364,15 @@ private struct SettingReader {
         let onPoweroff = try action("on_poweroff", default: .destroy)
         let onReboot = try action("on_reboot", default: .restart)
         let onCrash = try action("on_crash", default: .destroy)
-        let channels = try readChannels()
+        let channels = try channelsRead.get()
 
         var frontend = FrontendMode.new
         if let text = try string("conch_frontend") {
             guard let mode = FrontendMode(rawValue: text) else {
                 throw error(
                     "conch_frontend",
-                    "unknown conch_frontend '\(text)': use \"legacy\" (ignore the console connection flag) or "
-                        + "\"new\" (the default)"
+                    "unknown conch_frontend '\(text)': use \"new\" (the default: the seed's frontend), "
+                        + "\"linux71\" (drop writes while disconnected) or \"legacy\" (ignore the connection flag)"
                 )
             }
             frontend = mode
@@ -421,11 +452,13 @@ private struct SettingReader {
     private mutating func readChannels() throws(ConfigError) -> [ChannelConfiguration] {
         guard let value = try config.value(for: "channel") else { return [] }
         guard case .list(let items) = value else {
-            throw error(
+            // xl (libxlu) warns and configures no channel at all.
+            warn(
                 "channel",
-                "parameter 'channel' is a single value but should be a list, "
-                    + "e.g. channel = [ \"name=…, connection=pty\" ]"
+                "parameter `channel' is a single value but should be a list; no channel is configured "
+                    + "(write channel = [ \"name=…, connection=pty\" ])"
             )
+            return []
         }
         let lines = config.elementLines(for: "channel")
         var channels: [ChannelConfiguration] = []

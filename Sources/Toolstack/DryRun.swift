@@ -30,7 +30,11 @@ public struct DryRunReport: Equatable, Sendable, Codable {
         do {
             parsed = try DomainConfiguration.parse(text, fileName: fileName)
         } catch {
-            return DryRunReport(configuration: nil, warnings: [], error: error.description)
+            return DryRunReport(
+                configuration: nil,
+                warnings: error.warnings.map(\.description),
+                error: error.description
+            )
         }
         let warnings = parsed.warnings.map(\.description)
         do {

@@ -58,6 +58,12 @@ public enum ConsoleLayout {
         "\(deviceModel(of: domid, backend: backend))/conch-consoles"
     }
 
+    /// Written by conch consoled when it starts (dom0-only): `1` if it marks rings
+    /// CONNECTED, `0` if it runs with `--legacy-flag` and never touches the flag.
+    /// The toolstack reads it to warn before it builds a DISCONNECTED page that
+    /// such a backend would leave DISCONNECTED for ever.
+    public static let consoledSetsFlag = "/tool/conch/consoled/sets-connection-flag"
+
     /// A backend path taken apart: `/local/domain/<b>/backend/console/<d>/<devid>`
     /// exactly, numbers in decimal without leading zeros; nil for anything else.
     public static func parseBackend(_ path: String) -> (backend: DomID, domid: DomID, devid: Int)? {

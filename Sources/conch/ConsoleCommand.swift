@@ -244,3 +244,38 @@ extension Optional {
         return try await transform(self)
     }
 }
+
+/// `conch console-release`: consoled stops serving a domain for good.
+struct ConsoleRelease: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "console-release",
+        abstract: "Make consoled stop serving a domain's consoles and channels, and say so to its guest.",
+        discussion: """
+            A consoled that stops or restarts leaves every ring CONNECTED: the ring keeps what \
+            the guest writes and the next consoled delivers it (a Linux 7.1 guest drops writes \
+            while its page says DISCONNECTED). This command is the other case: the backend goes \
+            away for good. consoled marks the domain's rings DISCONNECTED, closes their sinks \
+            and leaves the domain alone until it is destroyed.
+            """
+    )
+
+    @OptionGroup var runDirectoryOptions: RunDirectoryOptions
+    @OptionGroup var hypervisorOptions: HypervisorOptions
+
+    @Argument(help: "The domain: a name or a domid.")
+    var domain: String
+
+    func run() async throws {
+        let host = try await HostConnection.open(runDirectoryOptions, hypervisorOptions)
+        let target = try await host.guest(domain)
+        let answer = try readAll(
+            fromSocket: host.runDirectory.consoledControlSocket,
+            request: "release \(target.domid.rawValue)\n"
+        )
+        let text = String(decoding: answer, as: UTF8.self)
+        if text.hasPrefix("error:") || text.isEmpty {
+            throw CLIError(text.isEmpty ? "consoled did not answer" : String(text.dropFirst(7).dropLast()))
+        }
+        print(text, terminator: "")
+    }
+}

@@ -90,6 +90,7 @@ struct Create: AsyncParsableCommand {
         do {
             parsed = try DomainConfiguration.parse(text, fileName: configFile)
         } catch {
+            for warning in error.warnings { FileHandle.standardError.write(Data("\(warning)\n".utf8)) }
             throw CLIError(error.description)
         }
         for warning in parsed.warnings { FileHandle.standardError.write(Data("\(warning)\n".utf8)) }
@@ -110,6 +111,18 @@ struct Create: AsyncParsableCommand {
         }
     }
 
+    /// The mixed upgrade case: a 4.21-style page (DISCONNECTED until a backend says
+    /// otherwise) for a flag-aware guest, and a backend that never touches the flag.
+    static func flagUnawareBackendWarning(_ name: String) -> String {
+        """
+        warning: consoled runs with --legacy-flag and never marks a console CONNECTED, but \
+        \(name)'s console page starts DISCONNECTED and its frontend reads the flag: console 0 \
+        would stay silent (the seed's frontend writes to the hypervisor console, Linux 7.1's \
+        drops). Create it with --legacy-builder, or run consoled without --legacy-flag.
+
+        """
+    }
+
     /// xl resolves a relative kernel against the working directory; Conch's
     /// kernels are programs that usually sit beside their configuration.
     static func resolveKernel(_ kernel: String, configFile: String) -> String {
@@ -126,8 +139,12 @@ struct Create: AsyncParsableCommand {
         legacyBuilder: Bool,
         wait: Duration?
     ) async throws -> DomainBuilder.Built {
-        var kernel = [ChildProcess.currentExecutable(), "guest-kernel"]
-        if configuration.frontend == .legacy { kernel.append("--legacy-frontend") }
+        if !legacyBuilder, configuration.frontend.readsConnectionFlag,
+            (try? await host.store.readString(ConsoleLayout.consoledSetsFlag)) == "0"
+        {
+            FileHandle.standardError.write(Data(flagUnawareBackendWarning(configuration.name).utf8))
+        }
+        let kernel = [ChildProcess.currentExecutable(), "guest-kernel", "--frontend", configuration.frontend.rawValue]
         let built: DomainBuilder.Built
         do {
             built = try await host.builder.build(configuration, legacyConsolePage: legacyBuilder, guestKernel: kernel)

@@ -11,6 +11,7 @@ import ConsoleCore
 import Foundation
 import GuestFrontend
 import Hypervisors
+import Toolstack
 import XenSim
 
 struct GuestKernel: AsyncParsableCommand {
@@ -27,8 +28,14 @@ struct GuestKernel: AsyncParsableCommand {
             """
     )
 
-    @Flag(help: "Ignore the console connection flag and spin on a full ring (hvc_xen before Linux 7.1).")
-    var legacyFrontend = false
+    @Option(
+        help: """
+            How the frontend treats the console connection flag: new (the seed's: the hypervisor \
+            console while disconnected, replayed on connect), linux71 (hvc_xen since Linux 7.1: \
+            writes while disconnected are dropped) or legacy (hvc_xen before 7.1: the flag is ignored).
+            """
+    )
+    var frontend: Toolstack.FrontendMode = .new
 
     @Argument(parsing: .captureForPassthrough, help: "The program and its arguments.")
     var command: [String] = []
@@ -48,11 +55,22 @@ struct GuestKernel: AsyncParsableCommand {
             options: .init(
                 program: program,
                 arguments: Array(words.dropFirst()),
-                mode: legacyFrontend ? .legacy : .flagAware
+                mode: frontend.writePolicyMode
             ),
             hypervisor: try HypervisorFactory.guest()
         )
         let status = try await kernel.run()
         throw ExitCode(status)
+    }
+}
+
+extension Toolstack.FrontendMode: ExpressibleByArgument {
+    /// The guest kernel's write policy for this frontend.
+    var writePolicyMode: ConsoleCore.FrontendMode {
+        switch self {
+        case .new: .flagAware
+        case .linux71: .dropWhileDisconnected
+        case .legacy: .legacy
+        }
     }
 }

@@ -28,7 +28,7 @@ struct ConsoledTests {
         name: String,
         script: String,
         channels: [String] = [],
-        legacyFrontend: Bool = false,
+        frontend: FrontendMode = .new,
         legacyConsolePage: Bool = false,
         hypervisorConsole: Bool = false
     ) async throws -> DomainBuilder.Built {
@@ -48,7 +48,7 @@ struct ConsoledTests {
             hypervisor: try host.privilegedHypervisor(),
             store: store
         )
-        let kernel = [try ConchExecutable.path(), "guest-kernel"] + (legacyFrontend ? ["--legacy-frontend"] : [])
+        let kernel = [try ConchExecutable.path(), "guest-kernel", "--frontend", frontend.rawValue]
         return try await builder.build(configured, legacyConsolePage: legacyConsolePage, guestKernel: kernel)
     }
 
@@ -143,9 +143,10 @@ struct ConsoledTests {
             }
         )
 
-        // Orderly stop: DISCONNECTED again, the socket file gone.
+        // Orderly stop (a restart as much as a shutdown): the page stays CONNECTED
+        // for the next consoled; the socket file goes with the keeper.
         host.stopConsoled()
-        #expect(ConsoleRing(memory: page).connection == .disconnected)
+        #expect(ConsoleRing(memory: page).connection == .connected)
         #expect(!FileManager.default.fileExists(atPath: socketPath))
     }
 }

@@ -105,6 +105,37 @@ struct DomainConfigurationTests {
         )
     }
 
+    /// A misspelt key says so, with the key it was probably meant to be, even
+    /// when the file then fails because the real key is missing.
+    @Test func warningsComeWithTheErrorAndSayWhatWasMeant() throws {
+        let error = try #require(
+            configError("name = \"a\"\nkernal = \"/bin/sh\"\nchannel = [ 'nmae=x,connection=pty' ]\n")
+        )
+        #expect(error.message.hasPrefix("no kernel specified"))
+        #expect(
+            error.warnings.map(\.description) == [
+                "guest.cfg:2: warning: ignoring unknown or unsupported parameter 'kernal' (did you mean 'kernel'?)",
+                "guest.cfg:3: warning: unknown channel parameter 'nmae', ignoring (did you mean 'name'?)",
+            ]
+        )
+        let report = DryRunReport.make(text: "name = \"a\"\nkernal = \"/bin/sh\"\n", fileName: "a.cfg")
+        #expect(report.error?.contains("no kernel specified") == true)
+        #expect(
+            report.warnings == [
+                "a.cfg:2: warning: ignoring unknown or unsupported parameter 'kernal' (did you mean 'kernel'?)"
+            ]
+        )
+    }
+
+    @Test func nearMissesAreCloseAndUnambiguous() {
+        #expect(NearMiss.closest(to: "kernal", among: DomainConfiguration.knownKeys) == "kernel")
+        #expect(NearMiss.closest(to: "on_powerof", among: DomainConfiguration.knownKeys) == "on_poweroff")
+        #expect(NearMiss.closest(to: "Memory", among: DomainConfiguration.knownKeys) == "memory")
+        #expect(NearMiss.closest(to: "bootloader", among: DomainConfiguration.knownKeys) == nil)
+        #expect(NearMiss.closest(to: "ab", among: ["ac", "ad"]) == nil, "a tie suggests nothing")
+        #expect(NearMiss.closest(to: "nmae", among: ["name"]) == "name", "a swap is one edit")
+    }
+
     @Test func duplicateKnownKeyLastWinsWithWarning() throws {
         let result = try parsed(config("memory = 64\nmemory = 128"))
         #expect(result.configuration.memory == 128)
@@ -162,8 +193,8 @@ struct DomainConfigurationTests {
         ),
         (
             config("conch_frontend = 'old'"),
-            "guest.cfg:3: unknown conch_frontend 'old': use \"legacy\" (ignore the "
-                + "console connection flag) or \"new\" (the default)"
+            "guest.cfg:3: unknown conch_frontend 'old': use \"new\" (the default: the seed's frontend), "
+                + "\"linux71\" (drop writes while disconnected) or \"legacy\" (ignore the connection flag)"
         ),
     ])
     func errors(text: String, expected: String) {

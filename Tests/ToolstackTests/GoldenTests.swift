@@ -37,9 +37,9 @@ private func compare(_ actual: String, golden name: String) throws {
 @Suite("dry-run golden files")
 struct GoldenTests {
     static let configs = [
-        "minimal", "full", "root-extra", "channel-quirks", "two-channels",
+        "minimal", "full", "root-extra", "channel-quirks", "two-channels", "channel-single-string",
         "ch-missing-equals", "ch-empty-value", "ch-unknown-connection", "ch-no-connection", "ch-socket-no-path",
-        "ch-empty-spec", "ch-no-name", "ch-not-a-list", "ch-not-a-string",
+        "ch-empty-spec", "ch-no-name", "ch-not-a-string",
         "bad-missing-equals", "bad-unterminated-string", "bad-no-kernel", "bad-action", "bad-cmdline-quote",
     ]
 
