@@ -80,6 +80,9 @@ struct Create: AsyncParsableCommand {
                     )
                 }
             }
+            // As xl prints them, on stderr; the JSON on stdout carries them too.
+            for warning in report.warnings { FileHandle.standardError.write(Data("\(warning)\n".utf8)) }
+            if let error = report.error { FileHandle.standardError.write(Data("\(error)\n".utf8)) }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             print(String(decoding: try encoder.encode(report), as: UTF8.self))

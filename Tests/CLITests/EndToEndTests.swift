@@ -318,6 +318,23 @@ struct EndToEndTests {
         let noKernel = try ConchExecutable.run(["create", "--dry-run", scratch.path + "/nk.cfg"])
         #expect(noKernel.status == 1)
         #expect(noKernel.stdout.contains("agent-that-is-not-here"))
+        #expect(noKernel.stderr.contains("agent-that-is-not-here"), "the error goes to stderr too, as xl prints it")
+
+        // Warnings go to stderr as well as into the JSON, even when an error follows.
+        try "name = \"typo\"\nkernal = \"/bin/true\"\n".write(
+            toFile: scratch.path + "/typo.cfg",
+            atomically: true,
+            encoding: .utf8
+        )
+        let typo = try ConchExecutable.run(["create", "--dry-run", scratch.path + "/typo.cfg"])
+        #expect(typo.status == 1)
+        let warning = "ignoring unknown or unsupported parameter 'kernal' (did you mean 'kernel'?)"
+        #expect(typo.stderr.contains(warning), "\(typo.stderr)")
+        #expect(typo.stdout.contains(warning))
+        #expect(typo.stderr.contains("no kernel specified"))
+        let created = try ConchExecutable.run(["create", scratch.path + "/typo.cfg"])
+        #expect(created.status != 0)
+        #expect(created.stderr.contains(warning) && created.stderr.contains("no kernel specified"), "\(created.stderr)")
     }
 
     @Test func provisioningExample() throws {

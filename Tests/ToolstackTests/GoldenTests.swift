@@ -41,6 +41,7 @@ struct GoldenTests {
         "ch-missing-equals", "ch-empty-value", "ch-unknown-connection", "ch-no-connection", "ch-socket-no-path",
         "ch-empty-spec", "ch-no-name", "ch-not-a-string",
         "bad-missing-equals", "bad-unterminated-string", "bad-no-kernel", "bad-action", "bad-cmdline-quote",
+        "bad-misspelt-kernel",
     ]
 
     @Test(arguments: configs)
