@@ -63,11 +63,7 @@ public enum ConsoleBenchmark {
         )
         progress("ring ceiling (eventfd): \(Int(ceiling)) MB/s")
 
-        var template = Array("/tmp/conch-bench-XXXXXX".utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw Errno(rawValue: errno)
-        }
-        let runDirectory = RunDirectory(path: String(cString: made))
+        let runDirectory = try RunDirectory.makeTemporary(prefix: "conch-bench")
         var daemons: [ChildProcess] = []
         defer {
             for daemon in daemons.reversed() {

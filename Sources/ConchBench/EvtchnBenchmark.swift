@@ -56,11 +56,7 @@ public enum EvtchnBenchmark {
         roundTrips: Int = 20_000,
         progress: (String) -> Void = { _ in }
     ) async throws -> EvtchnBenchmarkResult {
-        var template = Array("/tmp/conch-bench-XXXXXX".utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw Errno(rawValue: errno)
-        }
-        let runDirectory = RunDirectory(path: String(cString: made))
+        let runDirectory = try RunDirectory.makeTemporary(prefix: "conch-bench")
         let hypervisorProcess = try ChildProcess(
             executable: conchExecutable,
             arguments: ["hypervisor", "--run-dir", runDirectory.path, "--log-level", "warning"]

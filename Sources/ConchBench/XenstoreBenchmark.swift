@@ -70,11 +70,7 @@ public enum XenstoreBenchmark {
         operations: Int = 20_000,
         progress: (String) -> Void = { _ in }
     ) async throws -> XenstoreBenchmarkResult {
-        var template = Array("/tmp/conch-bench-XXXXXX".utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw Errno(rawValue: errno)
-        }
-        let scratch = String(cString: made)
+        let scratch = try RunDirectory.makeTemporary(prefix: "conch-bench").path
         let socketPath = scratch + "/xenstored.sock"
         let daemon = try ChildProcess(
             executable: conchExecutable,

@@ -16,18 +16,6 @@ public enum DomainType: String, Equatable, Sendable, Codable, CaseIterable {
     case hvm
 }
 
-/// What to do when the guest shuts down for a given reason (xl.cfg(5),
-/// "Event Actions"; the names are xl's `action_on_shutdown_names`).
-public enum ShutdownAction: String, Equatable, Sendable, Codable, CaseIterable {
-    case destroy
-    case restart
-    case renameRestart = "rename-restart"
-    case preserve
-    case coredumpDestroy = "coredump-destroy"
-    case coredumpRestart = "coredump-restart"
-    case softReset = "soft-reset"
-}
-
 /// Which console frontend behaviour the guest kernel uses
 /// (`conch_frontend`, a Conch extension to xl.cfg); the same names as
 /// conch-pv-guest's `frontend=` option.

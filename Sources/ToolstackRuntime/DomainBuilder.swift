@@ -85,9 +85,9 @@ public struct DomainBuilder: Sendable {
             arguments: arguments,
             environment: environment,
             pageCount: pageCount,
-            onPoweroff: XenHypervisor.ShutdownAction(configuration.onPoweroff),
-            onReboot: XenHypervisor.ShutdownAction(configuration.onReboot),
-            onCrash: XenHypervisor.ShutdownAction(configuration.onCrash),
+            onPoweroff: configuration.onPoweroff,
+            onReboot: configuration.onReboot,
+            onCrash: configuration.onCrash,
             consoleBackend: consoleBackend,
             xenstoreDomain: xenstoreDomain,
             legacyConsolePage: legacyConsolePage,
@@ -280,12 +280,6 @@ public struct DomainBuilder: Sendable {
             try? await store.remove(path)
         }
         try? await store.remove("/libxl/\(domid.rawValue)")
-    }
-}
-
-extension XenHypervisor.ShutdownAction {
-    init(_ action: Toolstack.ShutdownAction) {
-        self = XenHypervisor.ShutdownAction(rawValue: action.rawValue) ?? .destroy
     }
 }
 

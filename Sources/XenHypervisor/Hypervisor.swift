@@ -25,21 +25,6 @@ public enum ShutdownReason: String, Codable, Hashable, Sendable, CaseIterable {
     case softReset = "soft_reset"
 }
 
-/// What happens after a domain shuts down (xl.cfg's `on_poweroff` & co.).
-public enum ShutdownAction: String, Codable, Hashable, Sendable, CaseIterable {
-    /// Destroy the domain (xl's default for poweroff and crash).
-    case destroy
-    /// Destroy it and start it again (xl's default for reboot; Conch records it,
-    /// restarting is the toolstack's job).
-    case restart
-    /// Keep it, shut down, for inspection.
-    case preserve
-    case renameRestart = "rename-restart"
-    case coredumpDestroy = "coredump-destroy"
-    case coredumpRestart = "coredump-restart"
-    case softReset = "soft-reset"
-}
-
 /// A domain's life, as `xl list` shows it.
 public enum DomainRunState: String, Codable, Hashable, Sendable {
     /// Built, not yet started (its guest process does not exist yet).

@@ -8,6 +8,7 @@
 
 import Testing
 import Toolstack
+import XenABI
 
 @Suite("DomainConfiguration")
 struct DomainConfigurationTests {
