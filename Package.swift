@@ -57,7 +57,7 @@ let package = Package(
         .target(name: "XenABI"),
         .target(name: "XenMemory"),
         .target(name: "XenRing", dependencies: ["XenABI", "XenMemory"]),
-        .target(name: "Toolstack", dependencies: ["XenABI"]),
+        .target(name: "Toolstack", dependencies: ["XenABI", "ConsoleCore"]),
         .target(name: "ConsoleCore", dependencies: ["XenABI"]),
         .target(name: "XenstoreWire", dependencies: ["XenABI"]),
         .target(

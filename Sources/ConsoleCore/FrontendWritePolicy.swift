@@ -8,20 +8,29 @@
 
 import XenABI
 
-/// How the guest's console frontend treats the `connection` flag.
-public enum FrontendMode: Sendable, Hashable {
+/// How the guest's console frontend treats the `connection` flag. The raw values
+/// are the names a configuration uses (xl.cfg's `conch_frontend`, conch-pv-guest's
+/// `frontend=`, `conch guest-kernel --frontend`).
+public enum FrontendMode: String, Sendable, Hashable, CaseIterable {
     /// The seed's frontend (Conch's own guests): read the flag before every write;
     /// while disconnected, output goes to the hypervisor console and into a boot
     /// history replayed once a backend connects; a full ring waits on the event
     /// channel. No upstream kernel does this.
-    case flagAware
-    /// hvc_xen before Linux 7.1: ignore the flag; on a full ring, yield and retry.
-    case legacy
+    case flagAware = "new"
     /// hvc_xen since Linux 7.1: while the flag says DISCONNECTED a write fails
     /// (`-ENOTCONN`) and its bytes are dropped, on console 0 and on every channel;
     /// otherwise as legacy.
-    case dropWhileDisconnected
+    case dropWhileDisconnected = "linux71"
+    /// hvc_xen before Linux 7.1: ignore the flag; on a full ring, yield and retry.
+    case legacy
+
+    /// Whether this frontend reads the `connection` flag at all.
+    public var readsConnectionFlag: Bool { self != .legacy }
 }
+
+#if !hasFeature(Embedded)
+extension FrontendMode: Codable {}
+#endif
 
 /// What the frontend does next with its pending output.
 public enum FrontendWriteAction: Sendable, Hashable {

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+import ConsoleCore
 import XenABI
 
 /// The guest type (`type=` in xl.cfg(5)). Conch records it for the layout
@@ -14,24 +15,6 @@ public enum DomainType: String, Equatable, Sendable, Codable, CaseIterable {
     case pv
     case pvh
     case hvm
-}
-
-/// Which console frontend behaviour the guest kernel uses
-/// (`conch_frontend`, a Conch extension to xl.cfg); the same names as
-/// conch-pv-guest's `frontend=` option.
-public enum FrontendMode: String, Equatable, Sendable, Codable, CaseIterable {
-    /// The seed's frontend: while the `connection` flag says DISCONNECTED, console 0
-    /// writes to the hypervisor console and keeps a boot history it replays once a
-    /// backend connects.
-    case new
-    /// hvc_xen since Linux 7.1: a write while the flag says DISCONNECTED is dropped
-    /// (console 0 and channels).
-    case linux71
-    /// Ignores the flag, like hvc_xen before Linux 7.1.
-    case legacy
-
-    /// Whether this frontend reads the `connection` flag at all.
-    public var readsConnectionFlag: Bool { self != .legacy }
 }
 
 /// A parsed, typed domain configuration: plain data, what `--dry-run` prints.
@@ -85,7 +68,7 @@ public struct DomainConfiguration: Equatable, Sendable, Codable {
         onReboot: ShutdownAction = .restart,
         onCrash: ShutdownAction = .destroy,
         channels: [ChannelConfiguration] = [],
-        frontend: FrontendMode = .new,
+        frontend: FrontendMode = .flagAware,
         maxEventChannels: Int = 1023,
         maxMaptrackFrames: Int = 1024,
         hypervisorConsole: Bool = false
@@ -354,7 +337,7 @@ private struct SettingReader {
         let onCrash = try action("on_crash", default: .destroy)
         let channels = try channelsRead.get()
 
-        var frontend = FrontendMode.new
+        var frontend = FrontendMode.flagAware
         if let text = try string("conch_frontend") {
             guard let mode = FrontendMode(rawValue: text) else {
                 throw error(

@@ -11,7 +11,6 @@ import ConsoleCore
 import Foundation
 import GuestFrontend
 import Hypervisors
-import Toolstack
 import XenSim
 
 struct GuestKernel: AsyncParsableCommand {
@@ -35,7 +34,7 @@ struct GuestKernel: AsyncParsableCommand {
             writes while disconnected are dropped) or legacy (hvc_xen before 7.1: the flag is ignored).
             """
     )
-    var frontend: Toolstack.FrontendMode = .new
+    var frontend: FrontendMode = .flagAware
 
     @Argument(parsing: .captureForPassthrough, help: "The program and its arguments.")
     var command: [String] = []
@@ -55,7 +54,7 @@ struct GuestKernel: AsyncParsableCommand {
             options: .init(
                 program: program,
                 arguments: Array(words.dropFirst()),
-                mode: frontend.writePolicyMode
+                mode: frontend
             ),
             hypervisor: try HypervisorFactory.guest()
         )
@@ -64,13 +63,4 @@ struct GuestKernel: AsyncParsableCommand {
     }
 }
 
-extension Toolstack.FrontendMode: ExpressibleByArgument {
-    /// The guest kernel's write policy for this frontend.
-    var writePolicyMode: ConsoleCore.FrontendMode {
-        switch self {
-        case .new: .flagAware
-        case .linux71: .dropWhileDisconnected
-        case .legacy: .legacy
-        }
-    }
-}
+extension FrontendMode: ExpressibleByArgument {}

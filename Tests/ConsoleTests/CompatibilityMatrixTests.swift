@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+import ConsoleCore
 import Foundation
 import Testing
 import Toolstack
@@ -102,10 +103,10 @@ struct CompatibilityMatrixTests {
         }
         if matrixCase.lateBackend {
             switch (matrixCase.frontend, disconnectedAtBoot) {
-            case (.new, true):
+            case (.flagAware, true):
                 // Never stalls: the whole boot log reaches the hypervisor console with no backend.
                 #expect(try host.eventually { dmesg().contains("(d1) BOOT-DONE") }, "\(matrixCase)")
-            case (.linux71, true):
+            case (.dropWhileDisconnected, true):
                 // Never stalls either: it drops what it writes, and says nothing to the hypervisor.
                 usleep(2_000_000)
                 #expect(!dmesg().contains("boot line"), "\(matrixCase): Linux 7.1 does not use console_io")
@@ -116,7 +117,7 @@ struct CompatibilityMatrixTests {
             }
             try host.startConsoled(consoledArguments)
         }
-        let dropped = matrixCase.frontend == .linux71 && disconnectedAtBoot
+        let dropped = matrixCase.frontend == .dropWhileDisconnected && disconnectedAtBoot
         let finished = try host.eventually(seconds: 60) { logText().contains(dropped ? "TICK" : "BOOT-DONE") }
         if !finished {
             let stats = (try? ConchExecutable.run(["stats", "--json", "--run-dir", host.runDirectory]).stdout) ?? ""
@@ -138,7 +139,7 @@ struct CompatibilityMatrixTests {
             // Linux 7.1 dropped the boot it wrote while the page said DISCONNECTED.
             #expect(numbers.count < Self.lines, "\(matrixCase): \(numbers.count) lines")
             #expect(numbers == numbers.sorted(), "\(matrixCase): what did arrive is in order")
-        } else if matrixCase.lateBackend && matrixCase.frontend == .new && disconnectedAtBoot {
+        } else if matrixCase.lateBackend && matrixCase.frontend == .flagAware && disconnectedAtBoot {
             // Replayed after connecting: a marker, then the last 64 KiB of the boot, in order.
             #expect(logText().contains("[conch: replaying "), "\(matrixCase)")
             #expect(numbers.last == Self.lines - 1)
@@ -169,10 +170,10 @@ struct CompatibilityMatrixTests {
         case .legacy:
             #expect(try host.eventually(seconds: 60) { logText().contains("BOOT-DONE") }, "\(matrixCase)")
             #expect(Self.bootLines(logText()) == Array(0..<Self.lines), "\(matrixCase)")
-        case .new:
+        case .flagAware:
             #expect(try host.eventually(seconds: 60) { dmesg().contains("(d1) TICK 3") }, "\(matrixCase)")
             #expect(Self.bootLines(logText()).isEmpty, "\(matrixCase): the console log stays silent")
-        case .linux71:
+        case .dropWhileDisconnected:
             usleep(3_000_000)
             #expect(!logText().contains("TICK") && !dmesg().contains("boot line"), "\(matrixCase): silent")
         }

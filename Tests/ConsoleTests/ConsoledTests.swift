@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+import ConsoleCore
 import Foundation
 import SystemExtras
 import Testing
@@ -28,7 +29,7 @@ struct ConsoledTests {
         name: String,
         script: String,
         channels: [String] = [],
-        frontend: FrontendMode = .new,
+        frontend: FrontendMode = .flagAware,
         legacyConsolePage: Bool = false,
         hypervisorConsole: Bool = false
     ) async throws -> DomainBuilder.Built {

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+import ConsoleCore
 import Foundation
 import Testing
 import Toolstack
@@ -50,7 +51,7 @@ struct FlagLifecycleTests {
             store,
             name: "l71",
             script: Self.script,
-            frontend: .linux71
+            frontend: .dropWhileDisconnected
         )
         let domid = built.domain.domid
         let hypervisor = try host.privilegedHypervisor()
@@ -137,11 +138,11 @@ struct FlagLifecycleTests {
             #expect(created.status == 0, "create \(name): \(created.stderr)")
             return created.stderr
         }
-        #expect(try create("seed", frontend: .new).contains("warning: consoled runs with --legacy-flag"))
-        #expect(try create("l71", frontend: .linux71).contains("console 0 would stay silent"))
+        #expect(try create("seed", frontend: .flagAware).contains("warning: consoled runs with --legacy-flag"))
+        #expect(try create("l71", frontend: .dropWhileDisconnected).contains("console 0 would stay silent"))
         #expect(!(try create("old", frontend: .legacy).contains("warning")), "a legacy frontend ignores the flag")
         #expect(
-            !(try create("zeroed", frontend: .new, ["--legacy-builder"]).contains("warning")),
+            !(try create("zeroed", frontend: .flagAware, ["--legacy-builder"]).contains("warning")),
             "a legacy builder leaves the page CONNECTED"
         )
     }

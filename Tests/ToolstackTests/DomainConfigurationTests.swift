@@ -28,7 +28,7 @@ struct DomainConfigurationTests {
         #expect(c.onReboot == .restart)
         #expect(c.onCrash == .destroy)
         #expect(c.channels == [])
-        #expect(c.frontend == .new)
+        #expect(c.frontend == .flagAware)
         #expect(result.warnings == [])
     }
 
