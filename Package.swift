@@ -185,8 +185,8 @@ let package = Package(
             dependencies: [
                 "ConchBench", "XenstoreServer", "XenstoreClient", "XenstoreCore", "XenstoreWire", "XenABI",
                 "XenHypervisor", "XenSim", "Hypervisors", "SystemExtras", "ConsoleBackend", "DeviceModel",
-                "ConsoleCore",
-                "GuestFrontend",
+                "ConsoleCore", "GuestFrontend", "Toolstack", "ToolstackRuntime", "XenRing",
+                .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
