@@ -150,13 +150,21 @@ let package = Package(
         ),
         .target(
             name: "ToolstackRuntime",
-            dependencies: ["Toolstack", "XenABI", "XenRing", "XenHypervisor", "XenstoreClient", "XenstoreWire"]
+            dependencies: [
+                "Toolstack", "XenABI", "XenRing", "XenHypervisor", "XenstoreClient", "XenstoreWire", "Hypervisors",
+                "SystemExtras", "XenSim",
+            ]
+        ),
+        // Starting, restarting and stopping the host stack's daemons (`conch up`, the demo).
+        .target(
+            name: "HostSupervision",
+            dependencies: ["SystemExtras", .product(name: "SystemPackage", package: "swift-system")]
         ),
         .target(
             name: "ConchBench",
             dependencies: [
                 "XenABI", "XenRing", "XenMemory", "SystemExtras", "XenstoreClient", "XenstoreServer", "XenHypervisor",
-                "XenSim", "Hypervisors", "Toolstack", "ToolstackRuntime",
+                "XenSim", "Hypervisors", "Toolstack", "ToolstackRuntime", "HostSupervision",
             ]
         ),
 
@@ -179,13 +187,24 @@ let package = Package(
             dependencies: ["XenABI", "XenMemory", "XenRing", "XenHypervisor", "XenSim", "Hypervisors", "SystemExtras"]
         ),
 
+        // MARK: Test support: the scripted guests the tests run as kernels (not installed).
+        .executableTarget(
+            name: "conch-test-guest",
+            dependencies: [
+                "Hypervisors", "XenHypervisor", "XenSim", "XenABI", "XenRing", "XenstoreClient", "XenstoreWire",
+                "SystemExtras", "GuestFrontend",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/ConchTestGuest"
+        ),
+
         // MARK: The one executable.
         .executableTarget(
             name: "conch",
             dependencies: [
                 "ConchBench", "XenstoreServer", "XenstoreClient", "XenstoreCore", "XenstoreWire", "XenABI",
                 "XenHypervisor", "XenSim", "Hypervisors", "SystemExtras", "ConsoleBackend", "DeviceModel",
-                "ConsoleCore", "GuestFrontend", "Toolstack", "ToolstackRuntime", "XenRing",
+                "ConsoleCore", "GuestFrontend", "Toolstack", "ToolstackRuntime", "XenRing", "HostSupervision",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOPosix", package: "swift-nio"),

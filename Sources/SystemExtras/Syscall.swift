@@ -44,3 +44,25 @@ extension FileDescriptor {
         _ = try retryingSyscall { fcntl(rawValue, F_SETFD, updated) }
     }
 }
+
+/// Writes every byte to `descriptor`, retrying on EINTR and waiting for a
+/// non-blocking descriptor to take more; false if it fails otherwise (the
+/// other end went away).
+public func writeAll(_ descriptor: Int32, _ bytes: ArraySlice<UInt8>) -> Bool {
+    var remaining = bytes
+    while !remaining.isEmpty {
+        // SAFETY: the pointer is used only within the closure, for `count` bytes of the slice.
+        let written = remaining.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        if written < 0 {
+            if errno == EINTR { continue }
+            if errno == EAGAIN {
+                var entry = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+                _ = poll(&entry, 1, -1)
+                continue
+            }
+            return false
+        }
+        remaining = remaining.dropFirst(written)
+    }
+    return true
+}

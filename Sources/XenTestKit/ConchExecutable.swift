@@ -13,21 +13,30 @@ public enum ConchExecutable {
     public struct NotFound: Error, CustomStringConvertible {
         public let searched: [String]
         public var description: String {
-            "the conch executable was not found (looked at \(searched.joined(separator: ", "))); "
-                + "run `swift build` first or set CONCH_EXECUTABLE"
+            "the executable was not found (looked at \(searched.joined(separator: ", "))); "
+                + "run `swift build` first (for conch, CONCH_EXECUTABLE may name it)"
         }
     }
 
     /// `$CONCH_EXECUTABLE`, else `conch` beside the running test bundle (SwiftPM
     /// builds every product into the same directory as the tests).
     public static func path() throws -> String {
+        try find("conch", explicit: ProcessInfo.processInfo.environment["CONCH_EXECUTABLE"])
+    }
+
+    /// `conch-test-guest` (the tests' scripted guest kernels), beside `conch`.
+    public static func testGuestPath() throws -> String {
+        try find("conch-test-guest", explicit: nil)
+    }
+
+    private static func find(_ name: String, explicit: String?) throws -> String {
         var candidates: [String] = []
-        if let explicit = ProcessInfo.processInfo.environment["CONCH_EXECUTABLE"] { candidates.append(explicit) }
+        if let explicit { candidates.append(explicit) }
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         var directory = me.deletingLastPathComponent()
         // Inside an .xctest bundle directory on some platforms; walk up a little.
         for _ in 0..<3 {
-            candidates.append(directory.appendingPathComponent("conch").path)
+            candidates.append(directory.appendingPathComponent(name).path)
             directory = directory.deletingLastPathComponent()
         }
         for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate) {

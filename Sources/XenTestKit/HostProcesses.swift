@@ -121,7 +121,7 @@ public final class HostStack: @unchecked Sendable {
         if kill { unlink(directory.path + "/consoled.sock") }
     }
 
-    /// The guest's stdio log (`conch test-guest` prints `key=value` lines there).
+    /// The guest's stdio log (`conch-test-guest` prints `key=value` lines there).
     public func guestOutput(_ name: String) -> String {
         (try? String(contentsOfFile: "\(logDirectory)/guest-\(name).stdio.log", encoding: .utf8)) ?? ""
     }

@@ -10,9 +10,11 @@ import ArgumentParser
 import ConchBench
 import ConsoleBackend
 import Foundation
+import HostSupervision
 import SystemExtras
 import SystemPackage
 import Toolstack
+import ToolstackRuntime
 import XenHypervisor
 import XenRing
 

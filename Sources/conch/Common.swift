@@ -10,6 +10,7 @@ import ArgumentParser
 import Hypervisors
 import Logging
 import SystemExtras
+import ToolstackRuntime
 import XenstoreClient
 
 /// `--run-dir`, shared by every subcommand that touches the host stack.
@@ -64,3 +65,22 @@ struct LoggingOptions: ParsableArguments {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+extension HostConnection {
+    /// The host `--hypervisor` and `--run-dir` name.
+    static func open(
+        _ runDirectoryOptions: RunDirectoryOptions,
+        _ hypervisorOptions: HypervisorOptions
+    ) async throws -> HostConnection {
+        try await open(
+            hypervisorOptions.backend(runDirectory: runDirectoryOptions.runDirectory),
+            explicitRunDirectory: runDirectoryOptions.explicitPath
+        )
+    }
+}
+
+/// A command-line failure: printed as `Error: <message>` and exit status 1.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

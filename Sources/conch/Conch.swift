@@ -26,7 +26,7 @@ struct Conch: AsyncParsableCommand {
             ChannelListCommand.self, ChannelAttach.self, ChannelDetach.self, Demo.self,
             Dmesg.self, Store.self, Stats.self, Bench.self,
             Hypervisor.self, Xenstored.self, Consoled.self, GuestKernel.self, Version.self, RingPeerCommand.self,
-            TestGuest.self, BenchPeer.self, ConsoledKeeper.self, DeviceModelCommand.self, ConsoleFlagCommand.self,
+            BenchPeer.self, ConsoledKeeper.self, DeviceModelCommand.self, ConsoleFlagCommand.self,
             ConsoleRelease.self,
         ]
     )

@@ -9,6 +9,7 @@
 import ArgumentParser
 import Foundation
 import SystemExtras
+import ToolstackRuntime
 import XenABI
 import XenHypervisor
 
@@ -216,25 +217,6 @@ enum ConsoleAttachment {
                 guard writeAll(console, chunk) else { return }
             }
         }
-    }
-
-    static func writeAll(_ descriptor: Int32, _ bytes: ArraySlice<UInt8>) -> Bool {
-        var remaining = bytes
-        while !remaining.isEmpty {
-            // SAFETY: the pointer is used only within the closure, for `count` bytes of the slice.
-            let written = remaining.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN {
-                    var entry = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
-                    _ = poll(&entry, 1, -1)
-                    continue
-                }
-                return false
-            }
-            remaining = remaining.dropFirst(written)
-        }
-        return true
     }
 }
 

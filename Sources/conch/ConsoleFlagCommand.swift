@@ -8,6 +8,7 @@
 
 import ArgumentParser
 import Hypervisors
+import ToolstackRuntime
 import XenABI
 import XenHypervisor
 import XenRing

@@ -16,6 +16,7 @@ import NIOPosix
 import ServiceLifecycle
 import SystemExtras
 import SystemPackage
+import ToolstackRuntime
 import UnixSignals
 import XenHypervisor
 import XenSim
@@ -142,8 +143,6 @@ struct ConsoledPlacement {
     let logDirectory: String
     let hint: String
 
-    /// consoled's home on a Xen host unless --run-dir says otherwise.
-    static let xenRunDirectory = "/var/run/conch"
     /// Where xenconsoled writes guest logs (`xenconsoled --log=guest`).
     static let xenLogDirectory = "/var/log/xen/console"
 
@@ -153,7 +152,7 @@ struct ConsoledPlacement {
         case .xen:
             runDirectory =
                 runDirectoryOptions.explicitPath.map { RunDirectory(path: $0) }
-                ?? RunDirectory(path: Self.xenRunDirectory)
+                ?? RunDirectory(path: HostConnection.xenRunDirectory)
             xenstoreSocket = XenstoreClient.defaultSocketPath()
             logDirectory = Self.xenLogDirectory
             hint = "start the host's xenstored first"

@@ -101,29 +101,18 @@ struct Create: AsyncParsableCommand {
         configuration.kernel = Self.resolveKernel(configuration.kernel, configFile: configFile)
 
         let host = try await HostConnection.open(runDirectoryOptions.runDirectory)
-        let created = try await Self.create(
+        let created = try await host.create(
             configuration,
             configFile: configFile,
-            on: host,
+            guestKernel: HostConnection.conchGuestKernel(configuration),
             legacyBuilder: legacyBuilder,
-            wait: noWait ? nil : .milliseconds(Int64(timeout * 1000))
+            wait: noWait ? nil : .milliseconds(Int64(timeout * 1000)),
+            warn: { FileHandle.standardError.write(Data("\($0)\n".utf8)) }
         )
         print(created.domain.domid.rawValue)
         if attachConsole {
             try await ConsoleAttachment.attach(host: host, domain: created.domain, target: .primary, linger: 1)
         }
-    }
-
-    /// The mixed upgrade case: a 4.21-style page (DISCONNECTED until a backend says
-    /// otherwise) for a flag-aware guest, and a backend that never touches the flag.
-    static func flagUnawareBackendWarning(_ name: String) -> String {
-        """
-        warning: consoled runs with --legacy-flag and never marks a console CONNECTED, but \
-        \(name)'s console page starts DISCONNECTED and its frontend reads the flag: console 0 \
-        would stay silent (the seed's frontend writes to the hypervisor console, Linux 7.1's \
-        drops). Create it with --legacy-builder, or run consoled without --legacy-flag.
-
-        """
     }
 
     /// xl resolves a relative kernel against the working directory; Conch's
@@ -132,57 +121,6 @@ struct Create: AsyncParsableCommand {
         guard !kernel.hasPrefix("/") else { return kernel }
         let directory = URL(fileURLWithPath: configFile).deletingLastPathComponent().path
         return URL(fileURLWithPath: kernel, relativeTo: URL(fileURLWithPath: directory + "/")).standardized.path
-    }
-
-    /// Builds, records, waits for consoled (unless `wait` is nil) and unpauses.
-    static func create(
-        _ configuration: DomainConfiguration,
-        configFile: String?,
-        on host: HostConnection,
-        legacyBuilder: Bool,
-        wait: Duration?
-    ) async throws -> DomainBuilder.Built {
-        if !legacyBuilder, configuration.frontend.readsConnectionFlag,
-            (try? await host.store.readString(ConsoleLayout.consoledSetsFlag)) == "0"
-        {
-            FileHandle.standardError.write(Data(flagUnawareBackendWarning(configuration.name).utf8))
-        }
-        let kernel = [ChildProcess.currentExecutable(), "guest-kernel", "--frontend", configuration.frontend.rawValue]
-        let built: DomainBuilder.Built
-        do {
-            built = try await host.builder.build(configuration, legacyConsolePage: legacyBuilder, guestKernel: kernel)
-        } catch let error as DomainBuilder.BuildError {
-            throw CLIError(error.description)
-        }
-        let domid = built.domain.domid
-        let record = DomainRecord(
-            domid: domid.rawValue,
-            configuration: configuration,
-            plan: built.plan,
-            configurationFile: configFile
-        )
-        try record.save(runDirectory: host.runDirectory.path)
-        if let wait {
-            do {
-                try await ConsoleReadiness.wait(
-                    for: built,
-                    store: host.store,
-                    hypervisor: host.hypervisor,
-                    timeout: wait
-                )
-            } catch let error as DomainBuilder.BuildError {
-                try? await host.builder.destroy(domid)
-                DomainRecord.remove(runDirectory: host.runDirectory.path, domid: domid.rawValue)
-                let hint =
-                    HostConnection.isRunning(pidFile: host.runDirectory.consoledPidFile)
-                    ? "consoled is running but did not serve the domain (see its log)"
-                    : "consoled is not running in \(host.runDirectory): start it (`conch up`, or "
-                        + "`conch consoled --run-dir \(host.runDirectory)`) or create with --no-wait"
-                throw CLIError("domain not created: consoled not ready: \(error.description); \(hint)")
-            }
-        }
-        try host.hypervisor.unpause(domid)
-        return built
     }
 }
 
@@ -278,9 +216,7 @@ struct Destroy: AsyncParsableCommand {
 
     func run() async throws {
         let host = try await HostConnection.open(runDirectoryOptions.runDirectory)
-        let target = try host.domain(domain)
-        try await host.builder.destroy(target.domid)
-        DomainRecord.remove(runDirectory: host.runDirectory.path, domid: target.domid.rawValue)
+        try await host.destroy(try host.domain(domain))
     }
 }
 
@@ -312,22 +248,10 @@ struct Shutdown: AsyncParsableCommand {
 
     func run() async throws {
         let host = try await HostConnection.open(runDirectoryOptions.runDirectory)
-        let target = try host.domain(domain)
-        let request = reboot ? "reboot" : "poweroff"
-        try await host.store.write("/local/domain/\(target.domid.rawValue)/control/shutdown", request)
-        guard wait else { return }
-        let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1000))
-        while ContinuousClock.now < deadline {
-            let alive = try host.hypervisor.listDomains().contains { $0.domid == target.domid && $0.state != .dying }
-            if !alive {
-                DomainRecord.remove(runDirectory: host.runDirectory.path, domid: target.domid.rawValue)
-                return
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw CLIError(
-            "domain \(target.name) did not shut down within \(timeout) s: its program may ignore SIGTERM; "
-                + "`conch destroy \(target.name)` stops it at once"
+        try await host.shutdown(
+            try host.domain(domain),
+            reboot: reboot,
+            wait: wait ? .milliseconds(Int64(timeout * 1000)) : nil
         )
     }
 }
@@ -380,30 +304,9 @@ struct ChannelAttach: AsyncParsableCommand {
 
     func run() async throws {
         let host = try await HostConnection.open(runDirectoryOptions.runDirectory)
-        let target = try host.domain(domain)
-        let (loaded, built) = try host.built(target)
-        var record = loaded
-        let devid = (record.configuration.channels.map(\.devid).max() ?? 0) + 1
-        let parsed: ChannelConfiguration.ParseResult
-        do {
-            parsed = try ChannelConfiguration.parse(spec: spec, index: devid - 1)
-        } catch {
-            throw CLIError(error.message)
-        }
-        for warning in parsed.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
-        var configuration = record.configuration
-        configuration.channels.append(parsed.channel)
-        do {
-            try configuration.validate()
-            record.plan = try await host.builder.plugConsole(devid, of: configuration, into: built)
-        } catch let error as DomainValidationError {
-            throw CLIError(error.message)
-        } catch let error as DomainBuilder.BuildError {
-            throw CLIError(error.description)
-        }
-        record.configuration = configuration
-        try record.save(runDirectory: host.runDirectory.path)
-        print(devid - 1)
+        let (index, warnings) = try await host.attachChannel(spec, to: try host.domain(domain))
+        for warning in warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+        print(index)
     }
 }
 
@@ -433,28 +336,11 @@ struct ChannelDetach: AsyncParsableCommand {
 
     func run() async throws {
         let host = try await HostConnection.open(runDirectoryOptions.runDirectory)
-        let target = try host.domain(domain)
-        var (record, _) = try host.built(target)
-        let devid = index + 1
-        guard let position = record.configuration.channels.firstIndex(where: { $0.devid == devid }) else {
-            throw CLIError("domain \(target.name) has no channel \(index): see `conch channel-list \(target.name)`")
-        }
-        try await host.builder.unplugConsole(devid, of: record.plan)
-        let state = "/local/domain/\(target.domid.rawValue)/device/console/\(devid)/state"
-        let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1000))
-        var closed = false
-        while ContinuousClock.now < deadline {
-            let value = try? await host.store.readString(state)
-            if value == nil || value == "\(XenbusState.closed.rawValue)" {
-                closed = true
-                break
-            }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        try await host.builder.removeConsoleNodes(devid, of: record.plan)
-        record.configuration.channels.remove(at: position)
-        record.plan.consoles.removeAll { $0.devid == devid }
-        try record.save(runDirectory: host.runDirectory.path)
+        let closed = try await host.detachChannel(
+            index: index,
+            from: try host.domain(domain),
+            timeout: .milliseconds(Int64(timeout * 1000))
+        )
         if !closed {
             FileHandle.standardError.write(
                 Data("warning: the guest did not close channel \(index) within \(timeout) s; removed anyway\n".utf8)

@@ -8,6 +8,7 @@
 
 import ArgumentParser
 import Foundation
+import HostSupervision
 import Hypervisors
 import SystemExtras
 import SystemPackage

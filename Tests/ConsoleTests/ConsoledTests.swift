@@ -218,8 +218,8 @@ struct ConsoledQuarantineTests {
         let builder = DomainBuilder(hypervisor: hypervisor, store: store)
         var evil = try DomainConfiguration.parse("name = \"evil\"\nkernel = \"/bin/true\"\n", fileName: "evil.cfg")
             .configuration
-        evil.kernel = try ConchExecutable.path()
-        evil.arguments = ["test-guest", "corrupt-console"]
+        evil.kernel = try ConchExecutable.testGuestPath()
+        evil.arguments = ["corrupt-console"]
         let bad = try await builder.build(evil)
         try hypervisor.unpause(bad.domain.domid)
         let good = try await ConsoledTests.build(host, store, name: "good", script: "echo still-served; sleep 600")

@@ -28,8 +28,8 @@ struct DomainBuilderTests {
         try configuration(
             """
             name = "\(name)"
-            kernel = "\(try ConchExecutable.path())"
-            extra = "test-guest idle"
+            kernel = "\(try ConchExecutable.testGuestPath())"
+            extra = "idle"
             memory = 128
             channel = [ "name=org.conch.agent.0, connection=pty",
                         "name=org.conch.provision.0, connection=socket, path=/tmp/conch-provision.sock" ]

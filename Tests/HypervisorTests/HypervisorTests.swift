@@ -31,8 +31,8 @@ struct HypervisorTests {
         DomainSpec(
             name: name,
             uuid: UUID().uuidString.lowercased(),
-            program: try ConchExecutable.path(),
-            arguments: ["test-guest", scenario] + arguments,
+            program: try ConchExecutable.testGuestPath(),
+            arguments: [scenario] + arguments,
             onPoweroff: preserve ? .preserve : .destroy,
             onReboot: preserve ? .preserve : .restart,
             onCrash: preserve ? .preserve : .destroy,

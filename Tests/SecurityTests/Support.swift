@@ -45,7 +45,7 @@ struct Hostile {
         return built
     }
 
-    /// A configuration whose kernel is `conch test-guest SCENARIO ARGUMENTS…`.
+    /// A configuration whose kernel is `conch-test-guest SCENARIO ARGUMENTS…`.
     static func testGuest(
         _ name: String,
         _ scenario: String,
@@ -54,10 +54,10 @@ struct Hostile {
     ) throws
         -> String
     {
-        let words = (["test-guest", scenario] + arguments).map { "\\\"\($0)\\\"" }.joined(separator: " ")
+        let words = ([scenario] + arguments).map { "\\\"\($0)\\\"" }.joined(separator: " ")
         return """
             name = "\(name)"
-            kernel = "\(try ConchExecutable.path())"
+            kernel = "\(try ConchExecutable.testGuestPath())"
             cmdline = "\(words)"
             \(extra)
             """

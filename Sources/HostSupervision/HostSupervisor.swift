@@ -20,9 +20,9 @@ import Glibc
 ///
 /// Not thread-safe: one task uses it at a time (`conch up` hands it from its
 /// watchdog task back to the main task only after the watchdog ended).
-final class HostSupervisor: @unchecked Sendable {
-    struct Daemon {
-        let name: String
+public final class HostSupervisor: @unchecked Sendable {
+    public struct Daemon {
+        public let name: String
         let arguments: [String]
         /// Accepts connections once the daemon serves (its socket).
         let readyPath: String
@@ -31,11 +31,11 @@ final class HostSupervisor: @unchecked Sendable {
         var restarts = 0
     }
 
-    let runDirectory: RunDirectory
-    private(set) var daemons: [Daemon] = []
+    public let runDirectory: RunDirectory
+    public private(set) var daemons: [Daemon] = []
     private let executable = ChildProcess.currentExecutable()
 
-    init(runDirectory: RunDirectory, consoledArguments: [String] = [], logLevel: String = "info") {
+    public init(runDirectory: RunDirectory, consoledArguments: [String] = [], logLevel: String = "info") {
         self.runDirectory = runDirectory
         let common = ["--run-dir", runDirectory.path, "--log-level", logLevel]
         daemons = [
@@ -61,19 +61,19 @@ final class HostSupervisor: @unchecked Sendable {
     }
 
     /// The supervisor's own pid file (what `conch down` signals).
-    static func pidFile(_ runDirectory: RunDirectory) -> String { runDirectory.path + "/up.pid" }
+    public static func pidFile(_ runDirectory: RunDirectory) -> String { runDirectory.path + "/up.pid" }
 
     /// Starts the named daemons in order, each ready before the next. A fresh stack
     /// starts with a fresh store: a journal left by an earlier stack (its domains
     /// died with its hypervisor) is removed; restarts within this stack keep it.
-    func start(_ names: [String]) throws {
+    public func start(_ names: [String]) throws {
         try runDirectory.create()
         if names.contains("xenstored") { unlink(runDirectory.xenstoredJournal) }
         try FileManager.default.createDirectory(atPath: runDirectory.logDirectory, withIntermediateDirectories: true)
         for name in names {
             guard let index = daemons.firstIndex(where: { $0.name == name }) else { continue }
             if let pid = PidFile(path: daemons[index].pidFile).read(), kill(pid, 0) == 0 {
-                throw CLIError(
+                throw SupervisorError(
                     "a \(name) is already running in \(runDirectory) (pid \(pid)): run `conch down` first, "
                         + "or choose another --run-dir"
                 )
@@ -82,7 +82,7 @@ final class HostSupervisor: @unchecked Sendable {
         }
     }
 
-    var isRunning: [String] { daemons.filter { $0.process != nil }.map(\.name) }
+    public var isRunning: [String] { daemons.filter { $0.process != nil }.map(\.name) }
 
     private func launch(_ index: Int) throws {
         let daemon = daemons[index]
@@ -95,18 +95,18 @@ final class HostSupervisor: @unchecked Sendable {
             if let ended = try? process.poll() {
                 daemons[index].process = nil
                 let tail = (try? String(contentsOfFile: logPath, encoding: .utf8))?.split(separator: "\n").suffix(5)
-                throw CLIError(
+                throw SupervisorError(
                     "\(daemon.name) exited (\(ended)) while starting; its log \(logPath) ends:\n"
                         + (tail?.joined(separator: "\n") ?? "")
                 )
             }
             usleep(10_000)
         }
-        throw CLIError("\(daemon.name) did not become ready within 15 s; see \(logPath)")
+        throw SupervisorError("\(daemon.name) did not become ready within 15 s; see \(logPath)")
     }
 
     /// Restarts any daemon that died; returns what it did, one line each.
-    func superviseOnce() -> [String] {
+    public func superviseOnce() -> [String] {
         var events: [String] = []
         for index in daemons.indices {
             guard let process = daemons[index].process, let ended = try? process.poll() else { continue }
@@ -124,7 +124,7 @@ final class HostSupervisor: @unchecked Sendable {
     }
 
     /// Stops one daemon: SIGTERM, then SIGKILL after `grace` seconds.
-    func stop(_ name: String, grace: Double = 5) {
+    public func stop(_ name: String, grace: Double = 5) {
         guard let index = daemons.firstIndex(where: { $0.name == name }), let process = daemons[index].process else {
             return
         }
@@ -141,8 +141,14 @@ final class HostSupervisor: @unchecked Sendable {
 
     /// consoled first (it marks every ring DISCONNECTED), then the hypervisor
     /// (which destroys every domain), then xenstored.
-    func stopAll() {
+    public func stopAll() {
         for name in ["consoled", "hypervisor", "xenstored"] { stop(name) }
         unlink(runDirectory.xenstoredJournal)
     }
+}
+
+/// A daemon of the host stack that would not start: which, and where its log is.
+public struct SupervisorError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -18,14 +18,16 @@ import XenSim
 import XenstoreClient
 import XenstoreWire
 
-/// Small guest programs for tests and benchmarks: the hypervisor runs
-/// `conch test-guest <scenario>` as a domain's program. Each prints what it did as
-/// `key=value` lines on stdout (the domain's stdio log).
+/// `conch-test-guest`: scripted guest programs for the tests (isolation,
+/// corrupted rings, resource exhaustion, XSA-178 tampering). The hypervisor runs
+/// `conch-test-guest <scenario>` as a domain's program; each prints what it did as
+/// `key=value` lines on stdout (the domain's stdio log). A test-support
+/// executable: it is built for the tests and never installed with `conch`.
+@main
 struct TestGuest: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "test-guest",
-        abstract: "Internal: scripted guest programs for tests.",
-        shouldDisplay: false
+        commandName: "conch-test-guest",
+        abstract: "Scripted guest programs for Conch's tests (run as a domain's kernel)."
     )
 
     enum Scenario: String, ExpressibleByArgument, CaseIterable {

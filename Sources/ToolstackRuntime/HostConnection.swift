@@ -10,7 +10,6 @@ import Foundation
 import Hypervisors
 import SystemExtras
 import Toolstack
-import ToolstackRuntime
 import XenABI
 import XenHypervisor
 import XenSim
@@ -20,67 +19,82 @@ import XenstoreClient
 import Glibc
 #endif
 
-/// A command-line failure: printed as `Error: <message>` and exit status 1.
-struct CLIError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+/// A toolstack operation that cannot go on, with a message for the person who
+/// asked: what is wrong and, where it is obvious, what to do.
+public struct ToolstackError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// What the toolstack commands talk to: the hypervisor and xenstored of one run
 /// directory.
-struct HostConnection {
-    let runDirectory: RunDirectory
-    let hypervisor: any PrivilegedHypervisor
-    let store: XenstoreClient
+public struct HostConnection {
+    public let runDirectory: RunDirectory
+    public let hypervisor: any PrivilegedHypervisor
+    public let store: XenstoreClient
     /// A real Xen dom0 (names come from xenstore; no toolstack records).
-    var onXen = false
+    public var onXen = false
 
-    var builder: DomainBuilder { DomainBuilder(hypervisor: hypervisor, store: store) }
+    /// consoled's home on a Xen host unless a run directory is given.
+    public static let xenRunDirectory = "/var/run/conch"
+
+    public init(
+        runDirectory: RunDirectory,
+        hypervisor: any PrivilegedHypervisor,
+        store: XenstoreClient,
+        onXen: Bool = false
+    ) {
+        self.runDirectory = runDirectory
+        self.hypervisor = hypervisor
+        self.store = store
+        self.onXen = onXen
+    }
+
+    public var builder: DomainBuilder { DomainBuilder(hypervisor: hypervisor, store: store) }
 
     /// The host's daemons on a real Xen dom0: Xen itself, the host's xenstored
     /// where Xen's tools find it, and consoled's sockets in its run directory.
-    static func openXen(runDirectory: RunDirectory?) async throws -> HostConnection {
+    public static func openXen(runDirectory: RunDirectory?) async throws -> HostConnection {
         let hypervisor = try HypervisorFactory.privileged(.xen)
         let socket = XenstoreClient.defaultSocketPath()
         let store: XenstoreClient
         do {
             store = try await XenstoreClient.connect(socketPath: socket)
         } catch {
-            throw CLIError("cannot reach the host's xenstored at \(socket) (\(error))")
+            throw ToolstackError("cannot reach the host's xenstored at \(socket) (\(error))")
         }
         return HostConnection(
-            runDirectory: runDirectory ?? RunDirectory(path: ConsoledPlacement.xenRunDirectory),
+            runDirectory: runDirectory ?? RunDirectory(path: Self.xenRunDirectory),
             hypervisor: hypervisor,
             store: store,
             onXen: true
         )
     }
 
-    /// The host `--hypervisor` names: the simulator in the run directory, or the
-    /// real Xen this process runs under.
-    static func open(
-        _ runDirectoryOptions: RunDirectoryOptions,
-        _ hypervisorOptions: HypervisorOptions
-    ) async throws
-        -> HostConnection
-    {
-        switch hypervisorOptions.backend(runDirectory: runDirectoryOptions.runDirectory) {
-        case .xen: try await openXen(runDirectory: runDirectoryOptions.explicitPath.map { RunDirectory(path: $0) })
+    /// The host `backend` names: the simulator in its run directory, or the real
+    /// Xen this process runs under (with consoled's sockets in `explicitRunDirectory`
+    /// if given, else in ``xenRunDirectory``).
+    public static func open(
+        _ backend: HypervisorFactory.Backend,
+        explicitRunDirectory: String?
+    ) async throws -> HostConnection {
+        switch backend {
+        case .xen: try await openXen(runDirectory: explicitRunDirectory.map { RunDirectory(path: $0) })
         case .simulated(let runDirectory): try await open(runDirectory)
         }
     }
 
     /// A guest by name or domid, on either host.
-    func guest(_ reference: String) async throws -> DomainInfo {
+    public func guest(_ reference: String) async throws -> DomainInfo {
         onXen ? try await namedDomain(reference) : try domain(reference)
     }
 
-    static func open(_ runDirectory: RunDirectory) async throws -> HostConnection {
+    public static func open(_ runDirectory: RunDirectory) async throws -> HostConnection {
         let hypervisor: any PrivilegedHypervisor
         do {
             hypervisor = try HypervisorFactory.privileged(.simulated(runDirectory))
         } catch {
-            throw CLIError(
+            throw ToolstackError(
                 "no hypervisor at \(runDirectory.hypervisorSocket) (\(error)): start the host stack with "
                     + "`conch up --detach`, or pass the right --run-dir"
             )
@@ -89,7 +103,7 @@ struct HostConnection {
         do {
             store = try await XenstoreClient.connect(socketPath: runDirectory.xenstoredSocket)
         } catch {
-            throw CLIError(
+            throw ToolstackError(
                 "cannot reach xenstored at \(runDirectory.xenstoredSocket) (\(error)): start the host stack with "
                     + "`conch up --detach`"
             )
@@ -98,28 +112,28 @@ struct HostConnection {
     }
 
     /// A domain by name or domid, as xl takes them.
-    func domain(_ reference: String) throws -> DomainInfo {
+    public func domain(_ reference: String) throws -> DomainInfo {
         if let found = Self.find(reference, in: try hypervisor.listDomains()) { return found }
         if reference == "0" || reference == "Domain-0" {
-            throw CLIError("Domain-0 is the host itself: name a guest (see `conch list`)")
+            throw ToolstackError("Domain-0 is the host itself: name a guest (see `conch list`)")
         }
-        throw CLIError("no domain named or numbered '\(reference)': see `conch list`")
+        throw ToolstackError("no domain named or numbered '\(reference)': see `conch list`")
     }
 
     /// A domain by name or domid where the hypervisor knows ids only (real Xen):
     /// names are the toolstack's, in `/local/domain/<d>/name`, as `xl` reads them.
-    func namedDomain(_ reference: String) async throws -> DomainInfo {
+    public func namedDomain(_ reference: String) async throws -> DomainInfo {
         var domains = try hypervisor.listDomains()
         for index in domains.indices where domains[index].name.isEmpty {
             let home = ConsoleLayout.home(domains[index].domid)
             domains[index].name = (try? await store.readString(home + "/name")) ?? ""
         }
         if let found = Self.find(reference, in: domains), found.domid != .dom0 { return found }
-        throw CLIError("no guest named or numbered '\(reference)': see `xl list`")
+        throw ToolstackError("no guest named or numbered '\(reference)': see `xl list`")
     }
 
     /// The domain `reference` names: a domid first, else a name.
-    static func find(_ reference: String, in domains: [DomainInfo]) -> DomainInfo? {
+    public static func find(_ reference: String, in domains: [DomainInfo]) -> DomainInfo? {
         if let number = UInt16(reference), let found = domains.first(where: { $0.domid.rawValue == number }) {
             return found
         }
@@ -127,9 +141,9 @@ struct HostConnection {
     }
 
     /// The toolstack's record of `domain`, with the hypervisor's current view.
-    func built(_ domain: DomainInfo) throws -> (DomainRecord, DomainBuilder.Built) {
+    public func built(_ domain: DomainInfo) throws -> (DomainRecord, DomainBuilder.Built) {
         guard let record = DomainRecord.load(runDirectory: runDirectory.path, domid: domain.domid.rawValue) else {
-            throw CLIError(
+            throw ToolstackError(
                 "domain \(domain.domid) (\(domain.name)) was not created by `conch create` in \(runDirectory)"
             )
         }
@@ -142,7 +156,7 @@ struct HostConnection {
     /// the backend path recorded there, and only the live state (`state`, `port`,
     /// `ring-ref`, `tty`) from the frontend directory, whose path is derived.
     /// Rows are numbered 0, 1, 2… in directory order.
-    func channelEntries(_ domid: UInt16) async -> [ChannelListEntry] {
+    public func channelEntries(_ domid: UInt16) async -> [ChannelListEntry] {
         let d = DomID(domid)
         var entries: [ChannelListEntry] = []
         for entry in (try? await store.directory(ConsoleLayout.toolstackCopies(d))) ?? [] {
@@ -169,7 +183,7 @@ struct HostConnection {
     }
 
     /// Whether the process in `pidFile` is alive.
-    static func isRunning(pidFile: String) -> Bool {
+    public static func isRunning(pidFile: String) -> Bool {
         guard let pid = PidFile(path: pidFile).read() else { return false }
         return kill(pid, 0) == 0
     }
