@@ -164,7 +164,8 @@ let package = Package(
             name: "ConchBench",
             dependencies: [
                 "XenABI", "XenRing", "XenMemory", "SystemExtras", "XenstoreClient", "XenstoreServer", "XenHypervisor",
-                "XenSim", "Hypervisors", "Toolstack", "ToolstackRuntime", "HostSupervision",
+                "XenSim", "Hypervisors", "Toolstack", "ToolstackRuntime", "HostSupervision", "ConsoleBackend",
+                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
 
