@@ -75,7 +75,11 @@ public final class KeeperClient: @unchecked Sendable {
 
     /// Connects the channel's data stream; returns it and the `out_cons` the
     /// ring must be advanced to (bytes an earlier consoled already handed over).
-    public func attach(key: ConsoleKey, outCons: UInt32, inProd: UInt32) throws -> (FileDescriptor, UInt32) {
+    public func attach(
+        key: ConsoleKey,
+        outCons: UInt32,
+        inProd: UInt32
+    ) throws -> (stream: FileDescriptor, outCons: UInt32) {
         let (reply, descriptors) = try request(
             .init(op: .attach, key: key.description, outCons: outCons, inProd: inProd)
         )

@@ -252,7 +252,7 @@ public final class SinkKeeper {
             case .open:
                 try open(key: request.key ?? "", path: request.path ?? "", name: request.name ?? "")
             case .attach:
-                let (outCons, descriptor) = try attach(
+                let (descriptor, outCons) = try attach(
                     key: request.key ?? "",
                     outCons: request.outCons ?? 0,
                     inProd: request.inProd ?? 0
@@ -306,7 +306,13 @@ public final class SinkKeeper {
         logger.debug("channel socket open", metadata: ["key": "\(key)", "path": "\(path)"])
     }
 
-    private func attach(key: String, outCons: UInt32, inProd: UInt32) throws -> (UInt32, FileDescriptor) {
+    /// The channel's new data stream, and the `out_cons` the ring must be advanced
+    /// to: everything an earlier consoled already handed over.
+    private func attach(
+        key: String,
+        outCons: UInt32,
+        inProd: UInt32
+    ) throws -> (stream: FileDescriptor, outCons: UInt32) {
         guard let entry = entries[key] else { throw KeeperError(description: "\(key) is not open") }
         if entry.data != nil { readData(entry, draining: true) }  // everything the old consoled sent
         if let data = entry.data { Glibc.close(data) }
@@ -335,7 +341,7 @@ public final class SinkKeeper {
         _ = fcntl(data, F_SETFL, fcntl(data, F_GETFL) | O_NONBLOCK)
         entry.data = data
         let handed = FileDescriptor(rawValue: dup(theirs.fileDescriptor.rawValue))
-        return (entry.baseOut! &+ entry.receivedOut, handed)
+        return (handed, entry.baseOut! &+ entry.receivedOut)
     }
 
     private func close(_ key: String) {

@@ -89,7 +89,7 @@ struct CompatibilityMatrixTests {
         func flag() -> UInt8 { page.load8(at: ConsoleInterface.connectionOffset, ordering: .acquiring) }
         if !matrixCase.lateBackend && !matrixCase.mixed {
             // "Running at boot": serving before the guest writes a byte.
-            #expect(try host.eventually { flag() != ConsoleConnection.disconnected.rawValue }, "\(matrixCase)")
+            #expect(host.eventually { flag() != ConsoleConnection.disconnected.rawValue }, "\(matrixCase)")
         }
         try hypervisor.unpause(built.domain.domid)
         let log = host.logDirectory + "/guest-boot.log"
@@ -105,7 +105,7 @@ struct CompatibilityMatrixTests {
             switch (matrixCase.frontend, disconnectedAtBoot) {
             case (.flagAware, true):
                 // Never stalls: the whole boot log reaches the hypervisor console with no backend.
-                #expect(try host.eventually { dmesg().contains("(d1) BOOT-DONE") }, "\(matrixCase)")
+                #expect(host.eventually { dmesg().contains("(d1) BOOT-DONE") }, "\(matrixCase)")
             case (.dropWhileDisconnected, true):
                 // Never stalls either: it drops what it writes, and says nothing to the hypervisor.
                 usleep(2_000_000)
@@ -118,7 +118,7 @@ struct CompatibilityMatrixTests {
             try host.startConsoled(consoledArguments)
         }
         let dropped = matrixCase.frontend == .dropWhileDisconnected && disconnectedAtBoot
-        let finished = try host.eventually(seconds: 60) { logText().contains(dropped ? "TICK" : "BOOT-DONE") }
+        let finished = host.eventually(seconds: 60) { logText().contains(dropped ? "TICK" : "BOOT-DONE") }
         if !finished {
             let stats = (try? ConchExecutable.run(["stats", "--json", "--run-dir", host.runDirectory]).stdout) ?? ""
             let indices = [
@@ -168,10 +168,10 @@ struct CompatibilityMatrixTests {
     ) async throws {
         switch matrixCase.frontend {
         case .legacy:
-            #expect(try host.eventually(seconds: 60) { logText().contains("BOOT-DONE") }, "\(matrixCase)")
+            #expect(host.eventually(seconds: 60) { logText().contains("BOOT-DONE") }, "\(matrixCase)")
             #expect(Self.bootLines(logText()) == Array(0..<Self.lines), "\(matrixCase)")
         case .flagAware:
-            #expect(try host.eventually(seconds: 60) { dmesg().contains("(d1) TICK 3") }, "\(matrixCase)")
+            #expect(host.eventually(seconds: 60) { dmesg().contains("(d1) TICK 3") }, "\(matrixCase)")
             #expect(Self.bootLines(logText()).isEmpty, "\(matrixCase): the console log stays silent")
         case .dropWhileDisconnected:
             usleep(3_000_000)

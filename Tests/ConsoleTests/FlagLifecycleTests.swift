@@ -56,11 +56,11 @@ struct FlagLifecycleTests {
         let domid = built.domain.domid
         let hypervisor = try host.privilegedHypervisor()
         let page = ConsoleRing(memory: try hypervisor.mapGrant(domid, ref: .console, readOnly: true))
-        #expect(try host.eventually { page.connection == .connected }, "consoled never marked the page CONNECTED")
+        #expect(host.eventually { page.connection == .connected }, "consoled never marked the page CONNECTED")
         try hypervisor.unpause(domid)
         let log = host.logDirectory + "/guest-l71.log"
         func logText() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-        #expect(try host.eventually { Self.lineNumbers(logText()).count >= 10 }, "the guest never wrote")
+        #expect(host.eventually { Self.lineNumbers(logText()).count >= 10 }, "the guest never wrote")
 
         host.stopConsoled()
         #expect(page.connection == .connected, "a stopping consoled must leave the page CONNECTED")
@@ -68,7 +68,7 @@ struct FlagLifecycleTests {
         #expect(!logText().contains("LINES-DONE"), "consoled was down too late to test anything")
         try host.startConsoled()
 
-        #expect(try host.eventually { logText().contains("LINES-DONE") }, "log: \(logText())")
+        #expect(host.eventually { logText().contains("LINES-DONE") }, "log: \(logText())")
         let numbers = Self.lineNumbers(logText())
         #expect(
             numbers == Array(0..<Self.lineCount),
@@ -93,7 +93,7 @@ struct FlagLifecycleTests {
         let hypervisor = try host.privilegedHypervisor()
         let page = ConsoleRing(memory: try hypervisor.mapGrant(domid, ref: .console, readOnly: true))
         try hypervisor.unpause(domid)
-        #expect(try host.eventually { page.connection == .connected })
+        #expect(host.eventually { page.connection == .connected })
 
         let released = try ConchExecutable.run(["console-release", "rel", "--run-dir", host.runDirectory])
         #expect(released.status == 0, "\(released.stderr)")
