@@ -117,18 +117,15 @@ struct Consoled: AsyncParsableCommand {
         let pidFile = PidFile(path: runDirectory.consoledPidFile)
         try pidFile.write()
         defer { pidFile.remove() }
-        try await daemon.start()
-        logger.info("consoled running", metadata: ["run-dir": "\(runDirectory)"])
-        SystemdNotify.ready()
-        for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup) {
-            if signal == .sighup {
-                await daemon.reopenLogs()
-                continue
-            }
-            logger.info("stopping on \(signal)")
-            break
+        let service = ConsoledService(daemon: daemon, logger: logger) {
+            logger.info("consoled running", metadata: ["run-dir": "\(runDirectory)"])
+            // Under systemd (Type=notify), ready once it serves.
+            SystemdNotify.ready()
         }
-        await daemon.stop()
+        let services = ServiceGroup(
+            configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        )
+        try await services.run()
         store.close()
         try await group.shutdownGracefully()
     }
