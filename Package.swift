@@ -120,10 +120,20 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // The sink keeper: socket channels' listeners and clients, held across consoled's deaths.
+        .target(
+            name: "ConsoleKeeper",
+            dependencies: [
+                "ConsoleCore", "SystemExtras",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "ConsoleBackend",
             dependencies: [
-                "ConsoleCore", "XenABI", "XenRing", "XenHypervisor", "XenstoreClient", "SystemExtras",
+                "ConsoleCore", "ConsoleKeeper", "XenABI", "XenRing", "XenHypervisor", "XenstoreClient", "SystemExtras",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -206,6 +216,7 @@ let package = Package(
             name: "conch",
             dependencies: [
                 "ConchBench", "XenstoreServer", "XenstoreClient", "XenstoreCore", "XenstoreWire", "XenABI",
+                "ConsoleKeeper",
                 "XenHypervisor", "XenSim", "Hypervisors", "SystemExtras", "ConsoleBackend", "DeviceModel",
                 "ConsoleCore", "GuestFrontend", "Toolstack", "ToolstackRuntime", "XenRing", "HostSupervision",
                 .product(name: "SystemPackage", package: "swift-system"),

@@ -8,6 +8,7 @@
 
 import CConchShims
 import ConsoleCore
+import ConsoleKeeper
 import Foundation
 import Logging
 import NIOCore

@@ -17,19 +17,6 @@ import XenRing
 import Glibc
 #endif
 
-/// Which console of which domain.
-public struct ConsoleKey: Hashable, Sendable, Comparable, CustomStringConvertible {
-    public let domid: DomID
-    /// 0 for the primary console; 1… for secondary consoles and channels.
-    public let devid: Int
-
-    public static func < (lhs: ConsoleKey, rhs: ConsoleKey) -> Bool {
-        (lhs.domid.rawValue, lhs.devid) < (rhs.domid.rawValue, rhs.devid)
-    }
-
-    public var description: String { "d\(domid.rawValue)/\(devid)" }
-}
-
 /// Where a console's bytes go on the host side.
 enum SinkSpec: Equatable {
     case pty

@@ -9,6 +9,7 @@
 import ArgumentParser
 import ConsoleBackend
 import ConsoleCore
+import ConsoleKeeper
 import Foundation
 import Hypervisors
 import Logging

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+import ConsoleCore
 import DequeModule
 import Foundation
 import Logging

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+import ConsoleCore
 import Foundation
 import SystemExtras
 import SystemPackage
@@ -22,6 +23,7 @@ public final class KeeperClient: @unchecked Sendable {
 
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
+        public init(description: String) { self.description = description }
     }
 
     /// Connects to a keeper listening at `path`.
