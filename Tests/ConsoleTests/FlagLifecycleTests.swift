@@ -109,6 +109,56 @@ struct FlagLifecycleTests {
         #expect(again.stderr.contains("domain \(domid.rawValue) is not served"), "\(again.stderr)")
     }
 
+    /// Linux 7.1 drops channel writes too while the page says DISCONNECTED (here
+    /// after `conch console-release`); the legacy frontend leaves them in the ring.
+    @Test(arguments: [FrontendMode.dropWhileDisconnected, .legacy])
+    func channelWritesWhileReleased(_ mode: FrontendMode) async throws {
+        let host = try HostStack(xenstored: true)
+        defer { host.stop() }
+        try host.startConsoled()
+        let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
+        defer { store.close() }
+        let built = try await ConsoledTests.build(
+            host,
+            store,
+            name: "chan",
+            script: """
+                c="$CONCH_GUEST_DEV/xen-channel/org.t.pty"
+                while [ ! -e "$c" ]; do sleep 0.05; done
+                i=0
+                while [ $i -lt 100 ]; do echo "line $i" > "$c"; i=$((i + 1)); sleep 0.1; done
+                sleep 600
+                """,
+            channels: ["name=org.t.pty, connection=pty"],
+            frontend: mode
+        )
+        let domid = built.domain.domid
+        let hypervisor = try host.privilegedHypervisor()
+        try hypervisor.unpause(domid)
+        let frontend = ConsoleLayout.frontend(domid, devid: 1)
+        #expect(
+            await host.eventuallyAsync { (try? await store.readString(frontend + "/state")) == "4" },
+            "the channel never connected"
+        )
+        let ref = try #require(UInt32(try await store.readString(frontend + "/ring-ref")))
+        let ring = ConsoleRing(memory: try hypervisor.mapGrant(domid, ref: GrantRef(ref), readOnly: true))
+        func outProd() -> UInt32 { ring.memory.load32(at: ConsoleInterface.outProdOffset, ordering: .acquiring) }
+
+        let released = try ConchExecutable.run(["console-release", "chan", "--run-dir", host.runDirectory])
+        #expect(released.status == 0, "\(released.stderr)")
+        #expect(ring.connection == .disconnected)
+        usleep(300_000)  // a write in flight at the release lands
+        let before = outProd()
+        usleep(1_500_000)  // the guest writes a line every 0.1 s meanwhile
+        let after = outProd()
+        switch mode {
+        case .dropWhileDisconnected:
+            #expect(after == before, "Linux 7.1's frontend wrote \(after &- before) bytes into a DISCONNECTED ring")
+        default:
+            #expect(after &- before > 0, "the legacy frontend stopped writing")
+        }
+    }
+
     /// The mixed upgrade case: a consoled that never marks a page CONNECTED says so
     /// in xenstore, and `conch create` warns before it builds a DISCONNECTED page
     /// for a guest whose frontend reads the flag.
