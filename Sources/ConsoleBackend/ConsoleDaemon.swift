@@ -126,6 +126,9 @@ public actor ConsoleDaemon {
 
     /// Starts discovery; returns once the existing domains were scanned.
     public func start() async throws {
+        // For the toolstack: whether a DISCONNECTED page will ever be marked CONNECTED.
+        // Written before the sockets exist, so that whoever sees consoled serve sees it.
+        try? await store.write(ConsoleLayout.consoledSetsFlag, configuration.legacyFlag ? "0" : "1")
         try FileManager.default.createDirectory(atPath: configuration.logDirectory, withIntermediateDirectories: true)
         if let path = configuration.statsSocket {
             statsServer = try await startServer(path) { daemon in StatsHandler(daemon: daemon) }
@@ -134,8 +137,6 @@ public actor ConsoleDaemon {
             controlServer = try await startServer(path) { daemon in ControlHandler(daemon: daemon) }
         }
         if configuration.keeper != nil { try await startKeeper() }
-        // For the toolstack: whether a DISCONNECTED page will ever be marked CONNECTED.
-        try? await store.write(ConsoleLayout.consoledSetsFlag, configuration.legacyFlag ? "0" : "1")
         try await monitorHypervisor()
         let introduced = try await store.watch("@introduceDomain", token: "domlist-intro")
         Task { [weak self] in
