@@ -11,7 +11,17 @@ import XenstoreWire
 
 /// Watches and transactions: per-connection state.
 ///
-/// Transaction conflict detection, with G the store generation and g(X) node X's:
+/// Transactions follow cxenstored's model: a transaction takes its copy of a node when
+/// it first accesses it, from the store as it is then, and fails at commit only if a
+/// node changed after the transaction accessed it. Before each of its requests, a
+/// transaction whose view is older than the store catches up (``catchUp(_:of:)``):
+/// its view becomes the current store with its own changes replayed, unless something
+/// it already accessed has changed, which dooms it (EAGAIN at commit).
+///
+/// Conflict detection, with G the store generation and g(X) node X's:
+///
+/// 0. T starts; another connection removes /a/b/c (bumping g(/a/b)); T then sets the
+///    permissions of /a/b — its first access, so it sees /a/b as it is now. Commit → OK.
 ///
 /// 1. T starts at G=10 and reads /a (g=4). Nobody touches /a. Commit: g(/a) still 4 → OK,
 ///    T's log is replayed onto the store.
@@ -82,7 +92,7 @@ extension XenstoreEngine {
         var id = connection.nextTransactionID
         while id == 0 || connection.transactions[id] != nil { id &+= 1 }  // ids wrap; 0 means "none"
         connections[request.id]?.nextTransactionID = id &+ 1
-        connections[request.id]?.transactions[id] = Transaction(base: store, tree: store)
+        connections[request.id]?.transactions[id] = Transaction(base: store, tree: store, syncedVersion: storeVersion)
         return [request.reply(XenstorePayload.string(String(id)))]
     }
 
@@ -99,7 +109,7 @@ extension XenstoreEngine {
         guard let transaction = request.transaction else { throw .ENOENT }
         connections[request.id]?.transactions[request.message.txID] = nil
         guard commit else { return [request.ok] }
-        if transaction.lost { throw .EAGAIN }
+        if transaction.lost || transaction.conflicted { throw .EAGAIN }
 
         for (path, seen) in transaction.touched where store.node(at: path)?.generation != seen {
             throw .EAGAIN
@@ -109,17 +119,7 @@ extension XenstoreEngine {
             throw .EAGAIN
         }
         var tree = store
-        let generation = nextGeneration()
-        for operation in transaction.log {
-            switch operation {
-            case .write(let path, let value, let newOwner):
-                tree.write(path, value: value, newOwner: newOwner, generation: generation)
-            case .remove(let path):
-                tree.remove(path, generation: generation)
-            case .setPerms(let path, let perms):
-                tree.setPerms(path, perms, generation: generation)
-            }
-        }
+        tree.replay(transaction.log, generation: nextGeneration())
         // Quotas were checked against the transaction's snapshot; other transactions
         // of the same domain may have committed since. Count again on the result,
         // or eleven transactions of 900 nodes each would all fit a quota of 1000.
@@ -130,5 +130,33 @@ extension XenstoreEngine {
         }
         store = tree
         return [request.ok] + fire(transaction.triggers)
+    }
+}
+
+extension XenstoreEngine {
+    /// Brings the view of transaction `txID` of connection `id` up to the current
+    /// store before a request in it, as cxenstored's per-node copies would see it:
+    /// nodes the transaction has not accessed yet read as they are now. If a node it
+    /// did access has changed (or an ancestor it relied on changed permissions or
+    /// went away), nothing is caught up and the transaction is marked to fail.
+    mutating func catchUp(_ txID: UInt32, of id: ConnectionID) {
+        guard let transaction = connections[id]?.transactions[txID], transaction.syncedVersion != storeVersion,
+            !transaction.conflicted, !transaction.lost
+        else { return }
+        let changed =
+            transaction.touched.contains { path, seen in store.node(at: path)?.generation != seen }
+            || transaction.dependencies.contains { path, seen in
+                transaction.touched.index(forKey: path) == nil && store.node(at: path)?.perms != seen
+            }
+        if changed {
+            connections[id]?.transactions[txID]?.conflicted = true
+            return
+        }
+        var tree = store
+        // The transaction's own nodes get the current generation: nobody else sees them.
+        tree.replay(transaction.log, generation: generation)
+        connections[id]?.transactions[txID]?.base = store
+        connections[id]?.transactions[txID]?.tree = tree
+        connections[id]?.transactions[txID]?.syncedVersion = storeVersion
     }
 }

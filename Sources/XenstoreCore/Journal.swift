@@ -196,7 +196,12 @@ extension XenstoreEngine {
             return domainDestroyed(domid)
         case .lostTransaction(let id, let transaction):
             guard connections[id] != nil else { return [] }
-            connections[id]?.transactions[transaction] = Transaction(base: store, tree: store, lost: true)
+            connections[id]?.transactions[transaction] = Transaction(
+                base: store,
+                tree: store,
+                syncedVersion: storeVersion,
+                lost: true
+            )
             return []
         case .nextTransaction(let id, let next):
             connections[id]?.nextTransactionID = next

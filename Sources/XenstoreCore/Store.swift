@@ -225,3 +225,20 @@ extension Tree {
         return problems
     }
 }
+
+extension Tree {
+    /// Applies a transaction's log: at commit onto the store, and when a transaction
+    /// catches up with a store that changed under it.
+    mutating func replay(_ log: [TreeOperation], generation: UInt64) {
+        for operation in log {
+            switch operation {
+            case .write(let path, let value, let newOwner):
+                write(path, value: value, newOwner: newOwner, generation: generation)
+            case .remove(let path):
+                remove(path, generation: generation)
+            case .setPerms(let path, let perms):
+                setPerms(path, perms, generation: generation)
+            }
+        }
+    }
+}

@@ -68,7 +68,12 @@ public struct XenstoreEngine: Sendable {
     /// The features this server supports (GET_FEATURE; SET_FEATURE may only narrow them).
     public let supportedFeatures: XenstoreServerFeatures
 
-    var store: Tree
+    var store: Tree {
+        didSet { storeVersion &+= 1 }
+    }
+    /// Bumped at every change of ``store``: a transaction whose view was made at
+    /// another version catches up before its next request (see ``catchUp(_:of:)``).
+    var storeVersion: UInt64 = 0
     var generation: UInt64 = 1
     var connections: OrderedDictionary<ConnectionID, Connection> = [:]
     /// Connections holding at least one watch: ``fire(_:)`` looks only at these, so a
@@ -109,6 +114,8 @@ public struct XenstoreEngine: Sendable {
 
     /// Handles one request from `id`. Unknown connections get nothing (a shell bug).
     public mutating func handle(_ request: XenstoreMessage, from id: ConnectionID) -> [XenstoreEffect] {
+        guard connections[id] != nil else { return [] }
+        if request.txID != 0 { catchUp(request.txID, of: id) }
         guard let connection = connections[id] else { return [] }
         let context = RequestContext(message: request, id: id, connection: connection)
         do {
@@ -227,19 +234,26 @@ enum TreeOperation: Sendable {
 }
 
 struct Transaction: Sendable {
-    /// The store as it was at TRANSACTION_START.
-    let base: Tree
+    /// The store the transaction's view was last made from (at TRANSACTION_START, or
+    /// at its latest catch-up): where a node it accesses for the first time is read.
+    var base: Tree
+    /// ``base`` with the transaction's own changes: what its requests see.
     var tree: Tree
-    /// Every node read or written, with its generation in `base` (nil: it did not exist).
+    /// The ``XenstoreEngine/storeVersion`` of ``base``.
+    var syncedVersion: UInt64
+    /// Every node read or written, with its generation when the transaction first
+    /// accessed it (nil: it did not exist).
     var touched: [XenstorePath: UInt64?] = [:]
     /// Ancestors whose child list a write or removal changed without the transaction
-    /// reading them, with their permissions in `base` (nil: absent). Commit needs only
-    /// these unchanged — not their generation, which a sibling's creation bumps.
+    /// reading them, with their permissions when first relied on (nil: absent). Commit
+    /// needs only these unchanged — not their generation, which a sibling's creation bumps.
     var dependencies: [XenstorePath: XenstorePermissions?] = [:]
     var log: [TreeOperation] = []
     var triggers: [WatchTrigger] = []
     /// Its work was lost in a journal snapshot: it commits with EAGAIN.
     var lost = false
+    /// Something it accessed changed after it accessed it: it commits with EAGAIN.
+    var conflicted = false
 }
 
 struct Connection: Sendable {

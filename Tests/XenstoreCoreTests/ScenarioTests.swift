@@ -233,6 +233,52 @@ struct ScenarioTests {
         ])
     }
 
+    /// cxenstored's transaction model: a transaction copies a node when it first
+    /// accesses it, from the store as it is then, and fails only if a node changed
+    /// after the transaction accessed it.
+    @Test func aTransactionSeesNodesAsTheyAreWhenItFirstTouchesThem() {
+        var h = Harness()
+        h.run([
+            // Issue 15's example: T starts; another connection removes /a/b/c; T then
+            // sets /a/b's permissions (its first access). cxenstored commits; so do we.
+            step(C.d0, .write, "/a/b/c\0x", .ok),
+            step(C.d0, .transactionStart, "\0", .payload("1\0")),
+            step(C.obs, .rm, "/a/b/c\0", .ok),
+            step(C.d0, .setPerms, "/a/b\0n0\0r5\0", tx: 1, .ok),
+            step(C.d0, .directory, "/a/b\0", tx: 1, .payload("")),  // the removal is visible
+            step(C.d0, .transactionEnd, "T\0", tx: 1, .ok),
+            step(C.d0, .getPerms, "/a/b\0", .payload("n0\0r5\0")),
+
+            // A node changed before the transaction's first read of it reads as changed,
+            // and the commit goes through.
+            step(C.d0, .write, "/a/v\0old", .ok),
+            step(C.d0, .transactionStart, "\0", .payload("2\0")),
+            step(C.d0, .write, "/a/w\0mine", tx: 2, .ok),
+            step(C.obs, .write, "/a/v\0new", .ok),
+            step(C.d0, .read, "/a/v\0", tx: 2, .payload("new")),
+            step(C.d0, .read, "/a/w\0", tx: 2, .payload("mine")),  // its own write survives the catch-up
+            step(C.d0, .transactionEnd, "T\0", tx: 2, .ok),
+            step(C.d0, .read, "/a/w\0", .payload("mine")),
+
+            // Changed after the transaction read it: EAGAIN, as before. A later first
+            // access does not rescue a doomed transaction, and it sees its own copies.
+            step(C.d0, .transactionStart, "\0", .payload("3\0")),
+            step(C.d0, .read, "/a/v\0", tx: 3, .payload("new")),
+            step(C.obs, .write, "/a/v\0newer", .ok),
+            step(C.obs, .write, "/a/z\0fresh", .ok),
+            step(C.d0, .read, "/a/v\0", tx: 3, .payload("new")),
+            step(C.d0, .transactionEnd, "T\0", tx: 3, .error(.EAGAIN)),
+
+            // A node the transaction saw absent, created meanwhile: EAGAIN.
+            step(C.d0, .transactionStart, "\0", .payload("4\0")),
+            step(C.d0, .read, "/a/absent\0", tx: 4, .error(.ENOENT)),
+            step(C.obs, .write, "/a/absent\0now", .ok),
+            step(C.d0, .write, "/a/other\0x", tx: 4, .ok),
+            step(C.d0, .transactionEnd, "T\0", tx: 4, .error(.EAGAIN)),
+            step(C.d0, .read, "/a/other\0", .error(.ENOENT)),
+        ])
+    }
+
     /// Transactions that only add children under a common ancestor (every domain
     /// builder creates /local/domain/<d>) do not conflict; one that read the ancestor,
     /// or whose ancestor's permissions changed, does.
