@@ -99,7 +99,8 @@ extension XenstoreEngine {
         -> XenstorePath
     {
         let connection = request.connection
-        let limit = connection.privileged ? nil : quotas(for: connection.domid).effectivePathLength
+        // Privileged connections too: cxenstored applies the path quota to everyone.
+        let limit = quotas(for: connection.domid).effectivePathLength
         return try XenstorePath.resolve(
             bytes,
             relativeTo: connection.basePath,

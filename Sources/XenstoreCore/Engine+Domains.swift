@@ -98,6 +98,8 @@ extension XenstoreEngine {
         let domid = try parseDomid(arguments[0])
         let target = try parseDomid(arguments[1])
         guard domid.isRealDomain, target.isRealDomain else { throw .EINVAL }
+        // Both must be known domains (dom0, or introduced), as in cxenstored.
+        guard exists(domid), exists(target) else { throw .ENOENT }
         targets[domid] = target
         return [request.ok]
     }

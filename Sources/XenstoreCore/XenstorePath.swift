@@ -17,9 +17,10 @@ import XenABI
 ///   connection's domain path (`/local/domain/<domid>` + `/`).
 /// - `@` paths (``isSpecial``) are never made relative, may be at most 2048 characters, and
 ///   are accepted only where the caller allows them (watches, permissions).
-/// - Length, for unprivileged connections: the part after `/local/domain/<id>/` may be at most
-///   the path quota (2048); elsewhere the whole path may. Privileged connections are held only
-///   to `XENSTORE_ABS_PATH_MAX` (3072) for the whole path.
+/// - Length, for every connection, privileged or not (cxenstored's `is_valid_nodename`): the
+///   part after a leading `/local/domain/<id>/` may be at most the path quota (2048,
+///   `XENSTORE_REL_PATH_MAX`); elsewhere the whole path may. Longer is EINVAL for every
+///   operation, reads included. The whole path never exceeds `XENSTORE_ABS_PATH_MAX` (3072).
 public struct XenstorePath: Hashable, Sendable, CustomStringConvertible {
     /// The absolute (or `@`) form.
     public let rawValue: String
@@ -67,12 +68,12 @@ public struct XenstorePath: Hashable, Sendable, CustomStringConvertible {
     ///   - bytes: the path as sent, without its NUL.
     ///   - base: the connection's domain path, used for relative paths.
     ///   - allowSpecial: accept `@` paths.
-    ///   - pathLimit: the unprivileged path quota, or nil for a privileged connection.
+    ///   - pathLimit: the path quota (``Quotas/effectivePathLength``).
     public static func resolve(
         _ bytes: [UInt8],
         relativeTo base: String,
         allowSpecial: Bool,
-        pathLimit: Int?
+        pathLimit: Int
     ) throws(XenstoreError) -> XenstorePath {
         guard let first = bytes.first, bytes.allSatisfy(isAllowed) else { throw .EINVAL }
         if first == UInt8(ascii: "@") {
@@ -83,11 +84,8 @@ public struct XenstorePath: Hashable, Sendable, CustomStringConvertible {
         let relative = first != UInt8(ascii: "/")
         let full = relative ? Array(base.utf8) + [UInt8(ascii: "/")] + bytes : bytes
         guard isWellFormed(full) else { throw .EINVAL }
-        if let pathLimit {
-            guard full.count - localPrefixLength(full) <= pathLimit else { throw .EINVAL }
-        } else {
-            guard full.count <= XenstoreInterface.absolutePathMax else { throw .EINVAL }
-        }
+        guard full.count - localPrefixLength(full) <= pathLimit, full.count <= XenstoreInterface.absolutePathMax
+        else { throw .EINVAL }
         return XenstorePath(trusted: String(decoding: full, as: UTF8.self), wasRelative: relative)
     }
 

@@ -149,7 +149,13 @@ struct QuotaTests {
             step(C.g1, .read, "\(inHome)p\0", .error(.EINVAL)),  // relative, same rule
             step(C.g1, .read, "\(elsewhere)\0", .error(.EACCES)),
             step(C.g1, .read, "\(elsewhere)q\0", .error(.EINVAL)),
-            step(C.d0, .read, "\(elsewhere)q\0", .error(.ENOENT)),  // privileged: up to 3072
+            // Privileged connections too, for every operation (cxenstored's is_valid_nodename).
+            step(C.d0, .read, "\(elsewhere)q\0", .error(.EINVAL)),
+            step(C.d0, .write, "\(elsewhere)q\0v", .error(.EINVAL)),
+            step(C.d0, .mkdir, "\(elsewhere)q\0", .error(.EINVAL)),
+            step(C.d0, .write, "/local/domain/7/\(inHome)\0v", .ok),  // a domain's prefix does not count
+            step(C.d0, .read, "/local/domain/7/\(inHome)\0", .payload("v")),
+            step(C.d0, .write, "/local/domain/7/\(inHome)p\0v", .error(.EINVAL)),
             step(C.d0, .read, "/" + String(repeating: "r", count: 3072) + "\0", .error(.EINVAL)),
             step(C.g1, .watch, "@" + String(repeating: "s", count: 2048) + "\0t\0", .error(.EINVAL)),
         ])

@@ -91,6 +91,12 @@ struct ScenarioTests {
         h.run([
             step(C.g3, .read, "/local/domain/1/secret\0", .error(.EACCES)),
             step(C.g1, .setTarget, "3\0" + "1\0", .error(.EACCES)),
+            // Both domains must be known (introduced, or dom0), as in cxenstored.
+            step(C.d0, .setTarget, "3\0" + "1\0", .error(.ENOENT)),
+            step(C.d0, .introduce, "1\0" + "1\0" + "1\0", .ok),
+            step(C.d0, .setTarget, "3\0" + "1\0", .error(.ENOENT)),
+            step(C.d0, .introduce, "3\0" + "3\0" + "3\0", .ok),
+            step(C.d0, .setTarget, "3\0" + "5\0", .error(.ENOENT)),
             step(C.d0, .setTarget, "3\0" + "1\0", .ok),
             step(C.g3, .read, "/local/domain/1/secret\0", .payload("s")),
             step(C.g3, .setPerms, "/local/domain/1/secret\0n1\0r3\0", .ok),
