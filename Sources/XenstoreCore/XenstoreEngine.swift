@@ -56,9 +56,11 @@ public enum XenstoreEffect: Hashable, Sendable {
 ///   exceptions concern transaction bookkeeping only: TRANSACTION_END ends the transaction
 ///   even when it answers EAGAIN, and a read inside a transaction is recorded even when it
 ///   answers ENOENT/EACCES (the absence was observed).
-/// - A transaction is a snapshot of the root. It commits only if no node it read or wrote
-///   changed in the store since the snapshot (generation counts), and then by replaying its
-///   log onto the store, so a commit is all or nothing; its watch events fire only then.
+/// - A transaction sees each node as the store held it when the transaction first accessed
+///   it (cxenstored's model: its view catches up with the store before each request). It
+///   commits only if no node it read or wrote changed since it accessed it (generation
+///   counts), and then by replaying its log onto the store, so a commit is all or nothing;
+///   its watch events fire only then.
 /// - Reply-then-events: a request's reply precedes the watch events it causes (WATCH's OK
 ///   precedes its first event), except that `.introduceDomain`/`.rebindDomain` precede the
 ///   INTRODUCE reply and `.releaseDomain` comes last.
