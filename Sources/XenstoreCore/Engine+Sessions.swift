@@ -109,15 +109,7 @@ extension XenstoreEngine {
         guard let transaction = request.transaction else { throw .ENOENT }
         connections[request.id]?.transactions[request.message.txID] = nil
         guard commit else { return [request.ok] }
-        if transaction.lost || transaction.conflicted { throw .EAGAIN }
-
-        for (path, seen) in transaction.touched where store.node(at: path)?.generation != seen {
-            throw .EAGAIN
-        }
-        for (path, seen) in transaction.dependencies
-        where transaction.touched.index(forKey: path) == nil && store.node(at: path)?.perms != seen {
-            throw .EAGAIN
-        }
+        if transaction.lost || transaction.conflicted || changedSinceAccessed(transaction) { throw .EAGAIN }
         var tree = store
         tree.replay(transaction.log, generation: nextGeneration())
         // Quotas were checked against the transaction's snapshot; other transactions
@@ -143,12 +135,7 @@ extension XenstoreEngine {
         guard let transaction = connections[id]?.transactions[txID], transaction.syncedVersion != storeVersion,
             !transaction.conflicted, !transaction.lost
         else { return }
-        let changed =
-            transaction.touched.contains { path, seen in store.node(at: path)?.generation != seen }
-            || transaction.dependencies.contains { path, seen in
-                transaction.touched.index(forKey: path) == nil && store.node(at: path)?.perms != seen
-            }
-        if changed {
+        if changedSinceAccessed(transaction) {
             connections[id]?.transactions[txID]?.conflicted = true
             return
         }
@@ -158,5 +145,15 @@ extension XenstoreEngine {
         connections[id]?.transactions[txID]?.base = store
         connections[id]?.transactions[txID]?.tree = tree
         connections[id]?.transactions[txID]?.syncedVersion = storeVersion
+    }
+
+    /// Whether the store changed under `transaction`: a node it read or wrote has
+    /// another generation than when it first accessed it, or an ancestor it relied on
+    /// has other permissions (or is gone). Such a transaction can only fail.
+    func changedSinceAccessed(_ transaction: Transaction) -> Bool {
+        transaction.touched.contains { path, seen in store.node(at: path)?.generation != seen }
+            || transaction.dependencies.contains { path, seen in
+                transaction.touched.index(forKey: path) == nil && store.node(at: path)?.perms != seen
+            }
     }
 }
