@@ -107,7 +107,7 @@ public enum ScaleBenchmark {
         let connectedSeconds = start.duration(to: .now).seconds
         let served = try JSONDecoder().decode(
             ConsoledStats.self,
-            from: Data(try readAll(scratch.consoledSocket))
+            from: Data(try UnixSocketPath.exchange(scratch.consoledSocket))
         ).consoles.count
         guard served == consoles else {
             throw BenchmarkError("consoled reports \(served) consoles, expected \(consoles)")
@@ -136,22 +136,4 @@ public enum ScaleBenchmark {
 
     /// Bytes in MB (10^6), 0 when unknown.
     static func megabytes(_ bytes: UInt64?) -> Double { Double(bytes ?? 0) / 1e6 }
-
-    /// Everything a Unix-socket server sends until it closes (consoled's stats).
-    static func readAll(_ path: String) throws -> [UInt8] {
-        let fd = try UnixSocketPath.connect(path)
-        defer { close(fd) }
-        var result: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let got = read(fd, &buffer, buffer.count)
-            if got > 0 {
-                result += buffer.prefix(got)
-            } else if got < 0 && errno == EINTR {
-                continue
-            } else {
-                return result
-            }
-        }
-    }
 }

@@ -167,6 +167,27 @@ public enum UnixSocketPath {
         return fd
     }
 
+    /// One request, one answer: connects to the stream socket at `path`, sends
+    /// `request` (if any), and returns everything the server sends until it closes
+    /// (consoled's stats and control sockets speak this way).
+    public static func exchange(_ path: String, request: [UInt8]? = nil) throws(Errno) -> [UInt8] {
+        let fd = try connect(path)
+        defer { close(fd) }
+        if let request, !writeAll(fd, request[...]) { throw Errno(rawValue: errno) }
+        var result: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let got = read(fd, &buffer, buffer.count)
+            if got > 0 {
+                result += buffer.prefix(got)
+            } else if got < 0 && errno == EINTR {
+                continue
+            } else {
+                return result
+            }
+        }
+    }
+
     /// Binds `fd` to `path`.
     public static func bind(_ fd: Int32, to path: String) throws(Errno) {
         var address = try address(path)

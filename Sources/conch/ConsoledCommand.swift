@@ -239,28 +239,11 @@ struct Stats: AsyncParsableCommand {
 
 /// Sends `request` (if any), then reads everything a Unix-socket server sends until it closes.
 func readAll(fromSocket path: String, request: String? = nil) throws -> [UInt8] {
-    let fd: Int32
     do {
-        fd = try UnixSocketPath.connect(path)
+        return try UnixSocketPath.exchange(path, request: request.map { Array($0.utf8) })
     } catch {
         throw ValidationError("cannot reach consoled at \(path): \(error) (is `conch consoled` running?)")
     }
-    defer { close(fd) }
-    if let request {
-        let bytes = Array(request.utf8)
-        // SAFETY: the pointer is used only during the call, for the array's count.
-        guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
-            throw ValidationError("cannot send a request to consoled at \(path)")
-        }
-    }
-    var result: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let got = read(fd, &buffer, buffer.count)
-        if got <= 0 { break }
-        result += buffer.prefix(got)
-    }
-    return result
 }
 
 /// A domain given as a name or an id, as xl takes it.
