@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 import ConsoleCore
+import SystemExtras
 
 #if canImport(Glibc)
 import Glibc
@@ -77,16 +78,7 @@ final class ConsoleLogFile {
 
     @discardableResult
     private func writeAll(_ bytes: [UInt8]) -> Bool {
-        guard fd >= 0 else { return false }
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            offset += written
-        }
+        guard fd >= 0, SystemExtras.writeAll(fd, bytes[...]) else { return false }
         size += UInt64(bytes.count)
         return true
     }
