@@ -164,7 +164,7 @@ let package = Package(
             name: "ToolstackRuntime",
             dependencies: [
                 "Toolstack", "XenABI", "XenRing", "XenHypervisor", "XenstoreClient", "XenstoreWire", "Hypervisors",
-                "SystemExtras", "XenSim",
+                "SystemExtras", "XenSim", "ConsoleCore",
             ]
         ),
         // Starting, restarting and stopping the host stack's daemons (`conch up`, the demo).
@@ -177,6 +177,7 @@ let package = Package(
             dependencies: [
                 "XenABI", "XenRing", "XenMemory", "SystemExtras", "XenstoreClient", "XenstoreServer", "XenHypervisor",
                 "XenSim", "Hypervisors", "Toolstack", "ToolstackRuntime", "HostSupervision", "ConsoleBackend",
+                "XenstoreWire",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -282,7 +283,7 @@ let package = Package(
             name: "XenstoredTests",
             dependencies: [
                 "XenABI", "XenMemory", "XenHypervisor", "XenstoreWire", "XenstoreClient", "XenstoreServer",
-                "XenTestKit",
+                "XenTestKit", "XenRing", "XenstoreCore",
                 "SystemExtras",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -6,7 +6,6 @@
 //
 //===----------------------------------------------------------------------===//
 
-import CConchShims
 import ConsoleCore
 import Foundation
 import Logging

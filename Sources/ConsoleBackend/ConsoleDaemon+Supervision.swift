@@ -6,7 +6,6 @@
 //
 //===----------------------------------------------------------------------===//
 
-import CConchShims
 import ConsoleCore
 import ConsoleKeeper
 import Foundation
@@ -34,19 +33,10 @@ extension ConsoleDaemon {
         keeperClient = keeper
         keeperGeneration += 1
         guard let pid = keeper.keeperPID else { return }
-        let pidfd = cconch_pidfd_open(pid)
-        guard pidfd >= 0 else { return }
-        // A pidfd turns readable when the process exits. NIO cannot hold one (reading
-        // it fails with EINVAL, which NIO treats as a bug), so a small thread waits.
         let generation = keeperGeneration
-        let thread = Thread { [self] in
-            var entry = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
-            while poll(&entry, 1, -1) < 0 && errno == EINTR {}
-            close(pidfd)
+        ProcessExitWatch.start(pid: pid, threadName: "keeper-watch") { [self] in
             Task { await self.keeperDied(generation) }
         }
-        thread.name = "keeper-watch"
-        thread.start()
     }
 
     func keeperDied(_ generation: Int) async {
