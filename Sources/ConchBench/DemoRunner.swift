@@ -12,6 +12,7 @@ import SystemExtras
 import Toolstack
 import ToolstackRuntime
 import XenABI
+import XenRing
 
 #if canImport(Glibc)
 import Glibc
@@ -267,10 +268,7 @@ public final class DemoRunner {
         // The legacy guest's console ring: full, nobody consuming, the guest waiting.
         let legacy = try host.domain("boot-legacy")
         let page = try host.hypervisor.mapForeign(legacy.domid, frame: legacy.start.consoleFrame, readOnly: true)
-        func pendingBytes() -> UInt32 {
-            page.load32(at: ConsoleInterface.outProdOffset, ordering: .acquiring)
-                &- page.load32(at: ConsoleInterface.outConsOffset, ordering: .acquiring)
-        }
+        func pendingBytes() -> UInt32 { ConsoleRing(memory: page).backend.input.rawIndices.queued }
         _ = await eventually(seconds: 20) { pendingBytes() == UInt32(ConsoleInterface.outSize) }
         let pending = pendingBytes()
         try check(pending == UInt32(ConsoleInterface.outSize), "boot-legacy's ring is not full (\(pending) bytes)")

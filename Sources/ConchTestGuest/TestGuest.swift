@@ -153,7 +153,7 @@ struct TestGuest: AsyncParsableCommand {
             while true { sleep(60) }
         case .exhaustMaps:
             let table = try hypervisor.mapOwnFrame(info.grantTableFrame)
-            GrantCheck.write(table: table, ref: GrantRef(10), grantee: info.domid, frame: info.firstFreeFrame)
+            GrantCheck.grantAccess(table: table, ref: GrantRef(10), grantee: info.domid, frame: info.firstFreeFrame)
             var held: [GuestPage] = []
             var failure = ""
             for _ in 0..<5000 {

@@ -355,9 +355,8 @@ extension ConsoleDaemon {
     func attachKeeper(_ session: ConsoleSession, path: String) async throws {
         let keeper = try keeper()
         try keeper.open(key: session.key, path: path, name: session.name)
-        let memory = session.ring.memory
-        let outCons = memory.load32(at: ConsoleInterface.outConsOffset, ordering: .acquiring)
-        let inProd = memory.load32(at: ConsoleInterface.inProdOffset, ordering: .acquiring)
+        let outCons = session.ring.backend.input.rawIndices.consumer
+        let inProd = session.ring.backend.output.rawIndices.producer
         let (data, target) = try keeper.attach(key: session.key, outCons: outCons, inProd: inProd)
         defer { try? data.close() }
         let delivered = target &- outCons

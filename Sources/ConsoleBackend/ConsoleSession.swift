@@ -103,13 +103,14 @@ final class ConsoleSession {
     }
 
     var snapshot: RingSnapshot {
-        let memory = ring.memory
+        let output = ring.backend.input.rawIndices  // the guest's out[]
+        let input = ring.backend.output.rawIndices  // the guest's in[]
         return RingSnapshot(
-            outProd: memory.load32(at: ConsoleInterface.outProdOffset, ordering: .acquiring),
-            outCons: memory.load32(at: ConsoleInterface.outConsOffset, ordering: .relaxed),
-            inProd: memory.load32(at: ConsoleInterface.inProdOffset, ordering: .relaxed),
-            inCons: memory.load32(at: ConsoleInterface.inConsOffset, ordering: .acquiring),
-            connection: memory.load8(at: ConsoleInterface.connectionOffset, ordering: .relaxed)
+            outProd: output.producer,
+            outCons: output.consumer,
+            inProd: input.producer,
+            inCons: input.consumer,
+            connection: ring.connection.rawValue
         )
     }
 

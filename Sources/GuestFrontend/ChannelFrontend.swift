@@ -55,7 +55,7 @@ public final class ChannelFrontend: @unchecked Sendable {
         name = try? await store.readString(frontendPath + "/name")
         let page = try hypervisor.mapOwnFrame(frame)
         page.write([UInt8](repeating: 0, count: XenPage.size), at: 0)
-        GrantCheck.write(table: grantTable, ref: grant, grantee: backendDomid, frame: frame)
+        GrantCheck.grantAccess(table: grantTable, ref: grant, grantee: backendDomid, frame: frame)
         self.grant = grant
         ring = ConsoleRing(memory: page)
         channel = try hypervisor.allocateUnbound(remote: backendDomid)

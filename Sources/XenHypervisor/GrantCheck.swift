@@ -51,10 +51,10 @@ public enum GrantCheck {
         return frame
     }
 
-    /// Writes a v1 entry as a granting domain (or its builder) does: frame first,
+    /// Grants `grantee` access to `frame` in a v1 entry, as a granting domain (or its builder) does: frame first,
     /// then flags and domid in one release store, so a reader never sees a
     /// permitted entry with a stale frame.
-    public static func write(
+    public static func grantAccess(
         table: some SharedMemory,
         ref: GrantRef,
         grantee: DomID,

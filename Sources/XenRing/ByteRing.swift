@@ -17,6 +17,23 @@ public enum RingError: Error, Hashable, Sendable {
     case consumeBeyondAvailable(requested: Int, available: Int)
 }
 
+/// One direction's free-running indices as they are in the page, unvalidated: the
+/// other side writes one of them. For recording and reconciling positions (stats,
+/// a restarted backend); moving data goes through ``RingReader`` / ``RingWriter``.
+public struct RingIndices: Hashable, Sendable {
+    public var producer: UInt32
+    public var consumer: UInt32
+    /// Bytes between the two, in the wrapping arithmetic the protocol uses; more
+    /// than the ring's size when the indices are corrupt.
+    @inlinable public var queued: UInt32 { producer &- consumer }
+
+    @inlinable
+    public init(producer: UInt32, consumer: UInt32) {
+        self.producer = producer
+        self.consumer = consumer
+    }
+}
+
 /// The reading end of one ring direction.
 ///
 /// Reading is split in two, as in mirage's `READABLE`: ``peek(into:)`` copies
@@ -44,6 +61,16 @@ public struct RingReader<Memory: SharedMemory>: Sendable {
             throw .invalidIndices(producer: producer, consumer: consumer, size: direction.size)
         }
         return (consumer, available)
+    }
+
+    /// Both indices as they are, unvalidated; the producer's loaded with acquire
+    /// ordering, ours relaxed.
+    @inlinable
+    public var rawIndices: RingIndices {
+        RingIndices(
+            producer: memory.load32(at: direction.producerOffset, ordering: .acquiring),
+            consumer: memory.load32(at: direction.consumerOffset, ordering: .relaxed)
+        )
     }
 
     /// Number of bytes ready to read.
@@ -137,6 +164,16 @@ public struct RingWriter<Memory: SharedMemory>: Sendable {
             throw .invalidIndices(producer: producer, consumer: consumer, size: direction.size)
         }
         return (producer, direction.size - queued)
+    }
+
+    /// Both indices as they are, unvalidated; the consumer's loaded with acquire
+    /// ordering, ours relaxed.
+    @inlinable
+    public var rawIndices: RingIndices {
+        RingIndices(
+            producer: memory.load32(at: direction.producerOffset, ordering: .relaxed),
+            consumer: memory.load32(at: direction.consumerOffset, ordering: .acquiring)
+        )
     }
 
     /// Free space in bytes.

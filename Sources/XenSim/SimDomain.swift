@@ -75,7 +75,7 @@ final class SimDomain {
     }
 
     func writeGrant(_ ref: GrantRef, to grantee: DomID, frame: PageFrame) {
-        GrantCheck.write(table: grantTable, ref: ref, grantee: grantee, frame: frame)
+        GrantCheck.grantAccess(table: grantTable, ref: ref, grantee: grantee, frame: frame)
     }
 
     /// Reads and checks grant `ref` for `grantee`; returns the frame it grants.

@@ -82,7 +82,7 @@ public final class SimHypervisorDaemon {
     private var domains: [DomID: SimDomain] = [:]
     private var nextDomid: UInt16 = 1
     private var ports = SimPorts()
-    private var console: ConsoleLog
+    private var dmesg: HypervisorDmesg
     private var running = true
     private let started = ContinuousClock.now
 
@@ -96,7 +96,7 @@ public final class SimHypervisorDaemon {
     public init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
-        self.console = ConsoleLog(
+        self.dmesg = HypervisorDmesg(
             limits: .init(
                 capacity: configuration.consoleCapacity,
                 share: configuration.consoleShare,
@@ -364,11 +364,11 @@ public final class SimHypervisorDaemon {
 
         case .readConsole(let from, let clear):
             try requirePrivilege(client, "reading the hypervisor console")
-            let start = min(max(from, 0), console.bytes.count)
-            let end = min(start + SimWire.consoleChunk, console.bytes.count)
-            let chunk = Data(console.bytes[start..<end])
-            let remaining = console.bytes.count - end
-            if clear && remaining == 0 { console.clear() }
+            let start = min(max(from, 0), dmesg.bytes.count)
+            let end = min(start + SimWire.consoleChunk, dmesg.bytes.count)
+            let chunk = Data(dmesg.bytes[start..<end])
+            let remaining = dmesg.bytes.count - end
+            if clear && remaining == 0 { dmesg.clear() }
             return .console(chunk, remaining: remaining)
 
         case .mapGrant(let domid, let ref, let readOnly):
@@ -445,7 +445,7 @@ public final class SimHypervisorDaemon {
                     )
                 }
             }
-            console.write(Array(data), from: client.domid, now: now)
+            dmesg.write(Array(data), from: client.domid, now: now)
             ports.raise(.consoleRing)
             return .ok
 
@@ -606,7 +606,7 @@ public final class SimHypervisorDaemon {
     }
 
     private func markShutdown(_ domain: SimDomain, _ reason: ShutdownReason) {
-        console.flush(domain.domid)
+        dmesg.flush(domain.domid)
         domain.state = .shutdown
         domain.shutdownReason = reason
         ports.raise(.domainException)
@@ -629,7 +629,7 @@ public final class SimHypervisorDaemon {
         }
         if domain.pidfd >= 0 { close(domain.pidfd) }
         for (id, client) in clients where client.domid == domid && !client.privileged { dropClient(id) }
-        console.forget(domid)
+        dmesg.forget(domid)
         ports.closeAll(of: domid)
         domains[domid] = nil
         ports.raise(.domainException)

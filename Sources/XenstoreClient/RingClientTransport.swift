@@ -103,7 +103,7 @@ public final class RingClientTransport: XenstoreClientTransport, @unchecked Send
 
     private func readLoop() {
         var buffer = [UInt8](repeating: 0, count: XenstoreInterface.ringSize)
-        var lastRequestConsumer = page.load32(at: XenstoreInterface.reqConsOffset, ordering: .acquiring)
+        var lastRequestConsumer = ring.frontend.output.rawIndices.consumer
         while !isClosed {
             var progressed = false
             do {
@@ -119,7 +119,7 @@ public final class RingClientTransport: XenstoreClientTransport, @unchecked Send
                 return
             }
             pushOutgoing()
-            if page.load32(at: XenstoreInterface.errorOffset, ordering: .acquiring) != XenstoreRingError.none.rawValue {
+            if ring.error != .none {
                 finish(XenstoreClientError.protocolViolation("xenstored abandoned the ring"))
                 return
             }
@@ -128,7 +128,7 @@ public final class RingClientTransport: XenstoreClientTransport, @unchecked Send
             // request consumed — or a second of silence may mean xenstored is gone:
             // ask the hypervisor whether anyone is still at the other end.
             let woke = (try? channel.wait(timeoutMilliseconds: 1000)) ?? false
-            let requestConsumer = page.load32(at: XenstoreInterface.reqConsOffset, ordering: .acquiring)
+            let requestConsumer = ring.frontend.output.rawIndices.consumer
             let consumed = requestConsumer != lastRequestConsumer
             lastRequestConsumer = requestConsumer
             if woke && (consumed || (try? ring.frontend.input.available()) ?? 0 > 0) { continue }

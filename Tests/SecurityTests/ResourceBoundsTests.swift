@@ -100,7 +100,7 @@ struct ResourceBoundsTests {
     /// Each domain's lines fill at most its share of the ring: a flood evicts the
     /// flooder's own oldest lines, not everyone else's.
     @Test func aDomainsShareOfTheConsoleRing() {
-        var log = ConsoleLog(limits: .init(capacity: 64 * 1024, share: 16 * 1024, rate: .unlimited))
+        var log = HypervisorDmesg(limits: .init(capacity: 64 * 1024, share: 16 * 1024, rate: .unlimited))
         for index in 0..<10 { log.write(Array("quiet \(index)\n".utf8), from: DomID(1), now: 0) }
         for _ in 0..<1000 { log.write(Array((String(repeating: "x", count: 200) + "\n").utf8), from: DomID(2), now: 0) }
         let text = String(decoding: log.bytes, as: UTF8.self)
@@ -113,7 +113,7 @@ struct ResourceBoundsTests {
     /// Writes pass whole or not at all; what is dropped is counted and marked once
     /// the domain gets through again; a flood keeps no more than burst + rate · t.
     @Test func theRateLimitCountsWhatItDrops() {
-        var log = ConsoleLog(limits: .init(capacity: 1 << 20, rate: .init(rate: 1000, burst: 1000)))
+        var log = HypervisorDmesg(limits: .init(capacity: 1 << 20, rate: .init(rate: 1000, burst: 1000)))
         log.write(Array((String(repeating: "a", count: 599) + "\n").utf8), from: DomID(3), now: 0)
         log.write(Array((String(repeating: "b", count: 499) + "\n").utf8), from: DomID(3), now: 0)
         #expect(log.rateDropped[DomID(3)] == 500)
@@ -123,7 +123,7 @@ struct ResourceBoundsTests {
         #expect(!text.contains("bbbb"))
         #expect(text.contains("(d3) [conch: 500 bytes dropped by the console_io rate limit]\n(d3) later\n"))
 
-        var flooded = ConsoleLog(limits: .init(capacity: 1 << 20, rate: .init(rate: 16 << 10, burst: 64 << 10)))
+        var flooded = HypervisorDmesg(limits: .init(capacity: 1 << 20, rate: .init(rate: 16 << 10, burst: 64 << 10)))
         let line = Array(String(repeating: "F", count: 1023).utf8) + [10]
         for step in 0..<2048 { flooded.write(line, from: DomID(2), now: UInt64(step) * 400_000) }
         // 0.82 s: 64 KiB of burst and about 13 KiB of rate, in whole lines, plus their markers.

@@ -249,11 +249,7 @@ final class RingConnection: XenstoreEndpoint {
     func start(group: any EventLoopGroup, resuming: ConnectionID? = nil) {
         guard let hub else { return }
         // Conch serves reconnection and the error field (xenstore-ring.txt).
-        page.store32(
-            XenstoreServerFeatures([.reconnection, .error]).rawValue,
-            at: XenstoreInterface.serverFeaturesOffset,
-            ordering: .releasing
-        )
+        XenstoreRing(memory: page).serverFeatures = [.reconnection, .error]
         if let resuming {
             receiver = XenstoreRingReceiver(pending: hub.reattach(self, id: resuming, domid: domid))
             id = resuming
@@ -312,9 +308,7 @@ final class RingConnection: XenstoreEndpoint {
     func service() {
         guard !failed, let hub, let id else { return }
         _ = try? channel.consumePending()
-        if page.load32(at: XenstoreInterface.connectionOffset, ordering: .acquiring)
-            == XenstoreConnection.reconnect.rawValue
-        {
+        if XenstoreRing(memory: page).connection == .reconnect {
             reconnect(hub: hub)
             return
         }
@@ -381,25 +375,17 @@ final class RingConnection: XenstoreEndpoint {
 
     private func resetRing() {
         receiver.reset()
-        for offset in [
-            XenstoreInterface.reqConsOffset, XenstoreInterface.reqProdOffset,
-            XenstoreInterface.rspConsOffset, XenstoreInterface.rspProdOffset,
-        ] {
-            page.store32(0, at: offset, ordering: .relaxed)
-        }
-        page.store32(XenstoreRingError.none.rawValue, at: XenstoreInterface.errorOffset, ordering: .relaxed)
-        page.store32(
-            XenstoreConnection.connected.rawValue,
-            at: XenstoreInterface.connectionOffset,
-            ordering: .releasing
-        )
+        let ring = XenstoreRing(memory: page)
+        ring.resetIndices()
+        ring.error = .none
+        ring.connection = .connected
     }
 
     /// Stops serving this ring (only this one) and tells the guest why.
     private func fail(_ error: XenstoreRingError, _ why: String) {
         guard !failed else { return }
         failed = true
-        page.store32(error.rawValue, at: XenstoreInterface.errorOffset, ordering: .releasing)
+        XenstoreRing(memory: page).error = error
         logger.notice("xenstore ring abandoned: \(why)", metadata: ["domid": "\(domid)", "error": "\(error.rawValue)"])
         try? channel.notify()
         if let id, let hub { hub.detach(id) }

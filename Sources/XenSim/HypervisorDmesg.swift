@@ -20,7 +20,7 @@ import XenABI
 ///   rate is dropped, counted, and announced by a marker line once it writes again;
 /// - its lines may fill at most `share` bytes of the ring: past that its own
 ///   oldest lines go, not other domains', so a flood cannot wipe the log.
-struct ConsoleLog {
+struct HypervisorDmesg {
     struct Limits: Sendable {
         /// Bytes the ring keeps.
         var capacity: Int
