@@ -198,7 +198,13 @@ let package = Package(
         // MARK: Test doubles and helpers shared by tests and benchmarks.
         .target(
             name: "XenTestKit",
-            dependencies: ["XenABI", "XenMemory", "XenRing", "XenHypervisor", "XenSim", "Hypervisors", "SystemExtras"]
+            dependencies: [
+                "XenABI", "XenMemory", "XenRing", "XenHypervisor", "XenSim", "Hypervisors", "SystemExtras",
+                "XenstoreServer", "XenstoreClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
 
         // MARK: Test support: the scripted guests the tests run as kernels (not installed).
@@ -301,8 +307,10 @@ let package = Package(
             name: "ConsoleTests",
             dependencies: [
                 "XenABI", "XenRing", "XenHypervisor", "XenSim", "XenTestKit", "XenstoreClient", "Toolstack",
-                "SystemExtras",
-                "ToolstackRuntime", "ConsoleCore",
+                "SystemExtras", "XenMemory",
+                "ToolstackRuntime", "ConsoleCore", "ConsoleBackend", "GuestFrontend",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "CLITests", dependencies: ["XenTestKit"]),

@@ -162,30 +162,46 @@ extension ConsoleDaemon {
                 backend: ConsoleLayout.backend(of: domid, devid: devid, backend: configuration.backendDomid)
             )
             guard await belongs(device) else { continue }
-            let key = device.key
             let state = await read(device.frontend + "/state").flatMap { XenbusState(nodeValue: $0) }
-            switch state {
-            case .initialising, .initWait:
-                if sessions[key] == nil, prepared[key] == nil { await prepareSecondary(device) }
-            case .initialised, .connected:
-                if sessions[key] == nil { await connectSecondary(device) }
-            case .closing, .closed:
-                if sessions[key] != nil {
-                    teardown(key, reason: "frontend \(state!)")
-                    try? await store.write(device.backend + "/state", "\(XenbusState.closed.rawValue)")
-                } else if prepared[key] != nil {
-                    discardPrepared(key)
-                }
-            default:
-                continue
+            let step = ConsoleBackendHandshake.step(frontend: state, progress: progress(of: device.key))
+            await perform(step, on: device, reason: "frontend \(state.map { "\($0)" } ?? "gone")")
+        }
+        let removed = Set(sessions.keys).union(prepared.keys).filter {
+            $0.domid == domid && $0.devid > 0 && !devids.contains($0.devid)
+        }
+        for key in removed.sorted() {
+            switch ConsoleBackendHandshake.stepForRemovedDevice(progress: progress(of: key)) {
+            case .close: teardown(key, reason: "device removed")
+            case .discardSink: discardPrepared(key)
+            default: break
             }
         }
-        for key in sessions.keys.sorted() where key.domid == domid && key.devid > 0 && !devids.contains(key.devid) {
-            teardown(key, reason: "device removed")
+    }
+
+    /// How far consoled has come with a secondary console.
+    func progress(of key: ConsoleKey) -> ConsoleBackendHandshake.Progress {
+        if sessions[key] != nil { return .connected }
+        return prepared[key] != nil ? .sinkPublished : .idle
+    }
+
+    /// Performs one handshake step, then writes the backend state it leads to.
+    func perform(_ step: ConsoleBackendHandshake.Step, on device: DeviceLocation, reason: String) async {
+        let done: Bool
+        switch step {
+        case .wait: return
+        case .publishSink: done = await prepareSecondary(device)
+        case .connect: done = await connectSecondary(device)
+        case .close:
+            teardown(device.key, reason: reason)
+            done = true
+        case .discardSink:
+            discardPrepared(device.key)
+            done = true
         }
-        for key in prepared.keys.sorted() where key.domid == domid && !devids.contains(key.devid) {
-            discardPrepared(key)
-        }
+        guard done else { return }
+        let current = await read(device.backend + "/state").flatMap { XenbusState(nodeValue: $0) }
+        guard let next = ConsoleBackendHandshake.backendState(after: step, current: current) else { return }
+        try? await store.write(device.backend + "/state", "\(next.rawValue)")
     }
 
     /// The toolstack's backend directory names this very frontend (`frontend-id`
@@ -237,10 +253,10 @@ extension ConsoleDaemon {
     /// `tty` — and move the backend to InitWait. `conch create` waits for exactly
     /// this before unpausing, and a dom0 agent can attach before the guest runs;
     /// its bytes wait here until the ring is mapped.
-    func prepareSecondary(_ device: DeviceLocation) async {
+    func prepareSecondary(_ device: DeviceLocation) async -> Bool {
         let key = device.key
-        guard let (name, sink) = await sinkOf(device) else { return }
-        guard sessions[key] == nil, prepared[key] == nil else { return }
+        guard let (name, sink) = await sinkOf(device) else { return false }
+        guard sessions[key] == nil, prepared[key] == nil else { return false }
         let early = PreparedSink(spec: sink)
         prepared[key] = early
         do {
@@ -253,14 +269,13 @@ extension ConsoleDaemon {
             case .socket(let path):
                 try keeper().open(key: key, path: path, name: name)
             }
-            guard prepared[key] === early else { return }  // connected or discarded meanwhile
-            if await read(device.backend + "/state") == "\(XenbusState.initialising.rawValue)" {
-                try await store.write(device.backend + "/state", "\(XenbusState.initWait.rawValue)")
-            }
+            guard prepared[key] === early else { return false }  // connected or discarded meanwhile
             logger.debug("channel sink published", metadata: ["console": "\(key)"])
+            return true
         } catch {
             logger.warning("cannot publish channel sink: \(error)", metadata: ["console": "\(key)"])
             discardPrepared(key)
+            return false
         }
     }
 
@@ -270,23 +285,24 @@ extension ConsoleDaemon {
         if case .socket = early.spec { keeperClient?.close(key: key) }
     }
 
-    func connectSecondary(_ device: DeviceLocation) async {
+    func connectSecondary(_ device: DeviceLocation) async -> Bool {
         let key = device.key
         guard let ringRef = await read(device.frontend + "/ring-ref").flatMap({ UInt32($0) }),
             let port = await read(device.frontend + "/port").flatMap({ UInt32($0) }),
             let (name, described) = await sinkOf(device)
-        else { return }
-        guard sessions[key] == nil else { return }
+        else { return false }
+        guard sessions[key] == nil else { return false }
         let sink = prepared[key]?.spec ?? described
         do {
             let page = try hypervisor.mapGrant(key.domid, ref: GrantRef(ringRef), readOnly: false)
             let channel = try hypervisor.bindInterdomain(remote: key.domid, remotePort: EvtchnPort(port))
             let session = makeSession(key: key, name: name, sink: sink, page: page, channel: channel, primary: false)
             try await connect(session, ttyNode: device.frontend + "/tty")
-            try await store.write(device.backend + "/state", "\(XenbusState.connected.rawValue)")
+            return true
         } catch {
             logger.warning("cannot connect console: \(error)", metadata: ["console": "\(key)"])
             teardown(key, reason: "connect failed")
+            return false
         }
     }
 

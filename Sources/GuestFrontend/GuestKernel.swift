@@ -218,23 +218,30 @@ public final class GuestKernel: @unchecked Sendable {
                 XenbusState(nodeValue: $0)
             }
             let existing = lock.withLock { channels[devid] }
-            if existing == nil, frontendState == .initialising {
+            let progress: ConsoleFrontendHandshake.Progress =
+                switch existing {
+                case nil: .absent
+                case let channel?: channel.isRunning ? .connected : .ringOffered
+                }
+            let step = ConsoleFrontendHandshake.step(frontend: frontendState, backend: backendState, progress: progress)
+            switch step {
+            case .wait:
+                continue
+            case .offerRing:
+                // ChannelFrontend writes Initialised itself, inside its handshake.
                 guard lock.withLock({ probing.insert(devid).inserted }) else { continue }
                 await probe(devid, store: store, domainPath: domainPath)
                 _ = lock.withLock { probing.remove(devid) }
-            } else if let channel = existing {
-                switch backendState {
-                case .connected where frontendState == .initialised:
-                    guard channel.start() else { continue }  // another scan got here first
-                    expose(channel)
-                    try? await store.write("\(base)/\(devid)/state", "\(XenbusState.connected.rawValue)")
-                    log("hvc\(devid): connected\(channel.name.map { " (\($0))" } ?? "")")
-                case .closing, .closed:
-                    remove(devid)
-                    try? await store.write("\(base)/\(devid)/state", "\(XenbusState.closed.rawValue)")
-                default:
-                    break
-                }
+                continue
+            case .connect:
+                guard let channel = existing, channel.start() else { continue }  // another scan got here first
+                expose(channel)
+                log("hvc\(devid): connected\(channel.name.map { " (\($0))" } ?? "")")
+            case .close:
+                remove(devid)
+            }
+            if let next = ConsoleFrontendHandshake.frontendState(after: step) {
+                try? await store.write("\(base)/\(devid)/state", "\(next.rawValue)")
             }
         }
         for devid in lock.withLock({ Array(channels.keys) }) where !devids.contains(devid) { remove(devid) }

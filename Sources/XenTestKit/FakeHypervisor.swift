@@ -106,7 +106,12 @@ public final class FakeHypervisor: @unchecked Sendable {
             firstFreeFrame: PageFrame(3)
         )
         GrantCheck.grantAccess(table: frames[0], ref: .console, grantee: spec.consoleBackend, frame: start.consoleFrame)
-        GrantCheck.grantAccess(table: frames[0], ref: .xenstore, grantee: spec.xenstoreDomain, frame: start.xenstoreFrame)
+        GrantCheck.grantAccess(
+            table: frames[0],
+            ref: .xenstore,
+            grantee: spec.xenstoreDomain,
+            frame: start.xenstoreFrame
+        )
         if !spec.legacyConsolePage { ConsoleRing(memory: frames[1]).connection = .disconnected }
         let info = DomainInfo(
             domid: domid,

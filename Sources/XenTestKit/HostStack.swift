@@ -128,12 +128,7 @@ public final class HostStack: @unchecked Sendable {
 
     /// Polls `condition` every 10 ms, up to `seconds`; a deadlock guard, not a timing assertion.
     public func eventually(seconds: Double = 30, _ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while ContinuousClock.now < deadline {
-            if try condition() { return true }
-            usleep(10_000)
-        }
-        return try condition()
+        try XenTestKit.eventually(seconds: seconds, condition)
     }
 
     /// A privileged (dom0) connection to this stack's hypervisor.
@@ -143,12 +138,7 @@ public final class HostStack: @unchecked Sendable {
 
     /// `eventually` for async conditions.
     public func eventuallyAsync(seconds: Double = 30, _ condition: () async throws -> Bool) async rethrows -> Bool {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while ContinuousClock.now < deadline {
-            if try await condition() { return true }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return try await condition()
+        try await XenTestKit.eventuallyAsync(seconds: seconds, condition)
     }
 
     public func stop() {

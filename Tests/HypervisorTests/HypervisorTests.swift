@@ -135,7 +135,8 @@ struct HypervisorTests {
         legacy.legacyConsolePage = true
         let old = try hypervisor.createDomain(legacy)
         #expect(
-            ConsoleRing(memory: try hypervisor.mapGrant(old.domid, ref: .console, readOnly: true)).connection == .connected
+            ConsoleRing(memory: try hypervisor.mapGrant(old.domid, ref: .console, readOnly: true)).connection
+                == .connected
         )
 
         // Write grant entries as the guest would, through its grant-table frame.

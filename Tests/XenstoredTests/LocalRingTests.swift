@@ -21,43 +21,13 @@ import XenstoreServer
 /// scenario covers it; here the fake hypervisor stands in for the kernel's side.
 @Suite("xenstored: dom0's own kernel ring")
 struct LocalRingTests {
-    final class Daemon {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let hub: XenstoreHub
-        let domains: RingDomains
-
-        init(hypervisor: any PrivilegedHypervisor) async throws {
-            let loop = group.next()
-            let logger = Logger(label: "test.xenstored")
-            hub = try await loop.submit { XenstoreHub(eventLoop: loop, logger: logger) }.get()
-            domains = RingDomains(hypervisor: hypervisor, group: group, logger: logger)
-        }
-
-        func serveLocal(page: GuestPage, port: EvtchnPort) async throws {
-            let (hub, domains) = (hub, domains)
-            try await hub.eventLoop.submit {
-                hub.domainRings = domains
-                try domains.serveLocal(page: page, port: port, hub: hub)
-            }.get()
-        }
-
-        func stop() async throws {
-            let (hub, domains) = (hub, domains)
-            try await hub.eventLoop.submit {
-                domains.stop()
-                hub.closeAll()
-            }.get()
-            try await group.shutdownGracefully()
-        }
-    }
-
     @Test func theKernelGetsAFirstEventAndPrivilegedAccess() async throws {
         let fake = FakeHypervisor()
         let hypervisor = fake.privileged()
         // dom0's kernel: one page and an unbound port offered to dom0 itself.
         let kernelChannel = try hypervisor.allocateUnbound(remote: .dom0)
         let memory = HeapPage()
-        let daemon = try await Daemon(hypervisor: hypervisor)
+        let daemon = try await InProcessXenstored(hypervisor: hypervisor)
         try await daemon.serveLocal(
             page: GuestPage(region: memory.region, isWritable: true, owner: memory),
             port: kernelChannel.port
@@ -91,7 +61,7 @@ struct LocalRingTests {
         let fake = FakeHypervisor()
         let hypervisor = fake.privileged()
         let memory = HeapPage()
-        let daemon = try await Daemon(hypervisor: hypervisor)
+        let daemon = try await InProcessXenstored(hypervisor: hypervisor)
         await #expect(throws: HypervisorError.self) {
             try await daemon.serveLocal(
                 page: GuestPage(region: memory.region, isWritable: true, owner: memory),

@@ -66,7 +66,7 @@ struct XenbusWriterTests {
         let hypervisor = fake.privileged()
         let kernelChannel = try hypervisor.allocateUnbound(remote: .dom0)
         let memory = HeapPage()
-        let daemon = try await LocalRingTests.Daemon(hypervisor: hypervisor)
+        let daemon = try await InProcessXenstored(hypervisor: hypervisor)
         let page = GuestPage(region: memory.region, isWritable: true, owner: memory)
         try await daemon.serveLocal(page: page, port: kernelChannel.port)
         _ = try kernelChannel.wait(timeoutMilliseconds: 10_000)
