@@ -57,7 +57,7 @@ let package = Package(
         .target(name: "XenABI"),
         .target(name: "XenMemory"),
         .target(name: "XenRing", dependencies: ["XenABI", "XenMemory"]),
-        .target(name: "Toolstack", dependencies: ["XenABI", "ConsoleCore"]),
+        .target(name: "Toolstack", dependencies: ["XenABI", "ConsoleCore", "XenstoreWire"]),
         .target(name: "ConsoleCore", dependencies: ["XenABI"]),
         .target(name: "XenstoreWire", dependencies: ["XenABI"]),
         .target(
@@ -269,7 +269,9 @@ let package = Package(
         ),
         .testTarget(
             name: "ToolstackTests",
-            dependencies: ["Toolstack", "XenABI", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: [
+                "Toolstack", "XenABI", "XenstoreWire", .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
             exclude: ["Fixtures"]
         ),
         .testTarget(

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 import XenABI
+import XenstoreWire
 
 /// One xenstore operation of a ``DomainPlan``, applied in order (in one
 /// transaction per group, as the runtime sees fit).
@@ -37,8 +38,8 @@ public enum PlanStep: Equatable, Sendable, Codable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .remove(let path): "rm \(path)"
-        case .mkdir(let path, let perms): "mkdir \(path) [\(perms)]"
-        case .write(let path, let value, let perms?): "write \(path) = \"\(value)\" [\(perms)]"
+        case .mkdir(let path, let perms): "mkdir \(path) [\(perms.spaced)]"
+        case .write(let path, let value, let perms?): "write \(path) = \"\(value)\" [\(perms.spaced)]"
         case .write(let path, let value, nil): "write \(path) = \"\(value)\""
         case .introduce(let domain, let frame, let port): "introduce \(domain) mfn=\(frame) port=\(port)"
         }
@@ -54,13 +55,15 @@ public enum PlanStep: Equatable, Sendable, Codable, CustomStringConvertible {
         case "mkdir":
             self = .mkdir(
                 path: try container.decode(String.self, forKey: .path),
-                permissions: try container.decode(XenstorePermissions.self, forKey: .perms)
+                permissions: try XenstorePermissions.decode(container.decode([String].self, forKey: .perms))
             )
         case "write":
             self = .write(
                 path: try container.decode(String.self, forKey: .path),
                 value: try container.decode(String.self, forKey: .value),
-                permissions: try container.decodeIfPresent(XenstorePermissions.self, forKey: .perms)
+                permissions: try container.decodeIfPresent([String].self, forKey: .perms).map(
+                    XenstorePermissions.decode
+                )
             )
         case "introduce":
             self = .introduce(
@@ -86,18 +89,37 @@ public enum PlanStep: Equatable, Sendable, Codable, CustomStringConvertible {
         case .mkdir(let path, let perms):
             try container.encode("mkdir", forKey: .op)
             try container.encode(path, forKey: .path)
-            try container.encode(perms, forKey: .perms)
+            try container.encode(perms.texts, forKey: .perms)
         case .write(let path, let value, let perms):
             try container.encode("write", forKey: .op)
             try container.encode(path, forKey: .path)
             try container.encode(value, forKey: .value)
-            try container.encodeIfPresent(perms, forKey: .perms)
+            try container.encodeIfPresent(perms?.texts, forKey: .perms)
         case .introduce(let domain, let frame, let port):
             try container.encode("introduce", forKey: .op)
             try container.encode(domain.rawValue, forKey: .domain)
             try container.encode(frame.rawValue, forKey: .frame)
             try container.encode(port.rawValue, forKey: .port)
         }
+    }
+}
+
+extension XenstorePermissions {
+    /// Entries separated by spaces, as plans print them: `n0 r5`.
+    public var spaced: String { texts.joined(separator: " ") }
+
+    /// Each entry's text, owner first: a plan's JSON form, `["n0", "r5"]`.
+    var texts: [String] { entries.map(\.description) }
+
+    /// Parses a plan's JSON form.
+    static func decode(_ texts: [String]) throws -> XenstorePermissions {
+        let entries = texts.compactMap { XenstorePermission($0) }
+        guard entries.count == texts.count, let permissions = XenstorePermissions(entries: entries) else {
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: [], debugDescription: "invalid permission list \(texts)")
+            )
+        }
+        return permissions
     }
 }
 

@@ -166,10 +166,10 @@ public struct DomainBuilder: Sendable {
                 requests.append(.remove(path))
             case .mkdir(let path, let permissions):
                 requests.append(.mkdir(path))
-                requests.append(.setPermissions(path, permissions.wire))
+                requests.append(.setPermissions(path, permissions))
             case .write(let path, let value, let permissions):
                 requests.append(.write(path, value))
-                if let permissions { requests.append(.setPermissions(path, permissions.wire)) }
+                if let permissions { requests.append(.setPermissions(path, permissions)) }
             case .introduce:
                 continue  // after the commit, below
             }
@@ -280,13 +280,5 @@ public struct DomainBuilder: Sendable {
             try? await store.remove(path)
         }
         try? await store.remove("/libxl/\(domid.rawValue)")
-    }
-}
-
-extension Toolstack.XenstorePermissions {
-    /// The same permissions as the wire codec's type.
-    var wire: XenstoreWire.XenstorePermissions {
-        let entries = entries.compactMap { XenstoreWire.XenstorePermission($0.description) }
-        return XenstoreWire.XenstorePermissions(entries: entries)!
     }
 }

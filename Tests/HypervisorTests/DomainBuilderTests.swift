@@ -55,10 +55,7 @@ struct DomainBuilderTests {
             let value = try? await store.readString(path)
             #expect(value == node.value, "\(path)")
             let permissions = try? await store.permissions(path)
-            #expect(
-                permissions?.description == node.permissions.entries.map(\.description).joined(separator: ","),
-                "\(path)"
-            )
+            #expect(permissions == node.permissions, "\(path)")
         }
         // Spot checks against §5.1 and our documented deviation.
         #expect(try await store.readString("/local/domain/\(d)/console/type") == "xenconsoled")
