@@ -130,11 +130,12 @@ public final class SinkKeeper {
 
     /// Serves until `quit`, or until orphaned.
     public func run() throws {
-        controlListener = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard controlListener >= 0 else { throw Errno(rawValue: errno) }
         unlink(socketPath)
-        try UnixSocketPath.bind(controlListener, to: socketPath)
-        guard listen(controlListener, 4) == 0 else { throw Errno(rawValue: errno) }
+        controlListener = try UnixSocketPath.listen(
+            at: socketPath,
+            type: Int32(SOCK_SEQPACKET.rawValue),
+            backlog: 4
+        )
         controlAcceptor = Acceptor(listener: controlListener)
         defer {
             for key in entries.keys.sorted() { close(key) }
@@ -283,25 +284,14 @@ public final class SinkKeeper {
             return
         }
         guard !key.isEmpty, path.hasPrefix("/") else { throw KeeperError(description: "open needs a key and a path") }
-        let listener = socket(
-            AF_UNIX,
-            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue),
-            0
-        )
-        guard listener >= 0 else { throw Errno(rawValue: errno) }
+        try ledger.removeStale(path)
+        let listener: Int32
         do {
-            try ledger.removeStale(path)
             // Created 0600 from the first moment (the keeper's umask is 077).
-            try UnixSocketPath.bind(listener, to: path)
-            try ledger.record(path)
+            listener = try UnixSocketPath.listen(at: path, backlog: 8, nonBlocking: true) { try ledger.record(path) }
         } catch {
-            Glibc.close(listener)
-            throw error
-        }
-        guard listen(listener, 8) == 0 else {
-            Glibc.close(listener)
             ledger.remove(path)
-            throw Errno(rawValue: errno)
+            throw error
         }
         entries[key] = Entry(key: key, path: path, name: name, listener: listener)
         logger.debug("channel socket open", metadata: ["key": "\(key)", "path": "\(path)"])
@@ -368,8 +358,7 @@ public final class SinkKeeper {
         }
         guard entry.client == nil else {
             let message = Array("conch: channel '\(entry.name)' is busy: another client is attached\r\n".utf8)
-            // SAFETY: the pointer is used only during the call, for the array's count.
-            _ = message.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            _ = sendAvailable(fd, message)
             Glibc.close(fd)
             return
         }
@@ -378,11 +367,13 @@ public final class SinkKeeper {
 
     private func readClient(_ entry: Entry) {
         guard let client = entry.client else { return }
-        let got = read(client, &buffer, buffer.count)
-        if got > 0 {
+        switch readAvailable(client, into: &buffer) {
+        case .moved(let got):
             entry.toConsoled.append(contentsOf: buffer[..<got])
             sendInput(entry)
-        } else if got == 0 || (errno != EAGAIN && errno != EINTR) {
+        case .wouldBlock:
+            break
+        case .closed:
             Glibc.close(client)
             entry.client = nil
         }
@@ -394,23 +385,23 @@ public final class SinkKeeper {
     /// does not take at once is queued.
     private func readData(_ entry: Entry, draining: Bool) {
         guard let data = entry.data else { return }
-        repeat {
-            let got = read(data, &buffer, buffer.count)
-            if got > 0 {
+        reading: repeat {
+            switch readAvailable(data, into: &buffer) {
+            case .moved(let got):
                 entry.receivedOut &+= UInt32(truncatingIfNeeded: got)
                 var sent = 0
                 if entry.toClient.isEmpty, let client = entry.client {
-                    // SAFETY: the pointer is used only during the call, for `got` bytes of the buffer.
-                    sent = max(0, buffer.withUnsafeBytes { send(client, $0.baseAddress, got, Int32(MSG_NOSIGNAL)) })
+                    // A client that went away is noticed by the flush below.
+                    sent = sendAvailable(client, buffer[..<got]).count
                 }
                 if sent < got { entry.toClient.append(contentsOf: buffer[sent..<got]) }
-                continue
-            }
-            if got == 0 || (errno != EAGAIN && errno != EINTR) {
+            case .wouldBlock:
+                break reading
+            case .closed:
                 Glibc.close(data)
                 entry.data = nil
+                break reading
             }
-            break
         } while draining || entry.toClient.count < Self.outputLimit
         flush(&entry.toClient, to: entry.client, entry)
     }
@@ -418,8 +409,8 @@ public final class SinkKeeper {
     private func sendInput(_ entry: Entry) {
         guard let data = entry.data, !entry.toConsoled.isEmpty else { return }
         let chunk = Array(entry.toConsoled.prefix(65536))
-        // SAFETY: the pointer is used only during the call, for the chunk's count.
-        let sent = chunk.withUnsafeBytes { send(data, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        // consoled's end closing is noticed when its stream is read.
+        let sent = sendAvailable(data, chunk).count
         guard sent > 0 else { return }
         entry.toConsoled.removeFirst(sent)
         entry.sentIn &+= UInt32(truncatingIfNeeded: sent)
@@ -432,18 +423,17 @@ public final class SinkKeeper {
     private func flush(_ pending: inout Deque<UInt8>, to descriptor: Int32?, _ entry: Entry) {
         guard let descriptor, !pending.isEmpty else { return }
         while !pending.isEmpty {
-            let chunk = Array(pending.prefix(65536))
-            // SAFETY: the pointer is used only during the call, for the chunk's count.
-            let sent = chunk.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if sent > 0 {
+            switch sendAvailable(descriptor, pending.prefix(65536)) {
+            case .moved(let sent):
                 pending.removeFirst(sent)
-                continue
+            case .wouldBlock:
+                return
+            case .closed:
+                // The client went away; what it did not take waits for the next one.
+                Glibc.close(descriptor)
+                entry.client = nil
+                return
             }
-            if sent < 0, errno == EAGAIN || errno == EINTR { return }
-            // The client went away; what it did not take waits for the next one.
-            Glibc.close(descriptor)
-            entry.client = nil
-            return
         }
     }
 }
@@ -524,10 +514,8 @@ struct SocketLedger {
         unlink(temporary)
         let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return }
-        let bytes = Array(text.utf8)
-        // SAFETY: the pointer is used only during the call, for the array's count.
-        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        let written = writeAll(fd, Array(text.utf8)[...])
         Glibc.close(fd)
-        if written == bytes.count { rename(temporary, path) } else { unlink(temporary) }
+        if written { rename(temporary, path) } else { unlink(temporary) }
     }
 }

@@ -126,18 +126,19 @@ public final class SimHypervisorDaemon {
     }
 
     private func bindListener(_ path: String) throws -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw Errno(rawValue: errno) }
         // Bind and listen under a temporary name, then rename: the socket appears
         // at `path` only once it accepts connections.
-        let finalPath = path
-        let path = path + ".new"
-        unlink(path)
+        let temporary = path + ".new"
+        unlink(temporary)
         // 0600 from the first moment: this socket is the privileged interface.
         let previous = umask(0o177)
         defer { umask(previous) }
-        try UnixSocketPath.bind(fd, to: path)
-        guard listen(fd, 128) == 0, rename(path, finalPath) == 0 else { throw Errno(rawValue: errno) }
+        let fd = try UnixSocketPath.listen(at: temporary, type: Int32(SOCK_SEQPACKET.rawValue), backlog: 128)
+        guard rename(temporary, path) == 0 else {
+            let error = Errno(rawValue: errno)
+            close(fd)
+            throw error
+        }
         return fd
     }
 
