@@ -56,14 +56,14 @@ struct StoreConnectionOptions: ParsableArguments {
         do {
             return try await XenstoreClient.connect(socketPath: path)
         } catch {
-            throw StoreFailure(
+            throw XenstoreToolFailure(
                 "cannot connect to xenstored at \(path): \(error) (is `conch xenstored` or `conch up` running?)"
             )
         }
     }
 
-    /// Runs `body`, in a transaction when `transactional`, retrying on EAGAIN as the
-    /// xenstore tools do; prints the collected output at the end either way.
+    /// Runs `body`, in a transaction when `transactional` (retried on EAGAIN, as
+    /// the xenstore tools do); prints what it collected at the end either way.
     func perform(
         transactional: Bool,
         _ body: (XenstoreClient, XenstoreTransaction, inout String) async throws -> Void
@@ -71,47 +71,20 @@ struct StoreConnectionOptions: ParsableArguments {
         let client = try await connect()
         defer { client.close() }
         var output = ""
-        var failure: (any Error)?
-        while true {
+        defer { FileHandle.standardOutput.write(Data(output.utf8)) }
+        guard transactional else { return try await body(client, .none, &output) }
+        try await client.transaction { transaction in
             output = ""
-            failure = nil
-            let transaction = transactional ? try await client.startTransaction() : .none
-            do {
-                try await body(client, transaction, &output)
-            } catch {
-                failure = error
-            }
-            guard transactional else { break }
-            do {
-                try await client.endTransaction(transaction, commit: failure == nil)
-                break
-            } catch {
-                if error == .server(.EAGAIN) && failure == nil { continue }
-                if failure == nil { failure = StoreFailure("couldn't end transaction: \(error)") }
-                break
-            }
+            try await body(client, transaction, &output)
         }
-        FileHandle.standardOutput.write(Data(output.utf8))
-        if let failure { throw failure }
     }
-}
-
-/// A failed store command: the message goes to stderr, the exit status is 1.
-struct StoreFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-extension Error {
-    /// "what: ENOENT" — the tools' message with the error name appended.
-    fileprivate func failure(_ what: String) -> StoreFailure { StoreFailure("\(what): \(self)") }
 }
 
 /// Runs a command body and turns failures into "conch store X: message" plus exit 1.
 private func reportingFailures(_ command: String, _ body: () async throws -> Void) async throws {
     do {
         try await body()
-    } catch let failure as StoreFailure {
+    } catch let failure as XenstoreToolFailure {
         FileHandle.standardError.write(Data("conch store \(command): \(failure)\n".utf8))
         throw ExitCode(1)
     } catch let error as XenstoreClientError {
@@ -139,7 +112,7 @@ struct StoreRead: AsyncParsableCommand {
                     do {
                         value = try await client.read(key, transaction: transaction)
                     } catch {
-                        throw error.failure("couldn't read path \(key)")
+                        throw error.toolFailure("couldn't read path \(key)")
                     }
                     if prefix { output += "\(key): " }
                     output +=
@@ -173,7 +146,7 @@ struct StoreWrite: AsyncParsableCommand {
                     do {
                         try await client.write(key, value, transaction: transaction)
                     } catch {
-                        throw error.failure("could not write path \(key)")
+                        throw error.toolFailure("could not write path \(key)")
                     }
                 }
             }
@@ -194,82 +167,12 @@ struct StoreLs: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures("ls") {
-            var width = 80
             var size = winsize()
-            if ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0 { width = Int(size.ws_col) - 2 }
-            let layout = LsLayout(
-                maxWidth: full ? Int(Int32.max / 2) : width,
-                desiredWidth: full ? 0 : 60,
-                fullPaths: full,
-                showPermissions: permissions
-            )
+            let terminal = ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0 ? Int(size.ws_col) : nil
+            let layout = XenstoreListingLayout(terminalWidth: terminal, fullPaths: full, showPermissions: permissions)
             try await connection.perform(transactional: false) { client, _, output in
-                try await list(client, path, depth: 0, layout: layout, into: &output)
+                try await client.list(path, layout: layout, into: &output)
             }
-        }
-    }
-
-    struct LsLayout {
-        let maxWidth: Int
-        let desiredWidth: Int
-        let fullPaths: Bool
-        let showPermissions: Bool
-    }
-
-    /// The xenstore-ls layout: indent by depth, the name cut to fit, ` = "value"`
-    /// cut with `\...` past the width, permissions after dot padding.
-    private func list(
-        _ client: XenstoreClient,
-        _ path: String,
-        depth: Int,
-        layout: LsLayout,
-        into output: inout String
-    )
-        async throws
-    {
-        let children: [String]
-        do {
-            children = try await client.directory(path)
-        } catch {
-            throw error.failure("xs_directory (\(path))")
-        }
-        let tag = " = \"...\"".count
-        for child in children {
-            let childPath = path.hasSuffix("/") ? path + child : path + "/" + child
-            var line = ""
-            if layout.fullPaths {
-                line += childPath
-            } else {
-                line += String(repeating: " ", count: depth)
-                line += String(child.prefix(max(0, layout.maxWidth - tag - line.count)))
-            }
-            var width = layout.fullPaths ? 0 : line.count
-            if let value = try? await client.read(childPath) {
-                let shown = XenstoreValueEscaping.escape(value)
-                if layout.maxWidth < width + value.count + tag {
-                    line += " = \"\(shown.prefix(max(0, layout.maxWidth - tag - width)))\\...\""
-                } else {
-                    line += " = \"\(shown)\""
-                    width += shown.count + 5
-                    if layout.showPermissions {
-                        line += " "
-                        width += 1
-                        while width < min(layout.desiredWidth, layout.maxWidth) {
-                            line += width & 1 == 1 ? "." : " "
-                            width += 1
-                        }
-                    }
-                }
-            } else {
-                line += ":"
-            }
-            if layout.showPermissions {
-                if let perms = try? await client.permissions(childPath) {
-                    line += "  (\(perms.entries.map(\.description).joined(separator: ",")))"
-                }
-            }
-            output += line + "\n"
-            try await list(client, childPath, depth: depth + 1, layout: layout, into: &output)
         }
     }
 }
@@ -292,7 +195,7 @@ struct StoreList: AsyncParsableCommand {
                     do {
                         children = try await client.directory(key, transaction: transaction)
                     } catch {
-                        throw error.failure("could not list path \(key)")
+                        throw error.toolFailure("could not list path \(key)")
                     }
                     for child in children { output += (prefix ? "\(key)/" : "") + child + "\n" }
                 }
@@ -314,23 +217,7 @@ struct StoreRm: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures("rm") {
             try await connection.perform(transactional: true) { client, transaction, _ in
-                for key in keys {
-                    var path = key
-                    while true {
-                        do {
-                            try await client.remove(path, transaction: transaction)
-                        } catch {
-                            throw error.failure("could not remove path \(path)")
-                        }
-                        guard tidy, let slash = path.lastIndex(of: "/") else { break }
-                        path = String(path[..<slash])
-                        guard !path.isEmpty,
-                            let value = try? await client.read(path, transaction: transaction), value.isEmpty,
-                            let children = try? await client.directory(path, transaction: transaction),
-                            children.isEmpty
-                        else { break }
-                    }
-                }
+                for key in keys { try await client.remove(key, tidy: tidy, transaction: transaction) }
             }
         }
     }
@@ -352,7 +239,7 @@ struct StoreMkdir: AsyncParsableCommand {
                     do {
                         try await client.mkdir(key, transaction: transaction)
                     } catch {
-                        throw error.failure("could not create path \(key)")
+                        throw error.toolFailure("could not create path \(key)")
                     }
                 }
             }
@@ -407,7 +294,7 @@ struct StoreWatch: AsyncParsableCommand {
                 do {
                     stream = try await client.watch(key, token: key)
                 } catch {
-                    throw error.failure("Unable to add watch on \(key)")
+                    throw error.toolFailure("Unable to add watch on \(key)")
                 }
                 Task {
                     for await event in stream { events.continuation.yield(event) }
@@ -420,7 +307,7 @@ struct StoreWatch: AsyncParsableCommand {
                 seen += 1
                 if let number, seen >= number { return }
             }
-            throw StoreFailure("connection to xenstored closed")
+            throw XenstoreToolFailure("connection to xenstored closed")
         }
     }
 }
@@ -451,45 +338,12 @@ struct StoreChmod: AsyncParsableCommand {
         }
         try await reportingFailures("chmod") {
             try await connection.perform(transactional: true) { client, transaction, _ in
-                try await apply(client, key, permissions, transaction: transaction, upto: upto, recurse: recurse)
-            }
-        }
-    }
-
-    private func apply(
-        _ client: XenstoreClient,
-        _ path: String,
-        _ permissions: XenstorePermissions,
-        transaction: XenstoreTransaction,
-        upto: Bool,
-        recurse: Bool
-    ) async throws {
-        guard !path.isEmpty else { return }
-        do {
-            try await client.setPermissions(path, permissions, transaction: transaction)
-        } catch {
-            throw error.failure("Error occurred setting permissions on '\(path)'")
-        }
-        if upto, let slash = path.lastIndex(of: "/") {
-            try await apply(
-                client,
-                String(path[..<slash]),
-                permissions,
-                transaction: transaction,
-                upto: true,
-                recurse: false
-            )
-        }
-        if recurse {
-            let children = (try? await client.directory(path, transaction: transaction)) ?? []
-            for child in children {
-                try await apply(
-                    client,
-                    path + "/" + child,
+                try await client.setPermissions(
+                    key,
                     permissions,
                     transaction: transaction,
-                    upto: false,
-                    recurse: true
+                    upto: upto,
+                    recurse: recurse
                 )
             }
         }
@@ -514,7 +368,7 @@ struct StoreGetPerms: AsyncParsableCommand {
                     do {
                         permissions = try await client.permissions(key, transaction: transaction)
                     } catch {
-                        throw error.failure("could not access permissions for \(key)")
+                        throw error.toolFailure("could not access permissions for \(key)")
                     }
                     if prefix { output += "\(key): " }
                     output += permissions.entries.map(\.description).joined(separator: " ") + "\n"
