@@ -179,6 +179,40 @@ public final class ChildProcess: Sendable {
     }
 
     /// The path of the running executable (`/proc/self/exe`), so a process can
+
+    /// Runs `executable` to its end and returns how it ended with everything it
+    /// wrote to standard output (standard error stays ours).
+    public static func output(
+        of executable: String,
+        arguments: [String]
+    ) throws(Errno) -> (termination: Termination, output: [UInt8]) {
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { throw Errno(rawValue: errno) }
+        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        let process: ChildProcess
+        do {
+            process = try ChildProcess(
+                executable: executable,
+                arguments: arguments,
+                descriptors: [1: FileDescriptor(rawValue: ends[1])]
+            )
+        } catch {
+            close(ends[0])
+            close(ends[1])
+            throw error
+        }
+        close(ends[1])
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let got = read(ends[0], &buffer, buffer.count)
+            if got < 0, errno == EINTR { continue }
+            if got <= 0 { break }
+            output += buffer.prefix(got)
+        }
+        close(ends[0])
+        return (try process.wait(), output)
+    }
     /// start another copy of itself as a peer.
     public static func currentExecutable() -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)

@@ -92,76 +92,10 @@ struct AllBench: ParsableCommand {
     var quick = false
 
     func run() throws {
-        let conch = ChildProcess.currentExecutable()
-        var arguments: [(String, [String])] = [
-            ("ring", []), ("xenstore", []), ("evtchn", []), ("console", []), ("scale", []), ("create", []),
-        ]
-        if quick {
-            arguments = [
-                ("ring", ["--mebibytes", "8", "--runs", "1"]), ("xenstore", ["--operations", "500"]),
-                ("evtchn", ["--round-trips", "500"]), ("console", ["--mebibytes", "8", "--echoes", "200"]),
-                ("scale", ["--consoles", "50", "--idle-seconds", "1"]),
-                ("create", ["--rounds", "5", "--parallel", "5"]),
-            ]
+        let results = try AllBenchmarks.run(conch: ChildProcess.currentExecutable(), quick: quick) { line in
+            if !json { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
         }
-        var results: [(String, [String: Any])] = []
-        for (name, extra) in arguments {
-            if !json { FileHandle.standardError.write(Data("running bench \(name)…\n".utf8)) }
-            let output = try captureStdout(conch, ["bench", name, "--json"] + extra)
-            guard let object = try? JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any] else {
-                throw CLIError("bench \(name) printed no JSON object: \(output.prefix(200))")
-            }
-            results.append((name, object))
-        }
-        if json {
-            let object = Dictionary(uniqueKeysWithValues: results.map { ($0.0, $0.1 as Any) })
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
-            return
-        }
-        print("benchmark  figure                              value")
-        for (name, object) in results {
-            for key in object.keys.sorted() {
-                let value = object[key].map(Self.formatted) ?? ""
-                print(
-                    name.padding(toLength: 10, withPad: " ", startingAt: 0) + " "
-                        + key.padding(toLength: 35, withPad: " ", startingAt: 0) + " " + value
-                )
-            }
-        }
-    }
-
-    /// Integers as they are; other numbers with at most two decimals.
-    static func formatted(_ value: Any) -> String {
-        guard let number = value as? NSNumber, !(value is Bool) else { return "\(value)" }
-        let double = number.doubleValue
-        if double == double.rounded(), abs(double) < 1e15 { return String(Int64(double)) }
-        return String(format: "%.2f", double)
-    }
-
-    private func captureStdout(_ executable: String, _ arguments: [String]) throws -> String {
-        var ends: [Int32] = [0, 0]
-        guard pipe(&ends) == 0 else { throw CLIError("pipe failed: errno \(errno)") }
-        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-        let process = try ChildProcess(
-            executable: executable,
-            arguments: arguments,
-            descriptors: [1: FileDescriptor(rawValue: ends[1])]
-        )
-        close(ends[1])
-        var output: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let got = read(ends[0], &buffer, buffer.count)
-            if got <= 0 { break }
-            output += buffer.prefix(got)
-        }
-        close(ends[0])
-        let termination = try process.wait()
-        guard termination == .exited(0) else {
-            throw CLIError("`conch \(arguments.joined(separator: " "))` failed (\(termination))")
-        }
-        return String(decoding: output, as: UTF8.self)
+        print(json ? try AllBenchmarks.json(results) : AllBenchmarks.table(results))
     }
 }
 
