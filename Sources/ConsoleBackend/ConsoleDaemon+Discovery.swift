@@ -375,16 +375,18 @@ extension ConsoleDaemon {
         let inProd = session.ring.backend.output.rawIndices.producer
         let (data, target) = try keeper.attach(key: session.key, outCons: outCons, inProd: inProd)
         defer { try? data.close() }
-        let delivered = target &- outCons
-        if delivered > 0, delivered <= UInt32(ConsoleInterface.outSize) {
-            try session.ring.backend.input.consume(Int(delivered))
+        switch KeeperLedger.alreadyDelivered(outCons: outCons, delivered: target) {
+        case 0?:
+            break
+        case let delivered?:
+            try session.ring.backend.input.consume(delivered)
             logger.notice(
                 "\(delivered) bytes were delivered before a restart; consumed without resending",
                 metadata: ["console": "\(session.key)"]
             )
-        } else if delivered != 0 {
+        case nil:
             logger.warning(
-                "the keeper and the ring disagree by \(delivered) bytes; resuming from the ring",
+                "the keeper and the ring disagree by \(target &- outCons) bytes; resuming from the ring",
                 metadata: ["console": "\(session.key)"]
             )
         }

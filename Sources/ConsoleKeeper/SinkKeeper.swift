@@ -89,10 +89,7 @@ public final class SinkKeeper {
         var toClient = Deque<UInt8>()
         var toConsoled = Deque<UInt8>()
         var inputHistory = Deque<UInt8>()
-        var baseOut: UInt32?
-        var receivedOut: UInt32 = 0
-        var baseIn: UInt32 = 0
-        var sentIn: UInt32 = 0
+        var counts = KeeperLedger()
 
         init(key: String, path: String, name: String, listener: Int32) {
             self.key = key
@@ -308,23 +305,19 @@ public final class SinkKeeper {
         if entry.data != nil { readData(entry, draining: true) }  // everything the old consoled sent
         if let data = entry.data { Glibc.close(data) }
         entry.data = nil
-        if entry.baseOut == nil {
-            entry.baseOut = outCons
-            entry.baseIn = inProd
-        } else {
-            // Input the old consoled took but never wrote into the ring goes again.
-            let unconfirmed = Int(entry.baseIn &+ entry.sentIn &- inProd)
-            if unconfirmed > 0, unconfirmed <= entry.inputHistory.count {
-                let again = entry.inputHistory.suffix(unconfirmed)
-                entry.inputHistory.removeLast(unconfirmed)
-                entry.toConsoled.insert(contentsOf: again, at: 0)
-                entry.sentIn &-= UInt32(unconfirmed)
-            } else if unconfirmed != 0 {
-                logger.error(
-                    "input reconciliation impossible",
-                    metadata: ["key": "\(key)", "unconfirmed": "\(unconfirmed)"]
-                )
-            }
+        // Input the old consoled took but never wrote into the ring goes again.
+        switch entry.counts.attach(outCons: outCons, inProd: inProd, history: entry.inputHistory.count) {
+        case .nothing:
+            break
+        case .resend(let count):
+            let again = entry.inputHistory.suffix(count)
+            entry.inputHistory.removeLast(count)
+            entry.toConsoled.insert(contentsOf: again, at: 0)
+        case .impossible(let unconfirmed):
+            logger.error(
+                "input reconciliation impossible",
+                metadata: ["key": "\(key)", "unconfirmed": "\(unconfirmed)"]
+            )
         }
         let (mine, theirs) = try UnixSocket.pair()
         let data = dup(mine.fileDescriptor.rawValue)
@@ -332,7 +325,7 @@ public final class SinkKeeper {
         _ = fcntl(data, F_SETFL, fcntl(data, F_GETFL) | O_NONBLOCK)
         entry.data = data
         let handed = FileDescriptor(rawValue: dup(theirs.fileDescriptor.rawValue))
-        return (handed, entry.baseOut! &+ entry.receivedOut)
+        return (handed, entry.counts.deliveredOutCons ?? outCons)
     }
 
     private func close(_ key: String) {
@@ -388,7 +381,7 @@ public final class SinkKeeper {
         reading: repeat {
             switch readAvailable(data, into: &buffer) {
             case .moved(let got):
-                entry.receivedOut &+= UInt32(truncatingIfNeeded: got)
+                entry.counts.received(got)
                 var sent = 0
                 if entry.toClient.isEmpty, let client = entry.client {
                     // A client that went away is noticed by the flush below.
@@ -413,7 +406,7 @@ public final class SinkKeeper {
         let sent = sendAvailable(data, chunk).count
         guard sent > 0 else { return }
         entry.toConsoled.removeFirst(sent)
-        entry.sentIn &+= UInt32(truncatingIfNeeded: sent)
+        entry.counts.sent(sent)
         entry.inputHistory.append(contentsOf: chunk.prefix(sent))
         if entry.inputHistory.count > Self.inputHistoryLimit {
             entry.inputHistory.removeFirst(entry.inputHistory.count - Self.inputHistoryLimit)
