@@ -52,12 +52,15 @@ struct Tree: Sendable {
         }
     }
 
+    /// An empty tree to hold in place of one being changed elsewhere.
+    static let placeholder = Tree(generation: 0)
+
     func nodeCount(ownedBy domid: DomID) -> Int { ownerCounts[domid, default: 0] }
 
     func node(at path: XenstorePath) -> Node? {
         var current = root
         for name in path.components {
-            guard let child = current.children[String(name)] else { return nil }
+            guard let child = current.children[name] else { return nil }
             current = child
         }
         return current
@@ -66,13 +69,13 @@ struct Tree: Sendable {
     /// The deepest existing node on the way to `path` (`path` itself if it exists).
     func nearestExisting(_ path: XenstorePath) -> (path: XenstorePath, node: Node) {
         var current = root
-        var currentPath = XenstorePath(trusted: "/")
+        var depth = 0
         for name in path.components {
-            guard let child = current.children[String(name)] else { break }
+            guard let child = current.children[name] else { break }
             current = child
-            currentPath = currentPath.appending(name)
+            depth += 1
         }
-        return (currentPath, current)
+        return (path.prefix(depth), current)
     }
 
     /// Creates `path` and any missing ancestors, then sets its value if `value` is non-nil
@@ -117,7 +120,7 @@ struct Tree: Sendable {
             cursor = cursor.appending(name)
             created.append(cursor)
         }
-        let firstName = String(components[existingDepth])
+        let firstName = components[existingDepth]
         Tree.mutate(&root, components[..<existingDepth]) {
             $0.children[firstName] = chain
             $0.generation = generation
@@ -135,7 +138,7 @@ struct Tree: Sendable {
         let components = path.components
         guard let name = components.last else { return [] }
         let removedNode = Tree.mutate(&root, components.dropLast()) { parent -> Node? in
-            let child = parent.children.removeValue(forKey: String(name))
+            let child = parent.children.removeValue(forKey: name)
             if child != nil { parent.generation = generation }
             return child
         }
@@ -184,27 +187,27 @@ struct Tree: Sendable {
     }
 
     private static func buildChain(
-        _ names: ArraySlice<Substring>,
+        _ names: ArraySlice<String>,
         leaf: Node,
         perms: XenstorePermissions,
         generation: UInt64
     ) -> Node {
         guard let first = names.first else { return leaf }
         var node = Node(value: [], perms: perms, generation: generation)
-        node.children[String(first)] = buildChain(names.dropFirst(), leaf: leaf, perms: perms, generation: generation)
+        node.children[first] = buildChain(names.dropFirst(), leaf: leaf, perms: perms, generation: generation)
         return node
     }
 
     @discardableResult
     private static func mutate<R>(
         _ node: inout Node,
-        _ components: ArraySlice<Substring>,
+        _ components: ArraySlice<String>,
         _ body: (inout Node) -> R
     )
         -> R?
     {
         guard let name = components.first else { return body(&node) }
-        guard let index = node.children.index(forKey: String(name)) else { return nil }
+        guard let index = node.children.index(forKey: name) else { return nil }
         return mutate(&node.children.values[index], components.dropFirst(), body)
     }
 }

@@ -31,27 +31,71 @@ public struct XenstorePath: Hashable, Sendable, CustomStringConvertible {
     public var isRoot: Bool { rawValue == "/" }
     public var description: String { rawValue }
 
-    /// The names from the root down; empty for `/`.
-    var components: [Substring] {
-        rawValue.split(separator: "/", omittingEmptySubsequences: true)
-    }
+    /// The names from the root down; empty for `/`. Split once, when the path is
+    /// made: every tree walk uses them, several times per request.
+    let components: [String]
 
     /// The parent path; nil for `/` and special paths.
     var parent: XenstorePath? {
-        guard !isRoot, !isSpecial, let slash = rawValue.lastIndex(of: "/") else { return nil }
+        guard !isRoot, !isSpecial, let slash = rawValue.utf8.lastIndex(of: UInt8(ascii: "/")) else { return nil }
         let parent = slash == rawValue.startIndex ? "/" : String(rawValue[..<slash])
-        return XenstorePath(trusted: parent)
+        return XenstorePath(rawValue: parent, components: Array(components.dropLast()), wasRelative: false)
     }
 
     /// A path known to be valid (built by the engine itself).
     init(trusted: String, wasRelative: Bool = false) {
-        self.rawValue = trusted
+        self.init(
+            rawValue: trusted,
+            components: Self.names(trusted),
+            wasRelative: wasRelative
+        )
+    }
+
+    /// The names between slashes, empty ones skipped.
+    private static func names(_ path: String) -> [String] {
+        var names: [String] = []
+        var path = path
+        path.withUTF8 { bytes in
+            var start = 0
+            for index in 0...bytes.count where index == bytes.count || bytes[index] == UInt8(ascii: "/") {
+                if index > start { names.append(String(decoding: bytes[start..<index], as: UTF8.self)) }
+                start = index + 1
+            }
+        }
+        return names
+    }
+
+    private init(rawValue: String, components: [String], wasRelative: Bool) {
+        self.rawValue = rawValue
+        self.components = components
         self.wasRelative = wasRelative
     }
 
     /// `self` followed by `/name`.
     func appending(_ name: some StringProtocol) -> XenstorePath {
-        XenstorePath(trusted: isRoot ? "/\(name)" : "\(rawValue)/\(name)")
+        let name = String(name)
+        return XenstorePath(
+            rawValue: isRoot ? "/" + name : rawValue + "/" + name,
+            components: components + [name],
+            wasRelative: false
+        )
+    }
+
+    /// The ancestor made of the first `depth` components (`/` for 0).
+    func prefix(_ depth: Int) -> XenstorePath {
+        guard depth < components.count else { return self }
+        let names = Array(components[..<depth])
+        return XenstorePath(rawValue: "/" + names.joined(separator: "/"), components: names, wasRelative: false)
+    }
+
+    // Identity is the text: the components follow from it.
+    public static func == (a: XenstorePath, b: XenstorePath) -> Bool {
+        a.rawValue == b.rawValue && a.wasRelative == b.wasRelative
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(rawValue)
+        hasher.combine(wasRelative)
     }
 
     /// Whether `self` equals `other` or lies beneath it.
