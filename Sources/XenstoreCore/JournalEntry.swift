@@ -196,9 +196,10 @@ extension XenstoreEngine {
             return domainDestroyed(domid)
         case .lostTransaction(let id, let transaction):
             guard connections[id] != nil else { return [] }
+            let current = store
             connections[id]?.transactions[transaction] = Transaction(
-                base: store,
-                tree: store,
+                base: current,
+                tree: current,
                 syncedVersion: storeVersion,
                 lost: true
             )

@@ -55,10 +55,8 @@ extension XenstoreEngine {
     ///
     /// - Throws: ENOSPC if an unprivileged transaction now touches too many nodes.
     mutating func commit(_ view: StoreView, _ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
-        guard request.transaction != nil else {
-            store = view.tree
-            return fire(view.triggers)
-        }
+        // Outside a transaction the store already holds the change (changeTree).
+        guard request.transaction != nil else { return fire(view.triggers) }
         // The nodes a transaction accessed, as cxenstored counts them: read, written, or relied on.
         if let limits = limits(request), (view.touched.count + view.dependencies.count).exceeds(limits.transactionNodes)
         {
@@ -217,14 +215,25 @@ extension XenstoreEngine {
             }
         }
 
-        let newOwner = connection.privileged ? nil : connection.domid
-        let result = view.tree.write(path, value: value, newOwner: newOwner, generation: nextGeneration())
-        view.log.append(.write(path, value: value, newOwner: newOwner))
         if let limits, limits.nodeSize > 0 {
-            for changed in [path, result.extended].compactMap({ $0 }) {
-                if let node = view.tree.node(at: changed), node.recordSize >= limits.nodeSize { throw .ENOSPC }
+            // The sizes the written node and the ancestor that gains a child will
+            // have, checked before anything changes.
+            let sizes: [Int]
+            if let old {
+                sizes = [old.recordSize - old.value.count + (value?.count ?? old.value.count)]
+            } else {
+                let firstNew = path.components[existingPath.components.count]
+                sizes = [
+                    24 + 8 * existing.perms.entries.count + (value?.count ?? 0),
+                    existing.recordSize + firstNew.utf8.count + 1,
+                ]
             }
+            if sizes.contains(where: { $0 >= limits.nodeSize }) { throw .ENOSPC }
         }
+        let newOwner = connection.privileged ? nil : connection.domid
+        let generation = nextGeneration()
+        changeTree(&view) { $0.write(path, value: value, newOwner: newOwner, generation: generation) }
+        view.log.append(.write(path, value: value, newOwner: newOwner))
         guard let new = view.tree.node(at: path) else { throw .EINVAL }
         let parentPerms = path.parent.flatMap { view.tree.node(at: $0)?.perms }
         view.triggers.append(
@@ -253,7 +262,8 @@ extension XenstoreEngine {
         guard canWrite(request.connection, node.perms) else { throw .EACCES }
         let parentPerms = view.tree.node(at: parent)?.perms
         view.depend(parent)
-        let removed = view.tree.remove(path, generation: nextGeneration())
+        let generation = nextGeneration()
+        let removed = changeTree(&view) { $0.remove(path, generation: generation) }
         view.log.append(.remove(path))
         view.triggers += removalTriggers(removed, parentPerms: parentPerms)
         for entry in removed { view.touch(entry.path) }
@@ -305,11 +315,14 @@ extension XenstoreEngine {
         guard let node = view.tree.node(at: path) else { throw missing(path, in: view.tree, request) }
         guard access(connection, node.perms).owner else { throw .EACCES }
         if perms.owner.domid != node.perms.owner.domid && !connection.privileged { throw .EPERM }
-        view.tree.setPerms(path, perms, generation: nextGeneration())
-        view.log.append(.setPerms(path, perms))
-        if let limits, limits.nodeSize > 0, let new = view.tree.node(at: path), new.recordSize >= limits.nodeSize {
+        if let limits, limits.nodeSize > 0,
+            node.recordSize + 8 * (perms.entries.count - node.perms.entries.count) >= limits.nodeSize
+        {
             throw .ENOSPC
         }
+        let generation = nextGeneration()
+        changeTree(&view) { $0.setPerms(path, perms, generation: generation) }
+        view.log.append(.setPerms(path, perms))
         let parentPerms = path.parent.flatMap { view.tree.node(at: $0)?.perms }
         view.triggers.append(WatchTrigger(path: path, perms: [node.perms, perms, parentPerms].compactMap { $0 }))
         return [request.ok] + (try commit(view, request))

@@ -92,7 +92,12 @@ extension XenstoreEngine {
         var id = connection.nextTransactionID
         while id == 0 || connection.transactions[id] != nil { id &+= 1 }  // ids wrap; 0 means "none"
         connections[request.id]?.nextTransactionID = id &+ 1
-        connections[request.id]?.transactions[id] = Transaction(base: store, tree: store, syncedVersion: storeVersion)
+        let current = store
+        connections[request.id]?.transactions[id] = Transaction(
+            base: current,
+            tree: current,
+            syncedVersion: storeVersion
+        )
         return [request.reply(XenstorePayload.string(String(id)))]
     }
 
@@ -142,7 +147,8 @@ extension XenstoreEngine {
         var tree = store
         // The transaction's own nodes get the current generation: nobody else sees them.
         tree.replay(transaction.log, generation: generation)
-        connections[id]?.transactions[txID]?.base = store
+        let current = store
+        connections[id]?.transactions[txID]?.base = current
         connections[id]?.transactions[txID]?.tree = tree
         connections[id]?.transactions[txID]?.syncedVersion = storeVersion
     }

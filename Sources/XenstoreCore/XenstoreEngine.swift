@@ -70,9 +70,16 @@ public struct XenstoreEngine: Sendable {
     /// The features this server supports (GET_FEATURE; SET_FEATURE may only narrow them).
     public let supportedFeatures: XenstoreServerFeatures
 
+    /// The store. Set through here (which counts the change), or changed in place
+    /// through ``changeTree(_:_:)``.
     var store: Tree {
-        didSet { storeVersion &+= 1 }
+        get { storeStorage }
+        set {
+            storeStorage = newValue
+            storeVersion &+= 1
+        }
     }
+    private(set) var storeStorage: Tree
     /// Bumped at every change of ``store``: a transaction whose view was made at
     /// another version catches up before its next request (see ``catchUp(_:of:)``).
     var storeVersion: UInt64 = 0
@@ -93,7 +100,20 @@ public struct XenstoreEngine: Sendable {
     public init(quotas: Quotas = .cxenstored417, supportedFeatures: XenstoreServerFeatures = []) {
         self.quotas = quotas
         self.supportedFeatures = supportedFeatures
-        self.store = Tree(generation: 0)
+        self.storeStorage = Tree(generation: 0)
+    }
+
+    /// Changes the tree a request sees: its transaction's, or the store itself,
+    /// in place. A write outside a transaction thus copies no node that only the
+    /// store holds (a directory of 100,000 children is not copied to add one).
+    /// Callers check everything first: nothing may fail once `body` ran.
+    mutating func changeTree<R>(_ view: inout StoreView, _ body: (inout Tree) -> R) -> R {
+        if view.base != nil { return body(&view.tree) }
+        view.tree = Tree.placeholder  // let go of the view's reference: the store's nodes are unique again
+        let result = body(&storeStorage)
+        storeVersion &+= 1
+        view.tree = storeStorage
+        return result
     }
 
     // MARK: Connections
