@@ -315,7 +315,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "CLITests", dependencies: ["XenTestKit"]),
+        .testTarget(name: "CLITests", dependencies: ["XenTestKit", "SystemExtras"]),
         .testTarget(
             name: "DeviceModelTests",
             dependencies: ["DeviceModel", "XenABI", "XenTestKit", "XenstoreClient", "SystemExtras"]

@@ -87,8 +87,10 @@ public final class GuestKernel: @unchecked Sendable {
             withIntermediateDirectories: true
         )
 
-        // Console 0 as the program's stdio, through a pty so interactive programs work.
-        let stdio = try PseudoTerminal()
+        // Console 0 as the program's stdio, through a pty that behaves as Linux's
+        // hvc0 does under a getty: echo, line editing, CR NL. A program that wants
+        // raw bytes sets raw mode, as it would on a real console.
+        let stdio = try PseudoTerminal(.terminal)
         try? FileManager.default.createSymbolicLink(
             atPath: devDirectory + "/hvc0",
             withDestinationPath: stdio.slavePath

@@ -22,7 +22,17 @@ public final class PseudoTerminal: Sendable {
     /// The slave's path, e.g. `/dev/pts/7`.
     public let slavePath: String
 
-    public init() throws(Errno) {
+    /// How the slave's line discipline starts.
+    public enum Mode: Sendable {
+        /// No processing at all: bytes pass as they are (a backend's end of a
+        /// console, a channel's device).
+        case raw
+        /// A terminal as a Linux console tty starts (`hvc0` under a getty): lines
+        /// edited and echoed, CR read as NL, NL written as CR NL, ^C and ^Z as signals.
+        case terminal
+    }
+
+    public init(_ mode: Mode = .raw) throws(Errno) {
         var master: Int32 = -1
         var slave: Int32 = -1
         guard openpty(&master, &slave, nil, nil, nil) == 0 else { throw Errno(rawValue: errno) }
@@ -30,7 +40,18 @@ public final class PseudoTerminal: Sendable {
         _ = fcntl(slave, F_SETFD, FD_CLOEXEC)
         var settings = termios()
         if tcgetattr(slave, &settings) == 0 {
-            cfmakeraw(&settings)
+            switch mode {
+            case .raw:
+                cfmakeraw(&settings)
+            case .terminal:
+                // What `stty sane` sets, which is also how the kernel starts a console tty.
+                settings.c_iflag |= tcflag_t(BRKINT | ICRNL | IMAXBEL | IUTF8)
+                settings.c_iflag &= ~tcflag_t(INLCR | IGNCR | IXOFF)
+                settings.c_oflag |= tcflag_t(OPOST | ONLCR)
+                settings.c_oflag &= ~tcflag_t(OCRNL | ONLRET)
+                settings.c_lflag |= tcflag_t(ISIG | ICANON | IEXTEN | ECHO | ECHOE | ECHOK | ECHOCTL | ECHOKE)
+                settings.c_lflag &= ~tcflag_t(ECHONL | NOFLSH | TOSTOP)
+            }
             tcsetattr(slave, TCSANOW, &settings)
         }
         guard let name = ttyname(slave) else {

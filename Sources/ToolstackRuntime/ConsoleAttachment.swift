@@ -15,7 +15,9 @@ import Glibc
 #endif
 
 /// Finds a console's host end in xenstore and relays a terminal (or stdin and
-/// stdout) to it.
+/// stdout) to it, as `hvc0` behaves under `xl console`: one session per console,
+/// an escape key that detaches, and a session that follows consoled to a new pty
+/// after a restart.
 public enum ConsoleAttachment {
     public enum Target: Sendable {
         case primary
@@ -23,16 +25,96 @@ public enum ConsoleAttachment {
         case channel(String)
     }
 
-    /// The escape byte, Ctrl-] (as xl console and xenconsole use).
-    static let escape: UInt8 = 0x1d
+    public struct Options: Sendable {
+        /// Without a terminal: seconds of quiet after stdin ends before exiting.
+        public var linger: Double
+        /// The byte that detaches when typed alone (Ctrl-], as xl console and
+        /// xenconsole use); nil: none.
+        public var escape: UInt8?
+        /// Take the console over from another session instead of refusing.
+        public var force: Bool
+
+        public init(linger: Double = 1, escape: UInt8? = Self.defaultEscape, force: Bool = false) {
+            self.linger = linger
+            self.escape = escape
+            self.force = force
+        }
+
+        public static let defaultEscape: UInt8 = 0x1d
+
+        /// Parses an escape key as `-e` takes it: `^]`, `^A` (caret notation), a
+        /// single character, or `none`.
+        public static func escape(parsing text: String) -> UInt8?? {
+            if text == "none" { return .some(nil) }
+            let bytes = Array(text.utf8)
+            if bytes.count == 2, bytes[0] == UInt8(ascii: "^") {
+                let key = bytes[1] == UInt8(ascii: "?") ? 0x7f : bytes[1] & 0x1f
+                return bytes[1] >= 0x3f && bytes[1] <= 0x7e ? .some(key) : nil
+            }
+            if bytes.count == 1, bytes[0] < 0x80 { return .some(bytes[0]) }
+            return nil
+        }
+
+        /// How the key is written: `^]`.
+        public static func describe(_ key: UInt8) -> String {
+            if key == 0x7f { return "^?" }
+            if key < 0x20 { return "^" + String(UnicodeScalar(key | 0x40)) }
+            return String(UnicodeScalar(key))
+        }
+    }
+
+    /// How a session ended.
+    public enum End: Sendable, Equatable {
+        /// The escape key, typed alone.
+        case detached
+        /// Without a terminal: stdin ended and the console went quiet.
+        case inputEnded
+        /// Another session took the console over (`--force`), or we were told to stop.
+        case stopped
+        /// The console's host end closed and did not come back.
+        case closed(String)
+    }
+
+    /// Where a console's host end is, found without following a path the guest wrote.
+    struct Endpoint {
+        var devid: Int
+        var label: String
+        /// The frontend's `tty` node for a pty; nil for a socket channel.
+        var ttyNode: String?
+        var socketPath: String?
+    }
 
     /// Attaches this process's terminal (or stdin and stdout) to a console until
-    /// Ctrl-], the console closing, or — without a terminal — stdin ending and
-    /// `linger` seconds of quiet.
-    public static func attach(host: HostConnection, domain: DomainInfo, target: Target, linger: Double) async throws {
+    /// the escape key, the console closing for good, another session taking it
+    /// over, or — without a terminal — stdin ending and `linger` seconds of quiet.
+    /// Throws, before touching the terminal, when another session holds the
+    /// console and `force` is not set.
+    @discardableResult
+    public static func attach(
+        host: HostConnection,
+        domain: DomainInfo,
+        target: Target,
+        options: Options = Options()
+    ) async throws -> End {
+        let endpoint = try await locate(host: host, domain: domain, target: target)
+        let session = try ConsoleSessionLock.acquire(
+            path: "\(host.runDirectory.path)/consoles/d\(domain.domid.rawValue)-\(endpoint.devid).lock",
+            force: options.force,
+            what: "\(endpoint.label) of \(domain.name)",
+            takeOver: "conch console --force \(domain.name)"
+        )
+        defer { session.release() }
+        var descriptor = try await open(endpoint, host: host, domain: domain)
+        defer { close(descriptor) }
+        let terminal = isatty(STDIN_FILENO) == 1
+        if terminal, let escape = options.escape {
+            let banner =
+                "Connected to \(endpoint.label) of \(domain.name). Escape character is \(Options.describe(escape)).\n"
+            _ = writeAll(STDERR_FILENO, Array(banner.utf8)[...])
+        }
         // Console 0: what was written before we came, from consoled's history (the pty
         // itself holds only what fitted in its buffer, and consoled discards that).
-        if case .primary = target {
+        if endpoint.devid == 0 {
             let history = try? UnixSocketPath.exchange(
                 host.runDirectory.consoledControlSocket,
                 request: Array("history \(domain.domid.rawValue)\n".utf8)
@@ -41,9 +123,6 @@ public enum ConsoleAttachment {
                 _ = writeAll(STDOUT_FILENO, history[...])
             }
         }
-        let descriptor = try await open(host: host, domain: domain, target: target)
-        defer { close(descriptor) }
-        let terminal = isatty(STDIN_FILENO) == 1
         var saved = termios()
         if terminal {
             tcgetattr(STDIN_FILENO, &saved)
@@ -52,10 +131,77 @@ public enum ConsoleAttachment {
             tcsetattr(STDIN_FILENO, TCSANOW, &raw)
         }
         defer { if terminal { tcsetattr(STDIN_FILENO, TCSANOW, &saved) } }
-        relay(descriptor, terminal: terminal, lingerMilliseconds: Int32(max(0, linger) * 1000))
+        let stop = StopSignals()
+        var end: End
+        while true {
+            end = relay(
+                descriptor,
+                terminal: terminal,
+                escape: options.escape,
+                lingerMilliseconds: Int32(max(0, options.linger) * 1000),
+                stop: stop.descriptor
+            )
+            guard end == .closed(""), let ttyNode = endpoint.ttyNode else { break }
+            // The pty went away: consoled restarted (it publishes a new pty) or the
+            // domain is going. Follow the tty node for a while, as xenconsole does.
+            let old = (try? await host.store.readString(ttyNode)) ?? ""
+            let frontend = ConsoleLayout.frontend(domain.domid, devid: endpoint.devid)
+            guard let fresh = await followNewPty(host: host, node: ttyNode, old: old, label: endpoint.label) else {
+                let gone = (try? await host.store.directory(frontend)) == nil
+                end = .closed(
+                    gone
+                        ? "\(domain.name) is gone"
+                        : "consoled stopped serving it (is it running? `conch up` restarts it)"
+                )
+                break
+            }
+            close(descriptor)
+            descriptor = fresh
+        }
+        if terminal { _ = writeAll(STDOUT_FILENO, Array("\r\n".utf8)[...]) }
+        switch end {
+        case .stopped:
+            throw ToolstackError("\(endpoint.label) of \(domain.name): taken over by another session")
+        case .closed(let why):
+            throw ToolstackError("\(endpoint.label) of \(domain.name) closed: \(why)")
+        case .detached, .inputEnded:
+            return end
+        }
+    }
+
+    /// Waits up to 10 s for the `tty` node to name a new pty, and opens it; nil at
+    /// once when the console's frontend directory is gone (the domain went away).
+    static func followNewPty(host: HostConnection, node: String, old: String, label: String) async -> Int32? {
+        let frontend = String(node.dropLast("/tty".count))
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            guard (try? await host.store.directory(frontend)) != nil else { return nil }
+            if let tty = try? await host.store.readString(node), !tty.isEmpty, tty != old,
+                let fd = try? openPty(tty, label: label)
+            {
+                return fd
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return nil
     }
 
     /// The console's pty, opened, or its socket, connected.
+    public static func open(host: HostConnection, domain: DomainInfo, target: Target) async throws -> Int32 {
+        try await open(locate(host: host, domain: domain, target: target), host: host, domain: domain)
+    }
+
+    static func open(_ endpoint: Endpoint, host: HostConnection, domain: DomainInfo) async throws -> Int32 {
+        if let path = endpoint.socketPath { return try connectChannelSocket(path, label: endpoint.label) }
+        guard let node = endpoint.ttyNode, let tty = try? await host.store.readString(node), !tty.isEmpty else {
+            throw ToolstackError(
+                "\(endpoint.label) of \(domain.name) has no pty yet: is consoled running (`conch up`)?"
+            )
+        }
+        return try openPty(tty, label: endpoint.label)
+    }
+
+    /// Where the console's host end is.
     ///
     /// Every path comes from somewhere the guest cannot write (XSA-178): the
     /// frontend directory is derived from the domid and devid, a channel is found
@@ -63,7 +209,7 @@ public enum ConsoleAttachment {
     /// there. The pty path is the one node read from the frontend directory (a
     /// node consoled wrote and the guest can only read), and it is opened only if
     /// it is a pty.
-    public static func open(host: HostConnection, domain: DomainInfo, target: Target) async throws -> Int32 {
+    static func locate(host: HostConnection, domain: DomainInfo, target: Target) async throws -> Endpoint {
         let d = domain.domid
         let devid: Int
         let label: String
@@ -97,13 +243,10 @@ public enum ConsoleAttachment {
             let copy = ConsoleLayout.toolstackCopy(d, devid: devid)
             if (try? await host.store.readString(copy + "/connection")) == "socket" {
                 let path = (try? await host.store.readString(copy + "/path")) ?? ""
-                return try connectChannelSocket(path, label: label)
+                return Endpoint(devid: devid, label: label, ttyNode: nil, socketPath: path)
             }
         }
-        guard let tty = try? await host.store.readString(frontend + "/tty"), !tty.isEmpty else {
-            throw ToolstackError("\(label) of \(domain.name) has no pty yet: is consoled running (`conch up`)?")
-        }
-        return try openPty(tty, label: label)
+        return Endpoint(devid: devid, label: label, ttyNode: frontend + "/tty", socketPath: nil)
     }
 
     /// Connects to a channel's socket, if it is a socket of this user's (or root's):
@@ -138,26 +281,36 @@ public enum ConsoleAttachment {
         return fd
     }
 
-    /// Moves bytes both ways until Ctrl-] (terminal), the console closing, or —
-    /// without a terminal — stdin ending and the console going quiet.
-    static func relay(_ console: Int32, terminal: Bool, lingerMilliseconds: Int32) {
+    /// Moves bytes both ways until the escape key typed alone (terminal), the
+    /// console closing (`.closed("")`), `stop` turning readable, or — without a
+    /// terminal — stdin ending and the console going quiet. A paste that merely
+    /// contains the escape byte goes to the guest.
+    static func relay(
+        _ console: Int32,
+        terminal: Bool,
+        escape: UInt8?,
+        lingerMilliseconds: Int32,
+        stop: Int32
+    ) -> End {
         var buffer = [UInt8](repeating: 0, count: 65536)
         var inputOpen = true
         while true {
             var fds = [
                 pollfd(fd: console, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: inputOpen ? STDIN_FILENO : -1, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: stop, events: Int16(POLLIN), revents: 0),
             ]
-            let ready = poll(&fds, 2, inputOpen ? -1 : lingerMilliseconds)
+            let ready = poll(&fds, 3, inputOpen ? -1 : lingerMilliseconds)
             if ready < 0 {
                 if errno == EINTR { continue }
-                return
+                return .closed("")
             }
-            if ready == 0 { return }  // quiet for the linger time after stdin ended
+            if ready == 0 { return .inputEnded }  // quiet for the linger time after stdin ended
+            if fds[2].revents != 0 { return .stopped }
             if fds[0].revents != 0 {
                 let got = read(console, &buffer, buffer.count)
-                guard got > 0 else { return }  // closed
-                guard writeAll(STDOUT_FILENO, buffer[..<got]) else { return }
+                guard got > 0 else { return .closed("") }
+                guard writeAll(STDOUT_FILENO, buffer[..<got]) else { return .stopped }
             }
             if inputOpen, fds[1].revents != 0 {
                 let got = read(STDIN_FILENO, &buffer, buffer.count)
@@ -165,13 +318,8 @@ public enum ConsoleAttachment {
                     inputOpen = false
                     continue
                 }
-                var chunk = buffer[..<got]
-                if terminal, let at = chunk.firstIndex(of: escape) {
-                    chunk = chunk[..<at]
-                    _ = writeAll(console, chunk)
-                    return
-                }
-                guard writeAll(console, chunk) else { return }
+                if terminal, let escape, got == 1, buffer[0] == escape { return .detached }
+                guard writeAll(console, buffer[..<got]) else { return .closed("") }
             }
         }
     }

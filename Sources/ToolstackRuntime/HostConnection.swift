@@ -95,7 +95,7 @@ public struct HostConnection {
             hypervisor = try HypervisorFactory.privileged(.simulated(runDirectory))
         } catch {
             throw ToolstackError(
-                "no hypervisor at \(runDirectory.hypervisorSocket) (\(error)): start the host stack with "
+                "no host stack in \(runDirectory.path) (nothing answers on hypervisor.sock): start it with "
                     + "`conch up --detach`, or pass the right --run-dir"
             )
         }

@@ -22,10 +22,12 @@ struct ConsoleCommand: AsyncParsableCommand {
         commandName: "console",
         abstract: "Attach to a domain's console 0, console N or a channel (like xl console).",
         discussion: """
-            On a terminal: raw mode, and Ctrl-] detaches. Without a terminal (a script): stdin \
-            goes to the console and output comes out on stdout; after stdin ends, output is \
-            relayed until the console has been quiet for --linger seconds. pty and socket \
-            channels behave the same. Examples:
+            On a terminal: raw mode, and the escape key typed alone (Ctrl-] unless -e says \
+            otherwise) detaches. One session per console: a second is refused unless --force \
+            takes the console over. If consoled restarts, the session follows it to the new pty. \
+            Without a terminal (a script): stdin goes to the console and output comes out on \
+            stdout; after stdin ends, output is relayed until the console has been quiet for \
+            --linger seconds. pty and socket channels behave the same. Examples:
 
               conch console web-1
               conch console web-1 --channel org.conch.provision.0
@@ -48,9 +50,21 @@ struct ConsoleCommand: AsyncParsableCommand {
     @Option(help: "Without a terminal: seconds of quiet after stdin ends before exiting.")
     var linger: Double = 1
 
+    @Option(
+        name: [.customShort("e"), .long],
+        help: "The key that detaches when typed alone: ^] (the default), ^A, a character, or none."
+    )
+    var escape: String = "^]"
+
+    @Flag(help: "Take the console over from another session attached to it.")
+    var force = false
+
     func validate() throws {
         if number != nil, channel != nil { throw ValidationError("give -n or --channel, not both") }
         if let number, number < 0 { throw ValidationError("-n must be 0 or more") }
+        if ConsoleAttachment.Options.escape(parsing: escape) == nil {
+            throw ValidationError("-e takes ^X (caret notation), one character, or none; not '\(escape)'")
+        }
     }
 
     func run() async throws {
@@ -58,7 +72,12 @@ struct ConsoleCommand: AsyncParsableCommand {
         let target = try await host.guest(domain)
         let which: ConsoleAttachment.Target =
             if let channel { .channel(channel) } else if let number, number > 0 { .secondary(number) } else { .primary }
-        try await ConsoleAttachment.attach(host: host, domain: target, target: which, linger: linger)
+        let options = ConsoleAttachment.Options(
+            linger: linger,
+            escape: ConsoleAttachment.Options.escape(parsing: escape) ?? ConsoleAttachment.Options.defaultEscape,
+            force: force
+        )
+        try await ConsoleAttachment.attach(host: host, domain: target, target: which, options: options)
     }
 }
 

@@ -91,7 +91,7 @@ struct Consoled: AsyncParsableCommand {
             // xenstored may restart under us: the client reconnects and sets its watches again.
             store = try await XenstoreClient.connect(socketPath: placement.xenstoreSocket, reconnecting: true)
         } catch {
-            throw ValidationError("cannot reach xenstored at \(placement.xenstoreSocket): \(error) (\(placement.hint))")
+            throw CLIError("cannot reach xenstored at \(placement.xenstoreSocket): \(error) (\(placement.hint))")
         }
         let logLevel = logging.logLevel.rawValue
         let keeper: @Sendable () throws -> KeeperClient = {
@@ -242,7 +242,9 @@ func readAll(fromSocket path: String, request: String? = nil) throws -> [UInt8] 
     do {
         return try UnixSocketPath.exchange(path, request: request.map { Array($0.utf8) })
     } catch {
-        throw ValidationError("cannot reach consoled at \(path): \(error) (is `conch consoled` running?)")
+        throw CLIError(
+            "consoled is not running (nothing answers on \(path)): start the host stack with `conch up --detach`"
+        )
     }
 }
 
@@ -251,5 +253,5 @@ func resolveDomain(_ text: String, runDirectory: RunDirectory) throws -> UInt16 
     if text == "0" { return 0 }  // dom0: consoled serves none of its consoles, but it is a domain
     let domains = try HypervisorFactory.privileged(.simulated(runDirectory)).listDomains()
     if let found = HostConnection.find(text, in: domains) { return found.domid.rawValue }
-    throw ValidationError("no domain named or numbered '\(text)' (see `conch list`)")
+    throw CLIError("no domain named or numbered '\(text)' (see `conch list`)")
 }

@@ -111,7 +111,7 @@ struct Create: AsyncParsableCommand {
         )
         print(created.domain.domid.rawValue)
         if attachConsole {
-            try await ConsoleAttachment.attach(host: host, domain: created.domain, target: .primary, linger: 1)
+            try await ConsoleAttachment.attach(host: host, domain: created.domain, target: .primary)
         }
     }
 

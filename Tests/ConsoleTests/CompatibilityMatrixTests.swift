@@ -60,7 +60,7 @@ struct CompatibilityMatrixTests {
 
     /// The boot lines in `text`, as numbers, in order of appearance.
     static func bootLines(_ text: String) -> [Int] {
-        text.split(separator: "\n").compactMap { line in
+        text.split(whereSeparator: \.isNewline).compactMap { line in
             guard let range = line.range(of: "boot line ") else { return nil }
             return Int(line[range.upperBound...].prefix(8))
         }

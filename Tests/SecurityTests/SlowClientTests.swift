@@ -76,7 +76,7 @@ struct SlowClientTests {
         )
         let stats = try ConchExecutable.run(["stats", "--json", "--run-dir", stack.host.runDirectory]).stdout
         #expect(stats.contains("\"client_missed_bytes\":") && !stats.contains("\"client_missed_bytes\":0,"), "\(stats)")
-        let lines = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
+        let lines = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(whereSeparator: \.isNewline)
         #expect(lines.filter { $0.contains("of a chatty guest") }.count == 4000, "the log has everything")
     }
 }
