@@ -10,6 +10,7 @@ import ConsoleCore
 import ConsoleKeeper
 import Foundation
 import Logging
+import MetricsEndpoint
 import NIOCore
 import NIOPosix
 import SystemExtras
@@ -47,6 +48,8 @@ public actor ConsoleDaemon {
         public var historyCapacity: Int
         /// Never touch the `connection` byte (a pre-4.21 backend).
         public var legacyFlag: Bool
+        /// `HOST:PORT` to serve Prometheus' `GET /metrics` on; nil: no endpoint.
+        public var metricsAddress: String?
         /// The domain consoled runs in: its backend tree is `/local/domain/<this>/backend/console`.
         public var backendDomid: DomID = .dom0
         /// Connects to (or starts) the process that holds socket channels' listeners
@@ -63,8 +66,10 @@ public actor ConsoleDaemon {
             rate: TokenBucket.Configuration = .default,
             historyCapacity: Int = ConsoleHistory.defaultCapacity,
             legacyFlag: Bool = false,
+            metricsAddress: String? = nil,
             keeper: (@Sendable () throws -> KeeperClient)? = nil
         ) {
+            self.metricsAddress = metricsAddress
             self.logDirectory = logDirectory
             self.statsSocket = statsSocket
             self.controlSocket = controlSocket
@@ -91,6 +96,8 @@ public actor ConsoleDaemon {
     /// Live domains an operator released (``stopServing(_:)``): not served again.
     var stoppedServing: Set<DomID> = []
     var statsServer: (any Channel)?
+    var metricsServer: MetricsServer?
+    let metrics = ConsoledMetrics()
     var controlServer: (any Channel)?
     /// The running keeper (a thread watches its process, to restart it).
     var keeperClient: KeeperClient?
@@ -135,6 +142,13 @@ public actor ConsoleDaemon {
         if let path = configuration.controlSocket {
             controlServer = try await startServer(path) { daemon in ControlHandler(daemon: daemon) }
         }
+        if let address = configuration.metricsAddress {
+            let server = try await MetricsServer.start(address, metrics: metrics.metrics, group: eventLoop) {
+                [weak self] in await self?.recordMetrics()
+            }
+            metricsServer = server
+            logger.info("metrics for Prometheus on http://\(server.address)/metrics")
+        }
         if configuration.keeper != nil { try await startKeeper() }
         try await monitorHypervisor()
         let introduced = try await store.watch("@introduceDomain", token: "domlist-intro")
@@ -162,6 +176,7 @@ public actor ConsoleDaemon {
         keeperClient?.quit()
         for tasks in watchedDomains.values { for task in tasks { task.cancel() } }
         watchedDomains.removeAll()
+        metricsServer?.close()
         statsServer?.close(promise: nil)
         if let path = configuration.statsSocket { unlink(path) }
         controlServer?.close(promise: nil)
@@ -180,6 +195,11 @@ public actor ConsoleDaemon {
     }
 
     public var servedConsoles: [ConsoleKey] { sessions.keys.sorted() }
+
+    /// Where the metrics endpoint listens (its port, when asked for port 0).
+    public var metricsAddress: String? { metricsServer?.address }
+
+    func recordMetrics() { metrics.record(statistics()) }
 
     /// A client is about to open console 0's pty: what it missed — the history,
     /// with its drop marker. Output written to the pty while nobody read it (and

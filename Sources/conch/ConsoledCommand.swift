@@ -66,6 +66,9 @@ struct Consoled: AsyncParsableCommand {
     @Flag(help: "Never touch the console page's connection byte (behave like a pre-4.21 backend).")
     var legacyFlag = false
 
+    @Option(help: "Serve Prometheus metrics on HOST:PORT (GET /metrics; 127.0.0.1:9110, say). Off by default.")
+    var metrics: String?
+
     func validate() throws {
         guard rateBytes > 0, rateBurst > 0 else {
             throw ValidationError("--rate-bytes and --rate-burst must be positive")
@@ -108,6 +111,7 @@ struct Consoled: AsyncParsableCommand {
                     ? .disabled : LogRotationPolicy(maxBytes: logMaxBytes, backups: logBackups),
                 rate: TokenBucket.Configuration(rate: rateBytes, burst: rateBurst),
                 legacyFlag: legacyFlag,
+                metricsAddress: metrics,
                 keeper: keeper
             ),
             hypervisor: hypervisor,

@@ -38,7 +38,7 @@ struct StoreConnectionOptions: ParsableArguments {
     @Option(name: .customLong("socket"), help: "xenstored's socket (overrides --run-dir and $XENSTORED_PATH).")
     var socketPath: String?
 
-    @Flag(name: .short, help: "Accepted for compatibility with xenstore-* (always a socket here).")
+    @Flag(name: .customShort("s"), help: "Accepted for compatibility with xenstore-* (always a socket here).")
     var useSocket = false
 
     var resolvedSocketPath: String {
