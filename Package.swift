@@ -329,7 +329,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "CLITests", dependencies: ["XenTestKit", "SystemExtras"]),
+        .testTarget(name: "CLITests", dependencies: ["XenTestKit", "SystemExtras", "HostSupervision"]),
         .testTarget(
             name: "DeviceModelTests",
             dependencies: ["DeviceModel", "XenABI", "XenTestKit", "XenstoreClient", "SystemExtras"]

@@ -20,8 +20,10 @@ import Glibc
 
 /// The demo's output: one unbuffered stream, so progress shows while it runs,
 /// in order, even through a pipe.
+/// Writes to stdout, and goes on if nobody reads any more (`conch demo | head`):
+/// the demo still tears down what it started. (FileHandle's write traps on EPIPE.)
 func out(_ text: String, terminator: String = "\n") {
-    FileHandle.standardOutput.write(Data((text + terminator).utf8))
+    _ = writeAll(STDOUT_FILENO, Array((text + terminator).utf8)[...])
 }
 
 struct DemoFailure: Error, CustomStringConvertible {
@@ -52,10 +54,10 @@ public final class DemoRunner {
     public func say(_ line: String) {
         let elapsed = started.duration(to: .now)
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        FileHandle.standardOutput.write(Data((String(format: "[%5.1fs] ", seconds) + line + "\n").utf8))
+        out(String(format: "[%5.1fs] ", seconds) + line)
     }
 
-    func step(_ title: String) { FileHandle.standardOutput.write(Data("\n==> \(title)\n".utf8)) }
+    func step(_ title: String) { out("\n==> \(title)") }
 
     func check(_ condition: Bool, _ what: String) throws {
         guard condition else { throw DemoFailure(description: what) }

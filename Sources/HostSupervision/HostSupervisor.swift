@@ -29,6 +29,12 @@ public final class HostSupervisor: @unchecked Sendable {
         let pidFile: String
         var process: ChildProcess?
         var restarts = 0
+        /// Started, and not stopped since: the supervisor keeps it running.
+        var wanted = false
+        var startedAt = ContinuousClock.now
+        var backoff = RestartBackoff()
+        /// When to try again, while it is down.
+        var nextAttempt: ContinuousClock.Instant?
     }
 
     public let runDirectory: RunDirectory
@@ -79,6 +85,7 @@ public final class HostSupervisor: @unchecked Sendable {
                 )
             }
             try launch(index)
+            daemons[index].wanted = true
         }
     }
 
@@ -90,6 +97,7 @@ public final class HostSupervisor: @unchecked Sendable {
         let logPath = "\(runDirectory.logDirectory)/\(daemon.name).log"
         let process = try ChildProcess.logging(to: logPath, executable: executable, arguments: daemon.arguments)
         daemons[index].process = process
+        daemons[index].startedAt = .now
         for _ in 0..<1500 {
             if UnixSocketPath.isListening(daemon.readyPath) { return }
             if let ended = try? process.poll() {
@@ -105,29 +113,52 @@ public final class HostSupervisor: @unchecked Sendable {
         throw SupervisorError("\(daemon.name) did not become ready within 15 s; see \(logPath)")
     }
 
-    /// Restarts any daemon that died; returns what it did, one line each.
+    /// Restarts any daemon that died, after the wait its ``RestartBackoff`` calls
+    /// for; a restart that fails is tried again later, never given up. Returns
+    /// what it did, one line each.
     public func superviseOnce() -> [String] {
         var events: [String] = []
+        let now = ContinuousClock.now
         for index in daemons.indices {
-            guard let process = daemons[index].process, let ended = try? process.poll() else { continue }
-            daemons[index].process = nil
-            daemons[index].restarts += 1
             let name = daemons[index].name
+            if let process = daemons[index].process, let ended = try? process.poll() {
+                daemons[index].process = nil
+                let wait = daemons[index].backoff.died(after: daemons[index].startedAt.duration(to: now))
+                daemons[index].nextAttempt = now + wait
+                if wait > .zero {
+                    events.append("\(name) exited (\(ended)); restarting in \(Self.describe(wait))")
+                } else {
+                    events.append("\(name) exited (\(ended))")
+                }
+            }
+            guard daemons[index].process == nil, daemons[index].wanted, let next = daemons[index].nextAttempt,
+                ContinuousClock.now >= next
+            else { continue }
+            daemons[index].restarts += 1
             do {
                 try launch(index)
-                events.append("\(name) exited (\(ended)); restarted (restart \(daemons[index].restarts))")
+                daemons[index].nextAttempt = nil
+                events.append("\(name) restarted (restart \(daemons[index].restarts))")
             } catch {
-                events.append("\(name) exited (\(ended)); restart failed: \(error)")
+                let wait = daemons[index].backoff.restartFailed()
+                daemons[index].nextAttempt = ContinuousClock.now + wait
+                events.append("\(name): restart failed: \(error); trying again in \(Self.describe(wait))")
             }
         }
         return events
     }
 
+    static func describe(_ wait: Duration) -> String {
+        let milliseconds = wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000
+        return milliseconds < 1000 ? "\(milliseconds) ms" : "\(milliseconds / 1000) s"
+    }
+
     /// Stops one daemon: SIGTERM, then SIGKILL after `grace` seconds.
     public func stop(_ name: String, grace: Double = 5) {
-        guard let index = daemons.firstIndex(where: { $0.name == name }), let process = daemons[index].process else {
-            return
-        }
+        guard let index = daemons.firstIndex(where: { $0.name == name }) else { return }
+        daemons[index].wanted = false
+        daemons[index].nextAttempt = nil
+        guard let process = daemons[index].process else { return }
         daemons[index].process = nil
         process.kill(SIGTERM)
         let deadline = ContinuousClock.now + .seconds(grace)

@@ -37,6 +37,9 @@ struct Demo: AsyncParsableCommand {
     var keep = false
 
     func run() async throws {
+        // `conch demo | head`: a closed pipe must not kill the demo before it tears
+        // down the daemons it started; writes fail with EPIPE instead.
+        signal(SIGPIPE, SIG_IGN)
         let runner = try DemoRunner(keep: keep)
         do {
             try await runner.run()

@@ -222,7 +222,7 @@ struct EndToEndTests {
         #expect(
             stack.eventually {
                 log = (try? String(contentsOfFile: stack.path + "/logs/up.log", encoding: .utf8)) ?? ""
-                return log.contains("consoled exited (signalled(9)); restarted")
+                return log.contains("consoled exited (signalled(9))") && log.contains("consoled restarted (restart 1)")
             },
             "\(log)"
         )
@@ -372,6 +372,32 @@ struct EndToEndTests {
         #expect(try stack.eventually { !(try stack.conch(["list"]).stdout.contains("prov ")) })
         let log = try String(contentsOfFile: stack.path + "/logs/guest-prov.log", encoding: .utf8)
         #expect(log.contains("provision agent"), "the agent's output is in the boot log")
+    }
+
+    /// `conch demo | head -1`: the reader goes away after one line; the demo must
+    /// still stop every daemon it started and remove its run directory.
+    @Test func aDemoWhoseReaderGoesAwayStillTearsDown() throws {
+        let conch = try ConchExecutable.path()
+        let result = try runProgram(
+            "/bin/sh",
+            ["-c", "\"$0\" demo | head -n 1", conch],
+            currentDirectory: repositoryRoot
+        )
+        let line = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let runDirectory = try #require(line.components(separatedBy: "run directory ").last, "\(result.stdout)")
+        try #require(runDirectory.hasPrefix("/"), "no run directory in: \(line)")
+        func survivors() -> [String] {
+            let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            return pids.filter { Int($0) != nil }.compactMap { pid in
+                guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+                let command = String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+                return command.contains(runDirectory) ? "\(pid): \(command)" : nil
+            }
+        }
+        #expect(
+            eventually(seconds: 60) { survivors().isEmpty && !FileManager.default.fileExists(atPath: runDirectory) },
+            "left behind: \(survivors()) (run directory exists: \(FileManager.default.fileExists(atPath: runDirectory)))"
+        )
     }
 
     @Test func demoSucceeds() throws {
