@@ -24,8 +24,14 @@ struct ConsoleSessionLock {
     ///   - what: the console, for messages ("console 0 of web").
     ///   - takeOver: the command that takes it over, for the refusal.
     static func acquire(path: String, force: Bool, what: String, takeOver: String) throws -> ConsoleSessionLock {
+        // The run directory itself may not exist where only Xen's daemons run (a
+        // dom0 whose consoled is xenconsoled): make it, private, as a stack would.
         let directory = (path as NSString).deletingLastPathComponent
-        mkdir(directory, 0o700)
+        try? FileManager.default.createDirectory(
+            atPath: directory,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else {
             throw ToolstackError("cannot open \(path) to claim \(what): \(String(cString: strerror(errno)))")

@@ -60,6 +60,11 @@ struct ConsoledInProcessTests {
 
         func read(_ path: String) async -> String? { try? await store.readString(path) }
 
+        /// Whether the node at `path` comes to hold `state` within 10 s.
+        func reaches(_ path: String, _ state: XenbusState) async -> Bool {
+            await eventuallyAsync(seconds: 10) { await read(path) == "\(state.rawValue)" }
+        }
+
         func stop() async throws {
             await consoled.stop()
             store.close()
@@ -126,12 +131,7 @@ struct ConsoledInProcessTests {
         let key = ConsoleKey(domid: domain.domid, devid: 1)
 
         // Before the guest runs: the sink is published and the backend waits.
-        #expect(
-            await eventuallyAsync(seconds: 10) {
-                await stack.read(backend + "/state") == "\(XenbusState.initWait.rawValue)"
-            },
-            "the backend never reached InitWait"
-        )
+        #expect(await stack.reaches(backend + "/state", .initWait), "the backend never reached InitWait")
         let hostTTY = try #require(await stack.read(frontend + "/tty"), "no tty published before the guest ran")
         #expect(
             await !stack.consoled.servedConsoles.contains(key),
@@ -150,12 +150,7 @@ struct ConsoledInProcessTests {
             grant: .firstUnreserved,
             grantTable: try guest.mapOwnFrame(domain.start.grantTableFrame)
         )
-        #expect(
-            await eventuallyAsync(seconds: 10) {
-                await stack.read(backend + "/state") == "\(XenbusState.connected.rawValue)"
-            },
-            "the backend never connected"
-        )
+        #expect(await stack.reaches(backend + "/state", .connected), "the backend never connected")
         #expect(await stack.consoled.servedConsoles.contains(key))
         #expect(await stack.read(frontend + "/tty") == hostTTY, "the pty published early is the one served")
         #expect(channel.start())
@@ -172,12 +167,7 @@ struct ConsoledInProcessTests {
 
         // The guest closes: consoled stops serving and says Closed.
         try await guestStore.write(frontend + "/state", "\(XenbusState.closing.rawValue)")
-        #expect(
-            await eventuallyAsync(seconds: 10) {
-                await stack.read(backend + "/state") == "\(XenbusState.closed.rawValue)"
-            },
-            "the backend never closed"
-        )
+        #expect(await stack.reaches(backend + "/state", .closed), "the backend never closed")
         #expect(await !stack.consoled.servedConsoles.contains(key))
         channel.stop()
         guestStore.close()
@@ -195,11 +185,7 @@ struct ConsoledInProcessTests {
         )
         let d = domain.domid.rawValue
         let backend = "/local/domain/0/backend/console/\(d)/1"
-        #expect(
-            await eventuallyAsync(seconds: 10) {
-                await stack.read(backend + "/state") == "\(XenbusState.initWait.rawValue)"
-            }
-        )
+        #expect(await stack.reaches(backend + "/state", .initWait))
         // A second device whose backend names the first one's frontend.
         try await stack.store.write("/local/domain/0/backend/console/\(d)/2/frontend-id", "\(d)")
         try await stack.store.write(
@@ -216,11 +202,7 @@ struct ConsoledInProcessTests {
         )
         try await stack.store.write("/local/domain/0/backend/console/\(d)/3/state", "1")
         try await stack.store.write("/local/domain/\(d)/device/console/3/state", "1")
-        #expect(
-            await eventuallyAsync(seconds: 10) {
-                await stack.read("/local/domain/0/backend/console/\(d)/3/state") == "\(XenbusState.initWait.rawValue)"
-            }
-        )
+        #expect(await stack.reaches("/local/domain/0/backend/console/\(d)/3/state", .initWait))
         #expect(await stack.read("/local/domain/0/backend/console/\(d)/2/state") == "1")
         #expect(await stack.read("/local/domain/\(d)/device/console/2/tty") == nil)
         try await stack.stop()

@@ -55,7 +55,7 @@ rig_fail() {
             echo "  $(sed -n 's/^State:\t//p' $task/status 2>/dev/null) $(cat $task/comm 2>/dev/null) wchan=$(cat $task/wchan 2>/dev/null)" >&3
         done
     done
-    for f in /var/log/rig/*.log /var/log/xen/*.log /var/log/xen/console/*.log /run/conch/logs/consoled-keeper.log; do
+    for f in /var/log/rig/*.log /var/log/rig/*.out /var/log/xen/*.log /var/log/xen/console/*.log /run/conch/logs/consoled-keeper.log; do
         [ -f "$f" ] || continue
         # A crash's backtrace in full; otherwise the end of the log.
         if grep -q "Program crashed" "$f"; then
