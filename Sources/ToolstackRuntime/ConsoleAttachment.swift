@@ -141,7 +141,11 @@ public enum ConsoleAttachment {
                 lingerMilliseconds: Int32(max(0, options.linger) * 1000),
                 stop: stop.descriptor
             )
-            guard end == .closed(""), let ttyNode = endpoint.ttyNode else { break }
+            guard end == .closed("") else { break }
+            guard let ttyNode = endpoint.ttyNode else {
+                end = .closed("its socket closed (consoled stopped serving it, or the domain went away)")
+                break
+            }
             // The pty went away: consoled restarted (it publishes a new pty) or the
             // domain is going. Follow the tty node for a while, as xenconsole does.
             let old = (try? await host.store.readString(ttyNode)) ?? ""

@@ -7,7 +7,6 @@
 //===----------------------------------------------------------------------===//
 
 import Foundation
-import Synchronization
 import XenABI
 import XenHypervisor
 import XenRing
@@ -25,8 +24,8 @@ public final class RingClientTransport: XenstoreClientTransport, @unchecked Send
     private let page: GuestPage
     private let channel: any EventChannelEndpoint
     private let hypervisor: any EventChannels
-    private let state = Mutex(State())
-    private let sink = Mutex<(any XenstoreTransportSink)?>(nil)
+    private let state = PthreadLocked(State())
+    private let sink = PthreadLocked<(any XenstoreTransportSink)?>(nil)
     /// How long xenstored may be away before the ring is given up.
     public let restartGrace: Duration
 
@@ -161,5 +160,22 @@ extension XenstoreClient {
         return try await XenstoreClient(
             transport: RingClientTransport(page: page, channel: channel, hypervisor: hypervisor)
         )
+    }
+}
+
+/// A value behind an `NSLock` (a pthread mutex). Used here instead of
+/// Synchronization's `Mutex` because ThreadSanitizer sees pthread locks but not
+/// that one, and this transport runs inside the tests' own process (in-process
+/// xenstore), where TSan must be able to check it.
+private final class PthreadLocked<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+
+    init(_ value: Value) { self.value = value }
+
+    func withLock<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
     }
 }
