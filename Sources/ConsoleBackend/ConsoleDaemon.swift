@@ -196,9 +196,6 @@ public actor ConsoleDaemon {
 
     public var servedConsoles: [ConsoleKey] { sessions.keys.sorted() }
 
-    /// Where the metrics endpoint listens (its port, when asked for port 0).
-    public var metricsAddress: String? { metricsServer?.address }
-
     func recordMetrics() { metrics.record(statistics()) }
 
     /// A client is about to open console 0's pty: what it missed — the history,

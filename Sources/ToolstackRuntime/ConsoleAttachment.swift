@@ -63,16 +63,16 @@ public enum ConsoleAttachment {
         }
     }
 
-    /// How a session ended.
-    public enum End: Sendable, Equatable {
+    /// Why the relay stopped.
+    enum RelayEnd {
         /// The escape key, typed alone.
         case detached
         /// Without a terminal: stdin ended and the console went quiet.
         case inputEnded
         /// Another session took the console over (`--force`), or we were told to stop.
         case stopped
-        /// The console's host end closed and did not come back.
-        case closed(String)
+        /// The console's host end closed (it may come back on a new pty).
+        case hungUp
     }
 
     /// Where a console's host end is, found without following a path the guest wrote.
@@ -88,14 +88,14 @@ public enum ConsoleAttachment {
     /// the escape key, the console closing for good, another session taking it
     /// over, or — without a terminal — stdin ending and `linger` seconds of quiet.
     /// Throws, before touching the terminal, when another session holds the
-    /// console and `force` is not set.
-    @discardableResult
+    /// console and `force` is not set; throws, saying why, when the session ends
+    /// other than by the operator (taken over, or the console gone).
     public static func attach(
         host: HostConnection,
         domain: DomainInfo,
         target: Target,
         options: Options = Options()
-    ) async throws -> End {
+    ) async throws {
         let endpoint = try await locate(host: host, domain: domain, target: target)
         let session = try ConsoleSessionLock.acquire(
             path: "\(host.runDirectory.path)/consoles/d\(domain.domid.rawValue)-\(endpoint.devid).lock",
@@ -132,51 +132,58 @@ public enum ConsoleAttachment {
         }
         defer { if terminal { tcsetattr(STDIN_FILENO, TCSANOW, &saved) } }
         let stop = StopSignals()
-        var end: End
+        /// What to tell the operator when the session did not end by their hand.
+        var failure: String?
         while true {
-            end = relay(
+            let end = relay(
                 descriptor,
                 terminal: terminal,
                 escape: options.escape,
                 lingerMilliseconds: Int32(max(0, options.linger) * 1000),
                 stop: stop.descriptor
             )
-            guard end == .closed("") else { break }
+            if end == .stopped { failure = ": taken over by another session" }
+            guard end == .hungUp else { break }
             guard let ttyNode = endpoint.ttyNode else {
-                end = .closed("its socket closed (consoled stopped serving it, or the domain went away)")
+                failure = " closed: its socket closed (consoled stopped serving it, or the domain went away)"
                 break
             }
             // The pty went away: consoled restarted (it publishes a new pty) or the
             // domain is going. Follow the tty node for a while, as xenconsole does.
-            let old = (try? await host.store.readString(ttyNode)) ?? ""
             let frontend = ConsoleLayout.frontend(domain.domid, devid: endpoint.devid)
-            guard let fresh = await followNewPty(host: host, node: ttyNode, old: old, label: endpoint.label) else {
-                let gone = (try? await host.store.directory(frontend)) == nil
-                end = .closed(
-                    gone
-                        ? "\(domain.name) is gone"
-                        : "consoled stopped serving it (is it running? `conch up` restarts it)"
+            let old = (try? await host.store.readString(ttyNode)) ?? ""
+            guard
+                let fresh = await followNewPty(
+                    host: host,
+                    frontend: frontend,
+                    node: ttyNode,
+                    old: old,
+                    label: endpoint.label
                 )
+            else {
+                let gone = (try? await host.store.directory(frontend)) == nil
+                failure =
+                    gone
+                    ? " closed: \(domain.name) is gone"
+                    : " closed: consoled stopped serving it (is it running? `conch up` restarts it)"
                 break
             }
             close(descriptor)
             descriptor = fresh
         }
         if terminal { _ = writeAll(STDOUT_FILENO, Array("\r\n".utf8)[...]) }
-        switch end {
-        case .stopped:
-            throw ToolstackError("\(endpoint.label) of \(domain.name): taken over by another session")
-        case .closed(let why):
-            throw ToolstackError("\(endpoint.label) of \(domain.name) closed: \(why)")
-        case .detached, .inputEnded:
-            return end
-        }
+        if let failure { throw ToolstackError("\(endpoint.label) of \(domain.name)\(failure)") }
     }
 
     /// Waits up to 10 s for the `tty` node to name a new pty, and opens it; nil at
     /// once when the console's frontend directory is gone (the domain went away).
-    static func followNewPty(host: HostConnection, node: String, old: String, label: String) async -> Int32? {
-        let frontend = String(node.dropLast("/tty".count))
+    static func followNewPty(
+        host: HostConnection,
+        frontend: String,
+        node: String,
+        old: String,
+        label: String
+    ) async -> Int32? {
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
             guard (try? await host.store.directory(frontend)) != nil else { return nil }
@@ -191,10 +198,6 @@ public enum ConsoleAttachment {
     }
 
     /// The console's pty, opened, or its socket, connected.
-    public static func open(host: HostConnection, domain: DomainInfo, target: Target) async throws -> Int32 {
-        try await open(locate(host: host, domain: domain, target: target), host: host, domain: domain)
-    }
-
     static func open(_ endpoint: Endpoint, host: HostConnection, domain: DomainInfo) async throws -> Int32 {
         if let path = endpoint.socketPath { return try connectChannelSocket(path, label: endpoint.label) }
         guard let node = endpoint.ttyNode, let tty = try? await host.store.readString(node), !tty.isEmpty else {
@@ -286,7 +289,7 @@ public enum ConsoleAttachment {
     }
 
     /// Moves bytes both ways until the escape key typed alone (terminal), the
-    /// console closing (`.closed("")`), `stop` turning readable, or — without a
+    /// console closing (`.hungUp`), `stop` turning readable, or — without a
     /// terminal — stdin ending and the console going quiet. A paste that merely
     /// contains the escape byte goes to the guest.
     static func relay(
@@ -295,7 +298,7 @@ public enum ConsoleAttachment {
         escape: UInt8?,
         lingerMilliseconds: Int32,
         stop: Int32
-    ) -> End {
+    ) -> RelayEnd {
         var buffer = [UInt8](repeating: 0, count: 65536)
         var inputOpen = true
         while true {
@@ -307,13 +310,13 @@ public enum ConsoleAttachment {
             let ready = poll(&fds, 3, inputOpen ? -1 : lingerMilliseconds)
             if ready < 0 {
                 if errno == EINTR { continue }
-                return .closed("")
+                return .hungUp
             }
             if ready == 0 { return .inputEnded }  // quiet for the linger time after stdin ended
             if fds[2].revents != 0 { return .stopped }
             if fds[0].revents != 0 {
                 let got = read(console, &buffer, buffer.count)
-                guard got > 0 else { return .closed("") }
+                guard got > 0 else { return .hungUp }
                 guard writeAll(STDOUT_FILENO, buffer[..<got]) else { return .stopped }
             }
             if inputOpen, fds[1].revents != 0 {
@@ -323,7 +326,7 @@ public enum ConsoleAttachment {
                     continue
                 }
                 if terminal, let escape, got == 1, buffer[0] == escape { return .detached }
-                guard writeAll(console, buffer[..<got]) else { return .closed("") }
+                guard writeAll(console, buffer[..<got]) else { return .hungUp }
             }
         }
     }

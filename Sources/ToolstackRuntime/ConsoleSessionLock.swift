@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 import Foundation
+import SystemExtras
 
 #if canImport(Glibc)
 import Glibc
@@ -37,7 +38,8 @@ struct ConsoleSessionLock {
             throw ToolstackError("cannot open \(path) to claim \(what): \(String(cString: strerror(errno)))")
         }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let holder = holderPID(fd)
+            // Never 0 or 1: kill(2) would reach a process group or init.
+            let holder = PidFile(path: path).read().flatMap { $0 > 1 ? $0 : nil }
             guard force else {
                 close(fd)
                 let who = holder.map { " (pid \($0))" } ?? ""
@@ -57,15 +59,6 @@ struct ConsoleSessionLock {
         _ = ftruncate(fd, 0)
         _ = pwrite(fd, pid, pid.count, 0)
         return ConsoleSessionLock(descriptor: fd)
-    }
-
-    private static func holderPID(_ fd: Int32) -> pid_t? {
-        var buffer = [UInt8](repeating: 0, count: 32)
-        let got = pread(fd, &buffer, buffer.count, 0)
-        guard got > 0 else { return nil }
-        let text = String(decoding: buffer[..<got], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard let pid = pid_t(text), pid > 1 else { return nil }
-        return pid
     }
 
     func release() {

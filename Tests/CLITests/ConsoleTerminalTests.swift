@@ -125,19 +125,11 @@ struct ConsoleTerminalTests {
         #expect(client.waitFor("Escape character is ^]"))
 
         // consoled dies; `conch up` restarts it, and it publishes a new pty.
-        let pid = try #require(
-            Int32(
-                (try? String(contentsOfFile: "\(stack.path)/consoled.pid", encoding: .utf8))?
-                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-            ),
-            "no consoled pid file"
-        )
+        let pidFile = PidFile(path: "\(stack.path)/consoled.pid")
+        let pid = try #require(pidFile.read(), "no consoled pid file")
         kill(pid, SIGKILL)
         #expect(
-            stack.eventually {
-                let now = try? String(contentsOfFile: "\(stack.path)/consoled.pid", encoding: .utf8)
-                return now.map { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) != pid } ?? false
-            },
+            stack.eventually { pidFile.read().map { $0 != pid } ?? false },
             "consoled was not restarted"
         )
         // The same session, on the new pty.

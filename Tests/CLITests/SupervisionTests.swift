@@ -31,12 +31,7 @@ struct SupervisionTests {
     @Test func aFailedRestartIsTriedAgain() throws {
         let stack = try UpStack()
         let log = stack.path + "/logs/consoled.log"
-        let pid = try #require(
-            Int32(
-                (try? String(contentsOfFile: stack.path + "/consoled.pid", encoding: .utf8))?
-                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-            )
-        )
+        let pid = try #require(PidFile(path: stack.path + "/consoled.pid").read(), "no consoled pid file")
         // Its log path made a directory: the supervisor cannot start consoled.
         try FileManager.default.moveItem(atPath: log, toPath: log + ".before")
         try FileManager.default.createDirectory(atPath: log, withIntermediateDirectories: false)
