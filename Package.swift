@@ -50,6 +50,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
     ],
     targets: [
         // MARK: C shim — only what Glibc does not expose.
@@ -135,6 +137,7 @@ let package = Package(
         .target(
             name: "MetricsEndpoint",
             dependencies: [
+                "SystemExtras",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -181,6 +184,18 @@ let package = Package(
                 "SystemExtras", "XenSim", "ConsoleCore",
             ]
         ),
+        // `conch web`: every console and channel in a browser, as a client of consoled.
+        .target(
+            name: "WebConsole",
+            dependencies: [
+                "ToolstackRuntime", "SystemExtras", "XenABI", "XenHypervisor", "ConsoleCore", "XenstoreClient",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Starting, restarting and stopping the host stack's daemons (`conch up`, the demo).
         .target(
             name: "HostSupervision",
@@ -191,7 +206,7 @@ let package = Package(
             dependencies: [
                 "XenABI", "XenRing", "XenMemory", "SystemExtras", "XenstoreClient", "XenstoreServer", "XenHypervisor",
                 "XenSim", "Hypervisors", "Toolstack", "ToolstackRuntime", "HostSupervision", "ConsoleBackend",
-                "XenstoreWire",
+                "XenstoreWire", "ConsoleCore",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -215,6 +230,7 @@ let package = Package(
             dependencies: [
                 "XenABI", "XenMemory", "XenRing", "XenHypervisor", "XenSim", "Hypervisors", "SystemExtras",
                 "XenstoreServer", "XenstoreClient",
+                .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -240,6 +256,7 @@ let package = Package(
                 "ConsoleKeeper",
                 "XenHypervisor", "XenSim", "Hypervisors", "SystemExtras", "ConsoleBackend", "DeviceModel",
                 "ConsoleCore", "GuestFrontend", "Toolstack", "ToolstackRuntime", "XenRing", "HostSupervision",
+                "WebConsole",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -329,7 +346,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "CLITests", dependencies: ["XenTestKit", "SystemExtras", "HostSupervision"]),
+        .testTarget(
+            name: "CLITests",
+            dependencies: [
+                "XenTestKit", "SystemExtras", "HostSupervision",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .testTarget(
             name: "DeviceModelTests",
             dependencies: ["DeviceModel", "XenABI", "XenTestKit", "XenstoreClient", "SystemExtras"]

@@ -39,16 +39,21 @@ public final class DemoRunner {
     let share: RunDirectory
     let supervisor: HostSupervisor
     let keep: Bool
+    /// Keep the stack and the web console up at the end until Enter (`--web`).
+    let serveWeb: Bool
     let started = ContinuousClock.now
     var host: HostConnection?
     var timings: [(String, String)] = []
+    /// `conch web`, from the last step until the clean-up.
+    var webConsole: ChildProcess?
 
-    public init(keep: Bool) throws {
+    public init(keep: Bool, serveWeb: Bool = false) throws {
         runDirectory = try RunDirectory.makeTemporary(prefix: "conch-demo")
         share = try RunDirectory.makeTemporary(prefix: "conch-demo-share")
         chmod(share.path, 0o1777)
         supervisor = HostSupervisor(runDirectory: runDirectory, logLevel: "warning")
         self.keep = keep
+        self.serveWeb = serveWeb
     }
 
     public func say(_ line: String) {
@@ -64,6 +69,10 @@ public final class DemoRunner {
     }
 
     public func cleanUp() {
+        if let webConsole {
+            webConsole.kill(SIGTERM)
+            _ = try? webConsole.wait()
+        }
         if let host {
             for domain in (try? host.hypervisor.listDomains()) ?? [] { try? host.hypervisor.destroy(domain.domid) }
             host.store.close()
@@ -200,11 +209,77 @@ public final class DemoRunner {
         }
 
         try await hyperlaunch(host)
+        let webURL = try await webConsoleStep(host)
 
         out("\n==> Summary")
         for (what, value) in timings { out("  " + what.padding(toLength: 44, withPad: " ", startingAt: 0) + value) }
         out(String(format: "  %@%.1f s", "total".padding(toLength: 44, withPad: " ", startingAt: 0), seconds))
         out("All steps succeeded.")
+        guard let webURL else { return }
+        out("\nWeb console: \(webURL)")
+        if serveWeb {
+            out("Serving the stack and the web console until you press Enter.")
+            var byte: UInt8 = 0
+            _ = read(STDIN_FILENO, &byte, 1)
+        } else {
+            out("(It stops with the demo; `conch demo --web` keeps it and the guests up until you press Enter.)")
+        }
+    }
+
+    /// Starts `conch web` on the demo's stack and checks that its dashboard lists
+    /// the guests, asking as the page does; the URL to open, or nil when xterm.js
+    /// is not installed (said, not hidden).
+    func webConsoleStep(_ host: HostConnection) async throws -> String? {
+        step("Every console in a browser: conch web")
+        // A guest that stays up for the page: it greets, then echoes what is typed.
+        let file = "\(runDirectory.path)/shell-1.cfg"
+        try """
+        name = "shell-1"
+        kernel = "/bin/sh"
+        extra = "-c 'echo Welcome to shell-1, a Conch demo guest: type a line and it comes back; exec cat'"
+        channel = [ "name=org.conch.log.0, connection=pty" ]
+
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let parsed = try DomainConfiguration.parse(String(contentsOfFile: file, encoding: .utf8), fileName: file)
+        let built = try await host.create(
+            parsed.configuration,
+            configFile: file,
+            guestKernel: HostConnection.conchGuestKernel(parsed.configuration),
+            legacyBuilder: false,
+            wait: .seconds(10),
+            warn: { say($0) }
+        )
+        say("created shell-1: domid \(built.domain.domid.rawValue)")
+        let modules = "/usr/share/nodejs/xterm/lib"
+        guard FileManager.default.fileExists(atPath: modules + "/public/Terminal.js") else {
+            say("not shown: conch web needs xterm.js (apt-get install libjs-xterm node-xterm)")
+            return nil
+        }
+        let clock = ContinuousClock.now
+        let (process, url) = try ChildProcess.announcing(
+            executable: ChildProcess.currentExecutable(),
+            arguments: ["web", "--listen", "127.0.0.1:0", "--run-dir", runDirectory.path, "--log-level", "warning"],
+            logPath: "\(runDirectory.logDirectory)/web.log"
+        )
+        webConsole = process
+        guard let tokenStart = url.range(of: "/?token="),
+            let port = Int(url[..<tokenStart.lowerBound].split(separator: ":").last ?? "")
+        else { throw DemoFailure(description: "conch web printed '\(url)' instead of its URL") }
+        let token = url[tokenStart.upperBound...]
+        let refused = try LoopbackHTTP.get(port: port, "/api/state")
+        try check(refused.hasPrefix("HTTP/1.1 401"), "conch web answered without its token")
+        let state = try LoopbackHTTP.get(port: port, "/api/state?token=\(token)")
+        let body = state.components(separatedBy: "\r\n\r\n").dropFirst().joined()
+        let dashboard = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+        let domains = (dashboard?["domains"] as? [[String: Any]]) ?? []
+        let consoles = domains.reduce(0) { $0 + (($1["consoles"] as? [Any])?.count ?? 0) }
+        try check(
+            state.hasPrefix("HTTP/1.1 200") && domains.contains { $0["name"] as? String == "shell-1" },
+            "conch web's dashboard does not list shell-1: \(body)"
+        )
+        timings.append(("web console up", String(format: "%.0f ms", milliseconds(since: clock))))
+        say("conch web lists shell-1 with its console and channel (\(consoles) in all); without the token: 401")
+        return url
     }
 
     var seconds: Double { milliseconds(since: started) / 1000 }

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 import ConsoleBackend
+import ConsoleCore
 import Foundation
 import HostSupervision
 import SystemExtras

@@ -136,19 +136,3 @@ final class ConsoleSession {
         )
     }
 }
-
-/// One console in `conch stats`.
-public struct ConsoleStats: Codable, Sendable, Equatable {
-    public var domid: UInt16
-    public var devid: Int
-    public var name: String
-    public var connection: String
-    public var path: String?
-    public var counters: ConsoleCounters
-}
-
-/// The whole of `conch stats --json`.
-public struct ConsoledStats: Codable, Sendable, Equatable {
-    public var consoles: [ConsoleStats]
-    public var totals: ConsoleCounters
-}

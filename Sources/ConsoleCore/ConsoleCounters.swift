@@ -136,3 +136,33 @@ public struct ConsoleCounters: Codable, Equatable, Hashable, Sendable {
         return sum
     }
 }
+
+/// One console in `conch stats`.
+public struct ConsoleStats: Codable, Sendable, Equatable {
+    public var domid: UInt16
+    public var devid: Int
+    public var name: String
+    public var connection: String
+    public var path: String?
+    public var counters: ConsoleCounters
+
+    public init(domid: UInt16, devid: Int, name: String, connection: String, path: String?, counters: ConsoleCounters) {
+        self.domid = domid
+        self.devid = devid
+        self.name = name
+        self.connection = connection
+        self.path = path
+        self.counters = counters
+    }
+}
+
+/// The whole of `conch stats --json`.
+public struct ConsoledStats: Codable, Sendable, Equatable {
+    public var consoles: [ConsoleStats]
+    public var totals: ConsoleCounters
+
+    public init(consoles: [ConsoleStats], totals: ConsoleCounters) {
+        self.consoles = consoles
+        self.totals = totals
+    }
+}

@@ -11,6 +11,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Prometheus
+import SystemExtras
 
 /// A daemon's metrics: a Prometheus registry of its own, recorded through
 /// swift-metrics types made with ``factory`` (no process-wide bootstrap, so two
@@ -47,12 +48,9 @@ public final class MetricsServer: Sendable {
         group: any EventLoopGroup,
         beforeScrape: @escaping @Sendable () async -> Void = {}
     ) async throws -> MetricsServer {
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
-            (0...65535).contains(port)
-        else {
+        guard let listen = ListenAddress(parsing: address) else {
             throw BadAddress(description: "--metrics takes HOST:PORT (127.0.0.1:9110, say), not '\(address)'")
         }
-        let host = String(address[..<colon].filter { $0 != "[" && $0 != "]" })
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
@@ -60,7 +58,7 @@ public final class MetricsServer: Sendable {
                     channel.pipeline.addHandler(ScrapeHandler(metrics: metrics, beforeScrape: beforeScrape))
                 }
             }
-            .bind(host: host, port: port)
+            .bind(host: listen.host, port: listen.port)
             .get()
         return MetricsServer(channel: channel, localAddress: channel.localAddress!)
     }

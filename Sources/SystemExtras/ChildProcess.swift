@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 import CConchShims
+import Foundation
 import SystemPackage
 
 #if canImport(Glibc)
@@ -178,8 +179,6 @@ public final class ChildProcess: Sendable {
         return signal == 0 ? .exited((status >> 8) & 0xff) : .signalled(signal)
     }
 
-    /// The path of the running executable (`/proc/self/exe`), so a process can
-
     /// Runs `executable` to its end and returns how it ended with everything it
     /// wrote to standard output (standard error stays ours).
     public static func output(
@@ -213,6 +212,56 @@ public final class ChildProcess: Sendable {
         close(ends[0])
         return (try process.wait(), output)
     }
+
+    /// Starts a server that announces itself with its first line of standard output
+    /// (`conch web` prints its URL), and returns it with that line; standard error
+    /// goes to `logPath`. Throws, with the log's text, if no line comes within
+    /// `timeout` (the server is killed then).
+    public static func announcing(
+        executable: String,
+        arguments: [String],
+        logPath: String,
+        timeout: Duration = .seconds(20)
+    ) throws -> (process: ChildProcess, line: String) {
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { throw Errno(rawValue: errno) }
+        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        defer { close(ends[0]) }
+        let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        defer { if log >= 0 { close(log) } }
+        var descriptors: [Int32: FileDescriptor] = [1: FileDescriptor(rawValue: ends[1])]
+        if log >= 0 { descriptors[2] = FileDescriptor(rawValue: log) }
+        let process: ChildProcess
+        do {
+            process = try ChildProcess(executable: executable, arguments: arguments, descriptors: descriptors)
+        } catch {
+            close(ends[1])
+            throw error
+        }
+        close(ends[1])
+        var line: [UInt8] = []
+        let deadline = ContinuousClock.now + timeout
+        while line.last != UInt8(ascii: "\n"), ContinuousClock.now < deadline {
+            var entry = pollfd(fd: ends[0], events: Int16(POLLIN), revents: 0)
+            guard Glibc.poll(&entry, 1, 100) > 0 else { continue }
+            var byte: UInt8 = 0
+            guard read(ends[0], &byte, 1) == 1 else { break }
+            line.append(byte)
+        }
+        guard line.last == UInt8(ascii: "\n") else {
+            process.kill(SIGKILL)
+            _ = try? process.wait()
+            let errors = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+            throw Announcement(description: "\(executable) \(arguments.joined(separator: " ")) said nothing: \(errors)")
+        }
+        return (process, String(decoding: line.dropLast(), as: UTF8.self))
+    }
+
+    public struct Announcement: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// The path of the running executable (`/proc/self/exe`), so a process can
     /// start another copy of itself as a peer.
     public static func currentExecutable() -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)

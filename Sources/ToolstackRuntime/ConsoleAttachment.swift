@@ -9,6 +9,7 @@
 import SystemExtras
 import XenABI
 import XenHypervisor
+import XenstoreClient
 
 #if canImport(Glibc)
 import Glibc
@@ -69,19 +70,22 @@ public enum ConsoleAttachment {
         case detached
         /// Without a terminal: stdin ended and the console went quiet.
         case inputEnded
-        /// Another session took the console over (`--force`), or we were told to stop.
+        /// Another session took the console over (`--force`).
+        case takenOver
+        /// SIGTERM or SIGHUP, or the terminal went away.
         case stopped
         /// The console's host end closed (it may come back on a new pty).
         case hungUp
     }
 
     /// Where a console's host end is, found without following a path the guest wrote.
-    struct Endpoint {
-        var devid: Int
-        var label: String
+    public struct Endpoint: Sendable {
+        public var devid: Int
+        /// "console 0", "channel org.conch.agent".
+        public var label: String
         /// The frontend's `tty` node for a pty; nil for a socket channel.
-        var ttyNode: String?
-        var socketPath: String?
+        public var ttyNode: String?
+        public var socketPath: String?
     }
 
     /// Attaches this process's terminal (or stdin and stdout) to a console until
@@ -98,10 +102,10 @@ public enum ConsoleAttachment {
     ) async throws {
         let endpoint = try await locate(host: host, domain: domain, target: target)
         let session = try ConsoleSessionLock.acquire(
-            path: "\(host.runDirectory.path)/consoles/d\(domain.domid.rawValue)-\(endpoint.devid).lock",
+            path: ConsoleSessionLock.path(runDirectory: host.runDirectory, domid: domain.domid, devid: endpoint.devid),
             force: options.force,
             what: "\(endpoint.label) of \(domain.name)",
-            takeOver: "conch console --force \(domain.name)"
+            takeOver: "`conch console --force \(domain.name)`"
         )
         defer { session.release() }
         var descriptor = try await open(endpoint, host: host, domain: domain)
@@ -112,16 +116,8 @@ public enum ConsoleAttachment {
                 "Connected to \(endpoint.label) of \(domain.name). Escape character is \(Options.describe(escape)).\n"
             _ = writeAll(STDERR_FILENO, Array(banner.utf8)[...])
         }
-        // Console 0: what was written before we came, from consoled's history (the pty
-        // itself holds only what fitted in its buffer, and consoled discards that).
         if endpoint.devid == 0 {
-            let history = try? UnixSocketPath.exchange(
-                host.runDirectory.consoledControlSocket,
-                request: Array("history \(domain.domid.rawValue)\n".utf8)
-            )
-            if let history, !history.starts(with: Array("error:".utf8)) {
-                _ = writeAll(STDOUT_FILENO, history[...])
-            }
+            _ = writeAll(STDOUT_FILENO, history(runDirectory: host.runDirectory, domid: domain.domid)[...])
         }
         var saved = termios()
         if terminal {
@@ -140,9 +136,11 @@ public enum ConsoleAttachment {
                 terminal: terminal,
                 escape: options.escape,
                 lingerMilliseconds: Int32(max(0, options.linger) * 1000),
-                stop: stop.descriptor
+                stop: stop.descriptor,
+                session: session
             )
-            if end == .stopped { failure = ": taken over by another session" }
+            if end == .takenOver { failure = ": taken over by another session" }
+            if end == .stopped { failure = ": stopped by a signal" }
             guard end == .hungUp else { break }
             guard let ttyNode = endpoint.ttyNode else {
                 failure = " closed: its socket closed (consoled stopped serving it, or the domain went away)"
@@ -154,7 +152,7 @@ public enum ConsoleAttachment {
             let old = (try? await host.store.readString(ttyNode)) ?? ""
             guard
                 let fresh = await followNewPty(
-                    host: host,
+                    store: host.store,
                     frontend: frontend,
                     node: ttyNode,
                     old: old,
@@ -175,10 +173,22 @@ public enum ConsoleAttachment {
         if let failure { throw ToolstackError("\(endpoint.label) of \(domain.name)\(failure)") }
     }
 
+    /// Console 0's output from before the session, from consoled's history (the
+    /// pty itself holds only what fitted in its buffer, and consoled discards that);
+    /// empty when consoled has none or does not answer.
+    public static func history(runDirectory: RunDirectory, domid: DomID) -> [UInt8] {
+        let answer = try? UnixSocketPath.exchange(
+            runDirectory.consoledControlSocket,
+            request: Array("history \(domid.rawValue)\n".utf8)
+        )
+        guard let answer, !answer.starts(with: Array("error:".utf8)) else { return [] }
+        return answer
+    }
+
     /// Waits up to 10 s for the `tty` node to name a new pty, and opens it; nil at
     /// once when the console's frontend directory is gone (the domain went away).
-    static func followNewPty(
-        host: HostConnection,
+    public static func followNewPty(
+        store: XenstoreClient,
         frontend: String,
         node: String,
         old: String,
@@ -186,8 +196,8 @@ public enum ConsoleAttachment {
     ) async -> Int32? {
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
-            guard (try? await host.store.directory(frontend)) != nil else { return nil }
-            if let tty = try? await host.store.readString(node), !tty.isEmpty, tty != old,
+            guard (try? await store.directory(frontend)) != nil else { return nil }
+            if let tty = try? await store.readString(node), !tty.isEmpty, tty != old,
                 let fd = try? openPty(tty, label: label)
             {
                 return fd
@@ -198,7 +208,7 @@ public enum ConsoleAttachment {
     }
 
     /// The console's pty, opened, or its socket, connected.
-    static func open(_ endpoint: Endpoint, host: HostConnection, domain: DomainInfo) async throws -> Int32 {
+    public static func open(_ endpoint: Endpoint, host: HostConnection, domain: DomainInfo) async throws -> Int32 {
         if let path = endpoint.socketPath { return try connectChannelSocket(path, label: endpoint.label) }
         guard let node = endpoint.ttyNode, let tty = try? await host.store.readString(node), !tty.isEmpty else {
             throw ToolstackError(
@@ -216,7 +226,7 @@ public enum ConsoleAttachment {
     /// there. The pty path is the one node read from the frontend directory (a
     /// node consoled wrote and the guest can only read), and it is opened only if
     /// it is a pty.
-    static func locate(host: HostConnection, domain: DomainInfo, target: Target) async throws -> Endpoint {
+    public static func locate(host: HostConnection, domain: DomainInfo, target: Target) async throws -> Endpoint {
         let d = domain.domid
         let devid: Int
         let label: String
@@ -289,30 +299,42 @@ public enum ConsoleAttachment {
     }
 
     /// Moves bytes both ways until the escape key typed alone (terminal), the
-    /// console closing (`.hungUp`), `stop` turning readable, or — without a
-    /// terminal — stdin ending and the console going quiet. A paste that merely
-    /// contains the escape byte goes to the guest.
+    /// console closing (`.hungUp`), `stop` turning readable, another session asking
+    /// for the console, or — without a terminal — stdin ending and the console going
+    /// quiet. A paste that merely contains the escape byte goes to the guest.
     static func relay(
         _ console: Int32,
         terminal: Bool,
         escape: UInt8?,
         lingerMilliseconds: Int32,
-        stop: Int32
+        stop: Int32,
+        session: ConsoleSessionLock
     ) -> RelayEnd {
         var buffer = [UInt8](repeating: 0, count: 65536)
         var inputOpen = true
+        /// How often a takeover request is looked for: an `access(2)` four times a second.
+        let takeoverCheck: Int32 = 250
+        var quiet: Int32 = 0
         while true {
             var fds = [
                 pollfd(fd: console, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: inputOpen ? STDIN_FILENO : -1, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: stop, events: Int16(POLLIN), revents: 0),
             ]
-            let ready = poll(&fds, 3, inputOpen ? -1 : lingerMilliseconds)
+            let wait = inputOpen ? takeoverCheck : min(takeoverCheck, max(0, lingerMilliseconds - quiet))
+            let ready = poll(&fds, 3, wait)
             if ready < 0 {
                 if errno == EINTR { continue }
                 return .hungUp
             }
-            if ready == 0 { return .inputEnded }  // quiet for the linger time after stdin ended
+            if session.takeoverRequested { return .takenOver }
+            if ready == 0 {
+                guard !inputOpen else { continue }
+                quiet += wait
+                if quiet >= lingerMilliseconds { return .inputEnded }  // quiet for the linger time after stdin ended
+                continue
+            }
+            quiet = 0
             if fds[2].revents != 0 { return .stopped }
             if fds[0].revents != 0 {
                 let got = read(console, &buffer, buffer.count)

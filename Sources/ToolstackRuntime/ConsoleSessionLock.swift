@@ -8,23 +8,46 @@
 
 import Foundation
 import SystemExtras
+import XenABI
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// One interactive session per console: an exclusive `flock` on a file in the run
-/// directory, holding the session's pid. Two clients on one pty would each get
-/// half of the output; the second is refused, or with `--force` the first is told
-/// to stop (SIGTERM: it puts its terminal back and says it was taken over).
-/// The kernel drops the lock when the holder dies, however it dies.
-struct ConsoleSessionLock {
+/// One interactive session per console, whoever holds it: `conch console` or a
+/// browser tab of `conch web`. Two clients on one pty would each get half of the
+/// output; the second is refused, or with `--force` the first is asked to stop.
+///
+/// The session is an exclusive `flock` on `<run-dir>/consoles/d<domid>-<devid>.lock`,
+/// which holds the holder's pid while it is held. The kernel drops the lock when
+/// the holder dies, however it dies. A takeover creates `<lock>.takeover` and waits
+/// for the lock; every holder looks for that file (``takeoverRequested``) and lets
+/// go. A file rather than a signal, because one `conch web` process holds many
+/// sessions and only the one asked for may end.
+public final class ConsoleSessionLock: Sendable {
+    public let path: String
     private let descriptor: Int32
 
+    /// How long a takeover waits for the holder to let go.
+    static let takeoverTimeout: Duration = .seconds(5)
+
+    /// The lock of console `devid` of `domid` in `runDirectory`.
+    public static func path(runDirectory: RunDirectory, domid: DomID, devid: Int) -> String {
+        "\(runDirectory.path)/consoles/d\(domid.rawValue)-\(devid).lock"
+    }
+
+    private init(path: String, descriptor: Int32) {
+        self.path = path
+        self.descriptor = descriptor
+    }
+
+    /// Takes the session, or throws a message naming who holds it and how to take it
+    /// over. With `force`, asks the holder to let go and waits up to 5 s for it.
+    ///
     /// - Parameters:
     ///   - what: the console, for messages ("console 0 of web").
-    ///   - takeOver: the command that takes it over, for the refusal.
-    static func acquire(path: String, force: Bool, what: String, takeOver: String) throws -> ConsoleSessionLock {
+    ///   - takeOver: how to take it over, for the refusal ("`conch console --force web`").
+    public static func acquire(path: String, force: Bool, what: String, takeOver: String) throws -> ConsoleSessionLock {
         // The run directory itself may not exist where only Xen's daemons run (a
         // dom0 whose consoled is xenconsoled): make it, private, as a stack would.
         let directory = (path as NSString).deletingLastPathComponent
@@ -38,15 +61,16 @@ struct ConsoleSessionLock {
             throw ToolstackError("cannot open \(path) to claim \(what): \(String(cString: strerror(errno)))")
         }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            // Never 0 or 1: kill(2) would reach a process group or init.
-            let holder = PidFile(path: path).read().flatMap { $0 > 1 ? $0 : nil }
             guard force else {
                 close(fd)
-                let who = holder.map { " (pid \($0))" } ?? ""
-                throw ToolstackError("\(what) is attached in another session\(who): detach it, or `\(takeOver)`")
+                let who = holder(path: path).map { " (pid \($0))" } ?? ""
+                throw ToolstackError("\(what) is attached in another session\(who): detach it, or \(takeOver)")
             }
-            if let holder { kill(holder, SIGTERM) }
-            let deadline = ContinuousClock.now + .seconds(5)
+            let request = path + ".takeover"
+            let marker = open(request, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            if marker >= 0 { close(marker) }
+            defer { unlink(request) }
+            let deadline = ContinuousClock.now + takeoverTimeout
             while flock(fd, LOCK_EX | LOCK_NB) != 0 {
                 guard ContinuousClock.now < deadline else {
                     close(fd)
@@ -54,15 +78,31 @@ struct ConsoleSessionLock {
                 }
                 usleep(20_000)
             }
+        } else {
+            // A request left by a taker that gave up must not end this new session.
+            unlink(path + ".takeover")
         }
         let pid = Array("\(getpid())\n".utf8)
         _ = ftruncate(fd, 0)
         _ = pwrite(fd, pid, pid.count, 0)
-        return ConsoleSessionLock(descriptor: fd)
+        return ConsoleSessionLock(path: path, descriptor: fd)
     }
 
-    func release() {
+    /// Whether another session asked to take this console over: the holder should
+    /// end its session, saying so, and ``release()``.
+    public var takeoverRequested: Bool { access(path + ".takeover", F_OK) == 0 }
+
+    public func release() {
         _ = ftruncate(descriptor, 0)
         close(descriptor)
+    }
+
+    /// The pid of the live session holding the console at `path`, if any. Read
+    /// without taking the lock (that could refuse a session starting meanwhile):
+    /// a holder empties the file when it lets go; one that died leaves its pid,
+    /// which names no live process.
+    public static func holder(path: String) -> pid_t? {
+        guard let pid = PidFile(path: path).read(), pid > 1, kill(pid, 0) == 0 || errno == EPERM else { return nil }
+        return pid
     }
 }

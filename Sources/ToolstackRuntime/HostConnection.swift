@@ -123,13 +123,19 @@ public struct HostConnection {
     /// A domain by name or domid where the hypervisor knows ids only (real Xen):
     /// names are the toolstack's, in `/local/domain/<d>/name`, as `xl` reads them.
     public func namedDomain(_ reference: String) async throws -> DomainInfo {
-        var domains = try hypervisor.listDomains()
+        if let found = Self.find(reference, in: try await guests()) { return found }
+        throw ToolstackError("no guest named or numbered '\(reference)': see `xl list`")
+    }
+
+    /// Every guest (not dom0), named: by the simulator's records, or on real Xen by
+    /// the toolstack's `/local/domain/<d>/name`, as `xl list` reads them.
+    public func guests() async throws -> [DomainInfo] {
+        var domains = try hypervisor.listDomains().filter { $0.domid != .dom0 }
         for index in domains.indices where domains[index].name.isEmpty {
             let home = ConsoleLayout.home(domains[index].domid)
             domains[index].name = (try? await store.readString(home + "/name")) ?? ""
         }
-        if let found = Self.find(reference, in: domains), found.domid != .dom0 { return found }
-        throw ToolstackError("no guest named or numbered '\(reference)': see `xl list`")
+        return domains
     }
 
     /// The domain `reference` names: a domid first, else a name.

@@ -36,11 +36,14 @@ struct Demo: AsyncParsableCommand {
     @Flag(help: "Keep the run directory (configs, logs) instead of removing it.")
     var keep = false
 
+    @Flag(help: "At the end, keep the stack and the web console up until Enter.")
+    var web = false
+
     func run() async throws {
         // `conch demo | head`: a closed pipe must not kill the demo before it tears
         // down the daemons it started; writes fail with EPIPE instead.
         signal(SIGPIPE, SIG_IGN)
-        let runner = try DemoRunner(keep: keep)
+        let runner = try DemoRunner(keep: keep, serveWeb: web)
         do {
             try await runner.run()
             runner.cleanUp()
