@@ -27,7 +27,7 @@ struct Conch: AsyncParsableCommand {
             Dmesg.self, Store.self, Stats.self, Bench.self,
             Hypervisor.self, Xenstored.self, Consoled.self, GuestKernel.self, Version.self, RingPeerCommand.self,
             BenchPeer.self, ConsoledKeeper.self, DeviceModelCommand.self, ConsoleFlagCommand.self,
-            ConsoleRelease.self, WebCommand.self,
+            ConsoleRelease.self, WebCommand.self, StatusCommand.self,
         ]
     )
 

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 import Foundation
+import SystemExtras
 import Testing
 import XenTestKit
 
@@ -405,5 +406,43 @@ struct EndToEndTests {
         #expect(result.status == 0, "demo: \(result.stdout)\n\(result.stderr)")
         #expect(result.stdout.contains("All steps succeeded."))
         #expect(result.stdout.contains("boot-legacy: console log has all 400 boot lines in order"))
+    }
+}
+
+@Suite("conch status")
+struct StatusTests {
+    @Test func statusSaysWhetherEachDaemonAnswers() throws {
+        let nothing = try ScratchDirectory(prefix: "conch-status")
+        defer { nothing.remove() }
+        let down = try ConchExecutable.run(["status", "--run-dir", nothing.path])
+        #expect(down.status == 1)
+        #expect(down.stdout.contains("NOT healthy") && down.stdout.contains("xenstored       DOWN"), "\(down.stdout)")
+        #expect(down.stderr.contains("conch up --detach"), "\(down.stderr)")
+
+        let stack = try UpStack()
+        let config = try stack.write("st.cfg", #"name = "st"\#nkernel = "/bin/cat"\#n"#)
+        try #require(try stack.conch(["create", config]).status == 0)
+        let up = try stack.conch(["status", "--json"])
+        #expect(up.status == 0, "\(up.stdout) \(up.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(up.stdout.utf8)) as? [String: Any])
+        #expect(json["healthy"] as? Bool == true)
+        let daemons = (json["daemons"] as? [[String: Any]]) ?? []
+        #expect(daemons.map { $0["name"] as? String } == ["hypervisor", "xenstored", "consoled", "consoled-keeper"])
+        #expect(daemons.allSatisfy { $0["healthy"] as? Bool == true && ($0["pid"] as? Int ?? 0) > 1 })
+        #expect((json["guests"] as? [String])?.first?.hasPrefix("st (") == true, "\(json)")
+        #expect(json["supervisor_pid"] != nil)
+
+        // A daemon whose pid file names a live process that does not answer is not healthy.
+        // (`conch down` at the end kills what the pid file names: a sleep of our own.)
+        #expect(try stack.down().contains("stopped"))
+        let impostor = try ChildProcess(executable: "/bin/sleep", arguments: ["30"])
+        defer {
+            impostor.kill(SIGKILL)
+            _ = try? impostor.wait()
+        }
+        try "\(impostor.pid)\n".write(toFile: "\(stack.path)/xenstored.pid", atomically: true, encoding: .utf8)
+        let stale = try stack.conch(["status"])
+        #expect(stale.status == 1)
+        #expect(stale.stdout.contains("pid \(impostor.pid) is alive but its socket does not answer"), "\(stale.stdout)")
     }
 }
