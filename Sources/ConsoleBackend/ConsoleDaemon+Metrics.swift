@@ -53,8 +53,12 @@ final class ConsoledMetrics: @unchecked Sendable {
             }
             Gauge(label: "conch_console_quarantined", dimensions: dimensions, factory: metrics.factory)
                 .record(console.counters.quarantineReason == nil ? 0 : 1)
+            // A pty console has a client when a session holds it; a socket channel,
+            // when the keeper's stream to it is up (the keeper does not say more).
+            let attached =
+                console.connection == "pty" ? console.sessionPid != nil : console.counters.sinkState == .connected
             Gauge(label: "conch_console_client_attached", dimensions: dimensions, factory: metrics.factory)
-                .record(console.counters.sinkState == .connected ? 1 : 0)
+                .record(attached ? 1 : 0)
             seen[key] = console.counters
         }
         reported = seen

@@ -42,6 +42,9 @@ public actor ConsoleDaemon {
         public var statsSocket: String?
         /// Where clients ask for console 0's history before attaching (`history <domid>\n`).
         public var controlSocket: String?
+        /// Where `conch console` and `conch web` keep their session locks
+        /// (``ConsoleSessionLock``): stats and metrics report the holder of each.
+        public var sessionLockDirectory: String?
         public var timestamps: Bool
         public var logRotation: LogRotationPolicy
         public var rate: TokenBucket.Configuration
@@ -61,6 +64,7 @@ public actor ConsoleDaemon {
             logDirectory: String,
             statsSocket: String? = nil,
             controlSocket: String? = nil,
+            sessionLockDirectory: String? = nil,
             timestamps: Bool = false,
             logRotation: LogRotationPolicy = .disabled,
             rate: TokenBucket.Configuration = .default,
@@ -73,6 +77,7 @@ public actor ConsoleDaemon {
             self.logDirectory = logDirectory
             self.statsSocket = statsSocket
             self.controlSocket = controlSocket
+            self.sessionLockDirectory = sessionLockDirectory
             self.timestamps = timestamps
             self.logRotation = logRotation
             self.rate = rate
@@ -190,7 +195,17 @@ public actor ConsoleDaemon {
     }
 
     public func statistics() -> ConsoledStats {
-        let consoles = sessions.keys.sorted().compactMap { sessions[$0]?.stats }
+        var consoles = sessions.keys.sorted().compactMap { sessions[$0]?.stats }
+        if let directory = configuration.sessionLockDirectory {
+            for index in consoles.indices {
+                let lock = ConsoleSessionLock.path(
+                    directory: directory,
+                    domid: consoles[index].domid,
+                    devid: consoles[index].devid
+                )
+                consoles[index].sessionPid = ConsoleSessionLock.holder(path: lock)
+            }
+        }
         return ConsoledStats(consoles: consoles, totals: ConsoleCounters.total(of: consoles.map(\.counters)))
     }
 

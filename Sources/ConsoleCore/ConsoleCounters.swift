@@ -145,14 +145,32 @@ public struct ConsoleStats: Codable, Sendable, Equatable {
     public var connection: String
     public var path: String?
     public var counters: ConsoleCounters
+    /// The pid of the `conch console` or `conch web` session attached to it, if any
+    /// (its session lock's holder): whether somebody is actually reading a pty
+    /// console, which `sink_state` cannot tell.
+    public var sessionPid: Int32?
 
-    public init(domid: UInt16, devid: Int, name: String, connection: String, path: String?, counters: ConsoleCounters) {
+    public init(
+        domid: UInt16,
+        devid: Int,
+        name: String,
+        connection: String,
+        path: String?,
+        counters: ConsoleCounters,
+        sessionPid: Int32? = nil
+    ) {
         self.domid = domid
         self.devid = devid
         self.name = name
         self.connection = connection
         self.path = path
         self.counters = counters
+        self.sessionPid = sessionPid
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case domid, devid, name, connection, path, counters
+        case sessionPid = "session_pid"
     }
 }
 

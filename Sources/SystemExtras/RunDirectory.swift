@@ -57,6 +57,8 @@ public struct RunDirectory: Hashable, Sendable, CustomStringConvertible {
     /// The sockets the keeper created (the only files it will ever unlink).
     public var keeperLedger: String { path + "/consoled-keeper.sockets" }
     public var logDirectory: String { path + "/logs" }
+    /// One lock per console with a session attached (``ConsoleSessionLock``).
+    public var sessionLockDirectory: String { path + "/consoles" }
 
     public var description: String { path }
 

@@ -102,7 +102,11 @@ public enum ConsoleAttachment {
     ) async throws {
         let endpoint = try await locate(host: host, domain: domain, target: target)
         let session = try ConsoleSessionLock.acquire(
-            path: ConsoleSessionLock.path(runDirectory: host.runDirectory, domid: domain.domid, devid: endpoint.devid),
+            path: ConsoleSessionLock.path(
+                runDirectory: host.runDirectory,
+                domid: domain.domid.rawValue,
+                devid: endpoint.devid
+            ),
             force: options.force,
             what: "\(endpoint.label) of \(domain.name)",
             takeOver: "`conch console --force \(domain.name)`"

@@ -61,12 +61,16 @@ public struct HostStatus: Encodable, Sendable {
         let hypervisorPid = alive(runDirectory.hypervisorPidFile)
         var started = ContinuousClock.now
         if let domains = try? HypervisorFactory.privileged(.simulated(runDirectory)).listDomains() {
-            guests = domains.filter { $0.domid != .dom0 }.map { "\($0.name) (\($0.domid.rawValue), \($0.state.rawValue))" }
+            guests = domains.filter { $0.domid != .dom0 }.map {
+                "\($0.name) (\($0.domid.rawValue), \($0.state.rawValue))"
+            }
             daemons.append(
                 Daemon(name: "hypervisor", pid: hypervisorPid, healthy: true, detail: "answers in \(since(started))")
             )
         } else {
-            daemons.append(Daemon(name: "hypervisor", pid: hypervisorPid, healthy: false, detail: silent(hypervisorPid)))
+            daemons.append(
+                Daemon(name: "hypervisor", pid: hypervisorPid, healthy: false, detail: silent(hypervisorPid))
+            )
         }
 
         let xenstoredPid = alive(runDirectory.xenstoredPidFile)

@@ -71,9 +71,9 @@ enum ConsoleBridge {
         var ending = Status(type: "ended", reason: "the browser left")
         do {
             ending.reason = try await attach(request, host: try await openHost(), inbound: inbound, outbound: outbound)
-        } catch let error as ToolstackError {
-            ending.reason = error.description
-            ending.busy = error.description.contains("attached in another session")
+        } catch let refused as ConsoleSessionLock.Refused {
+            ending.reason = refused.description
+            ending.busy = refused.busy
         } catch {
             ending.reason = "\(error)"
         }
@@ -99,7 +99,11 @@ enum ConsoleBridge {
         let endpoint = try await ConsoleAttachment.locate(host: host, domain: domain, target: request.target)
         let what = "\(endpoint.label) of \(domain.name)"
         let session = try ConsoleSessionLock.acquire(
-            path: ConsoleSessionLock.path(runDirectory: host.runDirectory, domid: domain.domid, devid: endpoint.devid),
+            path: ConsoleSessionLock.path(
+                runDirectory: host.runDirectory,
+                domid: domain.domid.rawValue,
+                devid: endpoint.devid
+            ),
             force: request.force,
             what: what,
             takeOver: "take it over"

@@ -67,13 +67,7 @@ public struct DashboardState: Codable, Sendable, Equatable {
                     name: Self.isChannel($0) ? $0.name : "",
                     connection: $0.connection,
                     counters: $0.counters,
-                    sessionPid: ConsoleSessionLock.holder(
-                        path: ConsoleSessionLock.path(
-                            runDirectory: host.runDirectory,
-                            domid: guest.domid,
-                            devid: $0.devid
-                        )
-                    )
+                    sessionPid: $0.sessionPid
                 )
             }
             domains.append(

@@ -106,6 +106,7 @@ struct Consoled: AsyncParsableCommand {
                 logDirectory: logDir ?? placement.logDirectory,
                 statsSocket: runDirectory.consoledSocket,
                 controlSocket: runDirectory.consoledControlSocket,
+                sessionLockDirectory: runDirectory.sessionLockDirectory,
                 timestamps: timestamps,
                 logRotation: logMaxBytes == 0
                     ? .disabled : LogRotationPolicy(maxBytes: logMaxBytes, backups: logBackups),
@@ -219,7 +220,7 @@ struct Stats: AsyncParsableCommand {
             return
         }
         print(
-            "Dom Con Name                           Sink   State             Out        In  Full Throttled Drops Quar"
+            "Dom Con Name                           Sink   State             Out        In  Full Throttled Drops Quar Session"
         )
         for console in stats.consoles {
             let c = console.counters
@@ -229,7 +230,7 @@ struct Stats: AsyncParsableCommand {
                     pad(console.connection, 6), pad(c.sinkState.rawValue, 16), pad("\(c.bytesOut)", 10, right: true),
                     pad("\(c.bytesIn)", 9, right: true), pad("\(c.ringFullEvents)", 5, right: true),
                     pad("\(c.throttledPeriods)", 9, right: true), pad("\(c.droppedBytes)", 5, right: true),
-                    pad("\(c.quarantines)", 4, right: true),
+                    pad("\(c.quarantines)", 4, right: true), console.sessionPid.map { "pid \($0)" } ?? "-",
                 ].joined(separator: " ")
             )
         }

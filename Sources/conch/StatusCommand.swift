@@ -40,7 +40,8 @@ struct StatusCommand: AsyncParsableCommand {
                 let pid = daemon.pid.map { "pid \($0)" } ?? "-"
                 print(
                     "  " + daemon.name.padding(toLength: 16, withPad: " ", startingAt: 0)
-                        + (daemon.healthy ? "ok    " : "DOWN  ") + pid.padding(toLength: 11, withPad: " ", startingAt: 0)
+                        + (daemon.healthy ? "ok    " : "DOWN  ")
+                        + pid.padding(toLength: 11, withPad: " ", startingAt: 0)
                         + daemon.detail
                 )
             }
@@ -49,7 +50,8 @@ struct StatusCommand: AsyncParsableCommand {
         guard status.healthy else {
             let fix =
                 status.supervisorPid == nil
-                ? "start it with `conch up --detach`" : "`conch up` restarts dead daemons; see \(runDirectory.logDirectory)"
+                ? "start it with `conch up --detach`"
+                : "`conch up` restarts dead daemons; see \(runDirectory.logDirectory)"
             FileHandle.standardError.write(Data("conch status: the host stack is not healthy: \(fix)\n".utf8))
             throw ExitCode.failure
         }

@@ -213,6 +213,9 @@ struct WebConsoleTests {
             "document.querySelector('tr[data-devid=\"0\"] td[data-field=session]').textContent.includes('attached')"
         )
         #expect(attached != nil, "the dashboard does not show the session")
+        let stats = try JSONSerialization.jsonObject(with: Data(try stack.conch(["stats", "--json"]).stdout.utf8))
+        let zero = ((stats as? [String: Any])?["consoles"] as? [[String: Any]])?.first { $0["devid"] as? Int == 0 }
+        #expect(zero?["session_pid"] as? Int == Int(web.process.pid), "conch stats: \(zero ?? [:])")
 
         // The screenshot shows the page, not a blank: decoded, it has the terminal's
         // black and many colours (text, table, buttons).

@@ -18,28 +18,7 @@ import XenstoreClient
 struct MetricsTests {
     /// `GET path` on 127.0.0.1:`port`; the status line and the body.
     static func get(_ path: String, port: Int) throws -> (status: String, body: String) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        try #require(fd >= 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        try #require(connected == 0, "cannot connect to the metrics port \(port)")
-        _ = writeAll(fd, Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".utf8)[...])
-        var response: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let got = read(fd, &buffer, buffer.count)
-            if got <= 0 { break }
-            response += buffer[..<got]
-        }
-        let text = String(decoding: response, as: UTF8.self)
+        let text = try LoopbackHTTP.get(port: port, path)
         let parts = text.components(separatedBy: "\r\n\r\n")
         return (
             parts.first?.components(separatedBy: "\r\n").first ?? "", parts.dropFirst().joined(separator: "\r\n\r\n")
@@ -108,5 +87,33 @@ struct MetricsTests {
         let again = try Self.get("/metrics", port: metricsPort).body
         #expect(again.contains(String(line!)), "the counter moved without output")
         #expect(try Self.get("/", port: metricsPort).status == "HTTP/1.1 404 Not Found")
+
+        // Whether a client is attached is whether a session holds the console's lock
+        // (`conch console` and `conch web` take it), not whether the pty is writable.
+        func attached() throws -> String? {
+            let body = try Self.get("/metrics", port: metricsPort).body
+            let line = body.split(separator: "\n").first {
+                $0.hasPrefix("conch_console_client_attached{") && $0.contains("domid=\"\(d)\"")
+                    && $0.contains("console=\"0\"")
+            }
+            return line.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) }.map { "\(Int($0))" }
+        }
+        func sessionPid() throws -> Int? {
+            let stats = try ConchExecutable.run(["stats", "metered", "--json", "--run-dir", host.runDirectory])
+            let object = try? JSONSerialization.jsonObject(with: Data(stats.stdout.utf8)) as? [String: Any]
+            return (object?["consoles"] as? [[String: Any]])?.first?["session_pid"] as? Int
+        }
+        #expect(try attached() == "0")
+        #expect(try sessionPid() == nil)
+        let session = try ConsoleSessionLock.acquire(
+            path: ConsoleSessionLock.path(runDirectory: RunDirectory(path: host.runDirectory), domid: d, devid: 0),
+            force: false,
+            what: "console 0 of metered",
+            takeOver: "take it over"
+        )
+        #expect(try attached() == "1")
+        #expect(try sessionPid() == Int(getpid()))
+        session.release()
+        #expect(try attached() == "0")
     }
 }

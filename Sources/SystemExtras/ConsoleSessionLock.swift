@@ -7,8 +7,6 @@
 //===----------------------------------------------------------------------===//
 
 import Foundation
-import SystemExtras
-import XenABI
 
 #if canImport(Glibc)
 import Glibc
@@ -31,9 +29,21 @@ public final class ConsoleSessionLock: Sendable {
     /// How long a takeover waits for the holder to let go.
     static let takeoverTimeout: Duration = .seconds(5)
 
+    /// Why a session could not be had, for the person who asked.
+    public struct Refused: Error, CustomStringConvertible, Sendable {
+        public let description: String
+        /// Another session holds the console (as opposed to a failure to claim it).
+        public let busy: Bool
+    }
+
     /// The lock of console `devid` of `domid` in `runDirectory`.
-    public static func path(runDirectory: RunDirectory, domid: DomID, devid: Int) -> String {
-        "\(runDirectory.path)/consoles/d\(domid.rawValue)-\(devid).lock"
+    public static func path(runDirectory: RunDirectory, domid: UInt16, devid: Int) -> String {
+        path(directory: runDirectory.sessionLockDirectory, domid: domid, devid: devid)
+    }
+
+    /// The lock of console `devid` of `domid` in the lock directory `directory`.
+    public static func path(directory: String, domid: UInt16, devid: Int) -> String {
+        "\(directory)/d\(domid)-\(devid).lock"
     }
 
     private init(path: String, descriptor: Int32) {
@@ -58,13 +68,19 @@ public final class ConsoleSessionLock: Sendable {
         )
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else {
-            throw ToolstackError("cannot open \(path) to claim \(what): \(String(cString: strerror(errno)))")
+            throw Refused(
+                description: "cannot open \(path) to claim \(what): \(String(cString: strerror(errno)))",
+                busy: false
+            )
         }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             guard force else {
                 close(fd)
                 let who = holder(path: path).map { " (pid \($0))" } ?? ""
-                throw ToolstackError("\(what) is attached in another session\(who): detach it, or \(takeOver)")
+                throw Refused(
+                    description: "\(what) is attached in another session\(who): detach it, or \(takeOver)",
+                    busy: true
+                )
             }
             let request = path + ".takeover"
             let marker = open(request, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
@@ -74,7 +90,7 @@ public final class ConsoleSessionLock: Sendable {
             while flock(fd, LOCK_EX | LOCK_NB) != 0 {
                 guard ContinuousClock.now < deadline else {
                     close(fd)
-                    throw ToolstackError("\(what): the other session did not let go within 5 s")
+                    throw Refused(description: "\(what): the other session did not let go within 5 s", busy: true)
                 }
                 usleep(20_000)
             }
