@@ -242,13 +242,7 @@ public enum ConsoleAttachment {
             devid = number
             label = "console \(number)"
         case .channel(let name):
-            var found: Int?
-            for entry in (try? await host.store.directory(ConsoleLayout.toolstackCopies(d))) ?? [] {
-                guard let number = Int(entry), number > 0 else { continue }
-                let copy = ConsoleLayout.toolstackCopy(d, devid: number)
-                if (try? await host.store.readString(copy + "/name")) == name { found = number }
-            }
-            guard let found else {
+            guard let found = await host.channels(d.rawValue).last(where: { $0.name == name })?.devid else {
                 throw ToolstackError(
                     "domain \(domain.name) has no channel named '\(name)': see `conch channel-list \(d)`"
                 )

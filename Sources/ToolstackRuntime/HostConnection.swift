@@ -156,6 +156,21 @@ public struct HostConnection {
         return (record, DomainBuilder.Built(domain: domain, plan: record.plan))
     }
 
+    /// A domain's channels by name, with their devids, from the toolstack's dom0-only
+    /// `/libxl` copy (never from a node the guest can write).
+    public func channels(_ domid: UInt16) async -> [(name: String, devid: Int)] {
+        let d = DomID(domid)
+        var found: [(name: String, devid: Int)] = []
+        for entry in (try? await store.directory(ConsoleLayout.toolstackCopies(d))) ?? [] {
+            guard let devid = Int(entry), devid > 0 else { continue }
+            let name = try? await store.readString(ConsoleLayout.toolstackCopy(d, devid: devid) + "/name")
+            if let name, !name.isEmpty { found.append((name, devid)) }
+        }
+        return found
+    }
+
+    public func channelNames(_ domid: UInt16) async -> [String] { await channels(domid).map(\.name).sorted() }
+
     /// A domain's channels as `xl channel-list` shows them, read as libxl does
     /// since XSA-178: the list comes from the toolstack's dom0-only `/libxl` copy
     /// (consoles without a name are not channels), the backend domid from parsing

@@ -84,3 +84,40 @@ struct CLIError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
+
+extension CompletionKind {
+    /// The names of the domains of the run directory the command line names (or the
+    /// default one), for shell completion: `conch console <TAB>`.
+    static var domainNames: CompletionKind {
+        .custom { words, _, _ in
+            let runDirectory = RunDirectory.resolve(
+                explicit: completedRunDirectory(words),
+                environment: XenstoreClient.currentEnvironment()
+            )
+            let domains = (try? HypervisorFactory.privileged(.simulated(runDirectory)).listDomains()) ?? []
+            return domains.filter { $0.domid.rawValue != 0 }.map(\.name).sorted()
+        }
+    }
+
+    /// The channel names of the domain already on the command line: `--channel <TAB>`.
+    static var channelNames: CompletionKind {
+        .custom { words, _, _ async in
+            let runDirectory = RunDirectory.resolve(
+                explicit: completedRunDirectory(words),
+                environment: XenstoreClient.currentEnvironment()
+            )
+            guard let host = try? await HostConnection.open(runDirectory) else { return [] }
+            defer { host.store.close() }
+            let domains = (try? host.hypervisor.listDomains()) ?? []
+            // The first word naming one of the domains is the command's domain.
+            guard let domain = words.lazy.compactMap({ HostConnection.find($0, in: domains) }).first else { return [] }
+            return await host.channelNames(domain.domid.rawValue)
+        }
+    }
+}
+
+/// The value of `--run-dir` among the words being completed, if given.
+private func completedRunDirectory(_ words: [String]) -> String? {
+    if let index = words.firstIndex(of: "--run-dir"), index + 1 < words.count { return words[index + 1] }
+    return words.first { $0.hasPrefix("--run-dir=") }.map { String($0.dropFirst("--run-dir=".count)) }
+}

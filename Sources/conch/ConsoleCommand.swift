@@ -38,13 +38,13 @@ struct ConsoleCommand: AsyncParsableCommand {
     @OptionGroup var runDirectoryOptions: RunDirectoryOptions
     @OptionGroup var hypervisorOptions: HypervisorOptions
 
-    @Argument(help: "The domain: a name or a domid.")
+    @Argument(help: "The domain: a name or a domid.", completion: .domainNames)
     var domain: String
 
     @Option(name: .shortAndLong, help: "Console number (0: the primary console).")
     var number: Int?
 
-    @Option(help: "A channel, by name.")
+    @Option(help: "A channel, by name.", completion: .channelNames)
     var channel: String?
 
     @Option(help: "Without a terminal: seconds of quiet after stdin ends before exiting.")
@@ -98,7 +98,7 @@ struct ConsoleRelease: AsyncParsableCommand {
     @OptionGroup var runDirectoryOptions: RunDirectoryOptions
     @OptionGroup var hypervisorOptions: HypervisorOptions
 
-    @Argument(help: "The domain: a name or a domid.")
+    @Argument(help: "The domain: a name or a domid.", completion: .domainNames)
     var domain: String
 
     func run() async throws {

@@ -40,7 +40,7 @@ struct ConsoleFlagCommand: AsyncParsableCommand {
     @OptionGroup var runDirectoryOptions: RunDirectoryOptions
     @OptionGroup var hypervisorOptions: HypervisorOptions
 
-    @Argument(help: "The domain: a name or a domid.")
+    @Argument(help: "The domain: a name or a domid.", completion: .domainNames)
     var domain: String
 
     @Argument(help: "connected or disconnected (omit to print the flag).")

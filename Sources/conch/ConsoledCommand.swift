@@ -202,7 +202,7 @@ struct Stats: AsyncParsableCommand {
 
     @OptionGroup var runDirectoryOptions: RunDirectoryOptions
     @Flag(help: "Print JSON.") var json = false
-    @Argument(help: "Only this domain (name or id).") var domain: String?
+    @Argument(help: "Only this domain (name or id).", completion: .domainNames) var domain: String?
 
     func run() async throws {
         let runDirectory = runDirectoryOptions.runDirectory

@@ -211,7 +211,7 @@ struct Destroy: AsyncParsableCommand {
 
     @OptionGroup var runDirectoryOptions: RunDirectoryOptions
 
-    @Argument(help: "The domain: a name or a domid.")
+    @Argument(help: "The domain: a name or a domid.", completion: .domainNames)
     var domain: String
 
     func run() async throws {
@@ -234,7 +234,7 @@ struct Shutdown: AsyncParsableCommand {
 
     @OptionGroup var runDirectoryOptions: RunDirectoryOptions
 
-    @Argument(help: "The domain: a name or a domid.")
+    @Argument(help: "The domain: a name or a domid.", completion: .domainNames)
     var domain: String
 
     @Flag(name: .shortAndLong, help: "Wait until the domain has gone.")
@@ -265,7 +265,7 @@ struct ChannelListCommand: AsyncParsableCommand {
 
     @OptionGroup var runDirectoryOptions: RunDirectoryOptions
 
-    @Argument(help: "Domains: names or domids.")
+    @Argument(help: "Domains: names or domids.", completion: .domainNames)
     var domains: [String]
 
     func validate() throws {
@@ -296,7 +296,7 @@ struct ChannelAttach: AsyncParsableCommand {
 
     @OptionGroup var runDirectoryOptions: RunDirectoryOptions
 
-    @Argument(help: "The domain: a name or a domid.")
+    @Argument(help: "The domain: a name or a domid.", completion: .domainNames)
     var domain: String
 
     @Argument(help: "The channel specification.")
@@ -325,7 +325,7 @@ struct ChannelDetach: AsyncParsableCommand {
 
     @OptionGroup var runDirectoryOptions: RunDirectoryOptions
 
-    @Argument(help: "The domain: a name or a domid.")
+    @Argument(help: "The domain: a name or a domid.", completion: .domainNames)
     var domain: String
 
     @Argument(help: "The channel index (channel-list's Idx).")

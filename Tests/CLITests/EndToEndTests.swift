@@ -446,3 +446,51 @@ struct StatusTests {
         #expect(stale.stdout.contains("pid \(impostor.pid) is alive but its socket does not answer"), "\(stale.stdout)")
     }
 }
+
+@Suite("shell completion")
+struct CompletionTests {
+    /// bash, with the script `conch --generate-completion-script bash` prints, asked
+    /// to complete `line` (the cursor at its end) as if TAB were pressed.
+    static func bashCompletes(_ words: [String], script: String) throws -> [String] {
+        let quoted = words.map { "'\($0)'" }.joined(separator: " ")
+        let line = words.joined(separator: " ")
+        let program = """
+            source '\(script)'
+            COMP_WORDS=(\(quoted)); COMP_CWORD=\(words.count - 1)
+            COMP_LINE='\(line)'; COMP_POINT=${#COMP_LINE}
+            _conch conch '\(words.last!)' '\(words.dropLast().last!)'  # as bash calls it: command, word, previous word
+            printf '%s\\n' "${COMPREPLY[@]}"
+            """
+        let directory = (try ConchExecutable.path() as NSString).deletingLastPathComponent
+        let result = try runProgram(
+            "/bin/bash",
+            ["-c", program],
+            environment: ProcessInfo.processInfo.environment.merging(
+                ["PATH": directory + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "")]
+            ) { $1 }
+        )
+        return result.stdout.split(separator: "\n").map(String.init)
+    }
+
+    @Test func bashCompletesDomainAndChannelNames() throws {
+        let stack = try UpStack()
+        for name in ["alpha", "beta"] {
+            let config = try stack.write(
+                "\(name).cfg",
+                "name = \"\(name)\"\nkernel = \"/bin/cat\"\nchannel = [ \"name=org.\(name).agent, connection=pty\" ]\n"
+            )
+            try #require(try stack.conch(["create", config]).status == 0)
+        }
+        let script = try stack.write(
+            "conch.bash",
+            try ConchExecutable.run(["--generate-completion-script", "bash"]).stdout
+        )
+        let run = ["--run-dir", stack.path]
+        #expect(try Self.bashCompletes(["conch", "console"] + run + [""], script: script) == ["alpha", "beta"])
+        #expect(try Self.bashCompletes(["conch", "destroy"] + run + ["b"], script: script) == ["beta"])
+        #expect(
+            try Self.bashCompletes(["conch", "console"] + run + ["beta", "--channel", ""], script: script)
+                == ["org.beta.agent"]
+        )
+    }
+}
