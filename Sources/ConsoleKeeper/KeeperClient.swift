@@ -37,13 +37,19 @@ public final class KeeperClient: @unchecked Sendable {
 
     /// The running sink keeper of `runDirectory`, or a new one: `conch consoled-keeper`
     /// started in its own process group, so that whatever kills consoled leaves it alive.
-    public static func connectOrStart(runDirectory: RunDirectory, logLevel: String) throws -> KeeperClient {
+    public static func connectOrStart(
+        runDirectory: RunDirectory,
+        logLevel: String,
+        logFormat: String = "text"
+    ) throws -> KeeperClient {
         if let client = try? KeeperClient(path: runDirectory.keeperSocket) { return client }
         let logPath = runDirectory.logDirectory + "/consoled-keeper.log"
         let child = try ChildProcess.logging(
             to: logPath,
             executable: ChildProcess.currentExecutable(),
-            arguments: ["consoled-keeper", "--run-dir", runDirectory.path, "--log-level", logLevel],
+            arguments: [
+                "consoled-keeper", "--run-dir", runDirectory.path, "--log-level", logLevel, "--log-format", logFormat,
+            ],
             newProcessGroup: true
         )
         for _ in 0..<500 {

@@ -41,9 +41,14 @@ public final class HostSupervisor: @unchecked Sendable {
     public private(set) var daemons: [Daemon] = []
     private let executable = ChildProcess.currentExecutable()
 
-    public init(runDirectory: RunDirectory, consoledArguments: [String] = [], logLevel: String = "info") {
+    public init(
+        runDirectory: RunDirectory,
+        consoledArguments: [String] = [],
+        logLevel: String = "info",
+        logFormat: String = "text"
+    ) {
         self.runDirectory = runDirectory
-        let common = ["--run-dir", runDirectory.path, "--log-level", logLevel]
+        let common = ["--run-dir", runDirectory.path, "--log-level", logLevel, "--log-format", logFormat]
         daemons = [
             Daemon(
                 name: "hypervisor",

@@ -53,12 +53,27 @@ struct LoggingOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: "Log lines as text (for a person) or json (one object per line, for a log pipeline).")
+    var logFormat: LogFormat = .text
+
+    enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+        case text, json
+    }
+
     func makeLogger(label: String) -> Logger {
         let level = logLevel
+        let format = logFormat
         LoggingSystem.bootstrap { name in
-            var handler = StreamLogHandler.standardError(label: name)
-            handler.logLevel = level
-            return handler
+            switch format {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: name)
+                handler.logLevel = level
+                return handler
+            case .json:
+                var handler = JSONLogHandler(label: name)
+                handler.logLevel = level
+                return handler
+            }
         }
         return Logger(label: label)
     }

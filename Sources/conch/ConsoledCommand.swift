@@ -97,8 +97,9 @@ struct Consoled: AsyncParsableCommand {
             throw CLIError("cannot reach xenstored at \(placement.xenstoreSocket): \(error) (\(placement.hint))")
         }
         let logLevel = logging.logLevel.rawValue
+        let logFormat = logging.logFormat.rawValue
         let keeper: @Sendable () throws -> KeeperClient = {
-            try KeeperClient.connectOrStart(runDirectory: runDirectory, logLevel: logLevel)
+            try KeeperClient.connectOrStart(runDirectory: runDirectory, logLevel: logLevel, logFormat: logFormat)
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let daemon = ConsoleDaemon(

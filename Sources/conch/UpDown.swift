@@ -44,6 +44,9 @@ struct Up: AsyncParsableCommand {
     @Option(help: "Daemon log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Option(help: "Daemon log format: text, or json (one object per line).")
+    var logFormat: LoggingOptions.LogFormat = .text
+
     func run() async throws {
         let runDirectory = runDirectoryOptions.runDirectory
         try runDirectory.create()
@@ -56,7 +59,7 @@ struct Up: AsyncParsableCommand {
             throw CLIError("the host stack is already up in \(runDirectory) (pid \(pid)): `conch down` stops it")
         }
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
-        let supervisor = HostSupervisor(runDirectory: runDirectory, logLevel: logLevel)
+        let supervisor = HostSupervisor(runDirectory: runDirectory, logLevel: logLevel, logFormat: logFormat.rawValue)
         do {
             try supervisor.start(noConsoled ? ["hypervisor", "xenstored"] : ["hypervisor", "xenstored", "consoled"])
         } catch {
@@ -109,7 +112,9 @@ struct Up: AsyncParsableCommand {
         }
         try FileManager.default.createDirectory(atPath: runDirectory.logDirectory, withIntermediateDirectories: true)
         let logPath = runDirectory.logDirectory + "/up.log"
-        var arguments = ["up", "--run-dir", runDirectory.path, "--log-level", logLevel]
+        var arguments = [
+            "up", "--run-dir", runDirectory.path, "--log-level", logLevel, "--log-format", logFormat.rawValue,
+        ]
         if noConsoled { arguments.append("--no-consoled") }
         let child = try ChildProcess.logging(
             to: logPath,

@@ -494,3 +494,27 @@ struct CompletionTests {
         )
     }
 }
+
+@Suite("daemon logs as JSON")
+struct JSONLogTests {
+    @Test func upWithLogFormatJSONGivesEveryDaemonOneJSONObjectPerLine() throws {
+        let stack = try UpStack(arguments: ["--log-format", "json", "--log-level", "debug"])
+        let config = try stack.write("j.cfg", #"name = "j""# + "\nkernel = \"/bin/cat\"\n")
+        try #require(try stack.conch(["create", config]).status == 0)
+        for daemon in ["hypervisor", "xenstored", "consoled"] {
+            let log = (try? String(contentsOfFile: "\(stack.path)/logs/\(daemon).log", encoding: .utf8)) ?? ""
+            let lines = log.split(separator: "\n")
+            #expect(!lines.isEmpty, "\(daemon) logged nothing")
+            for line in lines {
+                let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                #expect(object != nil, "\(daemon): not a JSON object: \(line)")
+                guard let object else { continue }
+                #expect(
+                    Set(object.keys).isSuperset(of: ["timestamp", "level", "label", "message", "source"]),
+                    "\(line)"
+                )
+                #expect((object["label"] as? String)?.hasPrefix("conch.") == true, "\(line)")
+            }
+        }
+    }
+}

@@ -6,10 +6,12 @@
 //
 //===----------------------------------------------------------------------===//
 
-import SystemExtras
+import Foundation
 import SystemPackage
 import Testing
 import XenMemory
+
+@testable import SystemExtras
 
 #if canImport(Glibc)
 import Glibc
@@ -90,5 +92,25 @@ struct SharedMemoryTests {
         )
         #expect(try process.wait() == .exited(0))
         #expect(try parent.receive(maxBytes: 64).bytes == Array("through-fd-3\n".utf8))
+    }
+}
+
+@Suite("JSON log lines")
+struct JSONLogHandlerTests {
+    @Test func aLineIsOneSortedJSONObjectWhateverTheMessageHolds() throws {
+        let line = JSONLogHandler.line(
+            timestamp: Date(timeIntervalSince1970: 0),
+            label: "conch.consoled",
+            level: .warning,
+            message: "quote \" newline \n and tab \t in /local/domain/1",
+            metadata: ["domid": "1", "path": "/a/b"],
+            source: "ConsoleBackend"
+        )
+        #expect(!line.contains("\n"), "one line: \(line)")
+        #expect(line.hasPrefix(#"{"label":"conch.consoled","level":"warning","message":"#), "\(line)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["message"] as? String == "quote \" newline \n and tab \t in /local/domain/1")
+        #expect(object["metadata"] as? [String: String] == ["domid": "1", "path": "/a/b"])
+        #expect(object["timestamp"] as? String == "1970-01-01T00:00:00.000Z")
     }
 }
