@@ -131,6 +131,7 @@ extension ConsoleDaemon {
                 session.log = ConsoleLogFile(
                     path: configuration.logDirectory + "/" + file,
                     timestamps: configuration.timestamps,
+                    replaceEscape: configuration.replaceEscape,
                     rotation: configuration.logRotation
                 )
             }

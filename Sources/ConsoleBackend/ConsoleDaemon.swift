@@ -46,6 +46,8 @@ public actor ConsoleDaemon {
         /// (``ConsoleSessionLock``): stats and metrics report the holder of each.
         public var sessionLockDirectory: String?
         public var timestamps: Bool
+        /// Write guests' ESC bytes to logs as `.` (xenconsoled `--replace-escape`).
+        public var replaceEscape: Bool
         public var logRotation: LogRotationPolicy
         public var rate: TokenBucket.Configuration
         public var historyCapacity: Int
@@ -66,6 +68,7 @@ public actor ConsoleDaemon {
             controlSocket: String? = nil,
             sessionLockDirectory: String? = nil,
             timestamps: Bool = false,
+            replaceEscape: Bool = false,
             logRotation: LogRotationPolicy = .disabled,
             rate: TokenBucket.Configuration = .default,
             historyCapacity: Int = ConsoleHistory.defaultCapacity,
@@ -79,6 +82,7 @@ public actor ConsoleDaemon {
             self.controlSocket = controlSocket
             self.sessionLockDirectory = sessionLockDirectory
             self.timestamps = timestamps
+            self.replaceEscape = replaceEscape
             self.logRotation = logRotation
             self.rate = rate
             self.historyCapacity = historyCapacity

@@ -24,9 +24,9 @@ final class ConsoleLogFile {
     private var formatter: ConsoleLogFormatter
     private let rotation: LogRotationPolicy
 
-    init(path: String, timestamps: Bool, rotation: LogRotationPolicy) {
+    init(path: String, timestamps: Bool, replaceEscape: Bool = false, rotation: LogRotationPolicy) {
         self.path = path
-        self.formatter = ConsoleLogFormatter(timestamps: timestamps)
+        self.formatter = ConsoleLogFormatter(timestamps: timestamps, replaceEscape: replaceEscape)
         self.rotation = rotation
         open()
     }

@@ -77,6 +77,12 @@ public struct ConsoleLogFormatter: Sendable, Hashable {
         self.replaceEscape = replaceEscape
     }
 
+    /// `bytes` with every ESC written as `.`: the rule of ``replaceEscape``, for a
+    /// client showing a guest's output (`conch console --replace-escape`) too.
+    public static func replacingEscapes(_ bytes: some Collection<UInt8>) -> [UInt8] {
+        bytes.map { $0 == escape ? dot : $0 }
+    }
+
     /// True when the next byte will start a new line.
     public var isAtLineStart: Bool { atLineStart }
 

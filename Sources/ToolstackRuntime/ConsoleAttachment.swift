@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+import ConsoleCore
 import SystemExtras
 import XenABI
 import XenHypervisor
@@ -34,11 +35,20 @@ public enum ConsoleAttachment {
         public var escape: UInt8?
         /// Take the console over from another session instead of refusing.
         public var force: Bool
+        /// Show the guest's ESC bytes as `.`: its escape sequences cannot drive the
+        /// operator's terminal (retitle it, remap keys, answer queries).
+        public var replaceEscape: Bool
 
-        public init(linger: Double = 1, escape: UInt8? = Self.defaultEscape, force: Bool = false) {
+        public init(
+            linger: Double = 1,
+            escape: UInt8? = Self.defaultEscape,
+            force: Bool = false,
+            replaceEscape: Bool = false
+        ) {
             self.linger = linger
             self.escape = escape
             self.force = force
+            self.replaceEscape = replaceEscape
         }
 
         public static let defaultEscape: UInt8 = 0x1d
@@ -120,8 +130,12 @@ public enum ConsoleAttachment {
                 "Connected to \(endpoint.label) of \(domain.name). Escape character is \(Options.describe(escape)).\n"
             _ = writeAll(STDERR_FILENO, Array(banner.utf8)[...])
         }
+        let replaceEscape = options.replaceEscape
+        let show: ([UInt8]) -> [UInt8] = { bytes in
+            replaceEscape ? ConsoleLogFormatter.replacingEscapes(bytes) : bytes
+        }
         if endpoint.devid == 0 {
-            _ = writeAll(STDOUT_FILENO, history(runDirectory: host.runDirectory, domid: domain.domid)[...])
+            _ = writeAll(STDOUT_FILENO, show(history(runDirectory: host.runDirectory, domid: domain.domid))[...])
         }
         var saved = termios()
         if terminal {
@@ -141,7 +155,8 @@ public enum ConsoleAttachment {
                 escape: options.escape,
                 lingerMilliseconds: Int32(max(0, options.linger) * 1000),
                 stop: stop.descriptor,
-                session: session
+                session: session,
+                show: show
             )
             if end == .takenOver { failure = ": taken over by another session" }
             if end == .stopped { failure = ": stopped by a signal" }
@@ -306,7 +321,8 @@ public enum ConsoleAttachment {
         escape: UInt8?,
         lingerMilliseconds: Int32,
         stop: Int32,
-        session: ConsoleSessionLock
+        session: ConsoleSessionLock,
+        show: ([UInt8]) -> [UInt8]
     ) -> RelayEnd {
         var buffer = [UInt8](repeating: 0, count: 65536)
         var inputOpen = true
@@ -337,7 +353,7 @@ public enum ConsoleAttachment {
             if fds[0].revents != 0 {
                 let got = read(console, &buffer, buffer.count)
                 guard got > 0 else { return .hungUp }
-                guard writeAll(STDOUT_FILENO, buffer[..<got]) else { return .stopped }
+                guard writeAll(STDOUT_FILENO, show(Array(buffer[..<got]))[...]) else { return .stopped }
             }
             if inputOpen, fds[1].revents != 0 {
                 let got = read(STDIN_FILENO, &buffer, buffer.count)

@@ -59,6 +59,9 @@ struct ConsoleCommand: AsyncParsableCommand {
     @Flag(help: "Take the console over from another session attached to it.")
     var force = false
 
+    @Flag(help: "Show the guest's ESC bytes as '.': its escape sequences cannot drive your terminal.")
+    var replaceEscape = false
+
     func validate() throws {
         if number != nil, channel != nil { throw ValidationError("give -n or --channel, not both") }
         if let number, number < 0 { throw ValidationError("-n must be 0 or more") }
@@ -75,7 +78,8 @@ struct ConsoleCommand: AsyncParsableCommand {
         let options = ConsoleAttachment.Options(
             linger: linger,
             escape: ConsoleAttachment.Options.escape(parsing: escape) ?? ConsoleAttachment.Options.defaultEscape,
-            force: force
+            force: force,
+            replaceEscape: replaceEscape
         )
         try await ConsoleAttachment.attach(host: host, domain: target, target: which, options: options)
     }

@@ -55,6 +55,8 @@ struct Consoled: AsyncParsableCommand {
     var logDir: String?
     @Flag(help: "Prefix each log line with the date and time.")
     var timestamps = false
+    @Flag(help: "Write guests' ESC bytes to the logs as '.', so that viewing a log cannot drive the terminal.")
+    var replaceEscape = false
     @Option(help: "Rotate a log when it would grow past this many bytes (0: never).")
     var logMaxBytes: UInt64 = 0
     @Option(help: "Rotated logs to keep.")
@@ -109,6 +111,7 @@ struct Consoled: AsyncParsableCommand {
                 controlSocket: runDirectory.consoledControlSocket,
                 sessionLockDirectory: runDirectory.sessionLockDirectory,
                 timestamps: timestamps,
+                replaceEscape: replaceEscape,
                 logRotation: logMaxBytes == 0
                     ? .disabled : LogRotationPolicy(maxBytes: logMaxBytes, backups: logBackups),
                 rate: TokenBucket.Configuration(rate: rateBytes, burst: rateBurst),

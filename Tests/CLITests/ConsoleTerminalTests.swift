@@ -142,3 +142,27 @@ struct ConsoleTerminalTests {
         #expect(client.output.contains("closed: follow is gone"), "\(client.output.debugDescription)")
     }
 }
+
+@Suite("guest escape sequences neutralised")
+struct ReplaceEscapeTests {
+    @Test func conchConsoleReplaceEscapeShowsESCAsADot() throws {
+        let stack = try UpStack()
+        // A guest that tries to retitle the operator's terminal and colour its text.
+        let script = try stack.write(
+            "esc.sh",
+            "#!/bin/sh\nprintf '\\033]0;pwned\\007plain \\033[31mred\\n'\nexec cat\n"
+        )
+        chmod(script, 0o755)
+        let config = try stack.write("esc.cfg", "name = \"esc\"\nkernel = \"\(script)\"\n")
+        try #require(try stack.conch(["create", config]).status == 0)
+        let raw = try stack.conch(["console", "esc", "--linger", "0.5"], input: "")
+        #expect(
+            raw.stdout.contains("\u{1b}]0;pwned"),
+            "without the flag the bytes pass: \(raw.stdout.debugDescription)"
+        )
+        // (console 0's history replays the line to each new session.)
+        let safe = try stack.conch(["console", "esc", "--linger", "0.5", "--replace-escape"], input: "")
+        #expect(safe.stdout.contains(".]0;pwned\u{07}plain .[31mred"), "\(safe.stdout.debugDescription)")
+        #expect(!safe.stdout.contains("\u{1b}"), "an ESC got through: \(safe.stdout.debugDescription)")
+    }
+}

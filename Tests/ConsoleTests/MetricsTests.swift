@@ -117,3 +117,31 @@ struct MetricsTests {
         #expect(try attached() == "0")
     }
 }
+
+@Suite("consoled --replace-escape")
+struct ConsoleLogEscapeTests {
+    @Test func theLogShowsAGuestsESCAsADot() async throws {
+        let host = try HostStack(xenstored: true)
+        defer { host.stop() }
+        try host.startConsoled(["--replace-escape"])
+        let store = try await XenstoreClient.connect(socketPath: host.xenstoredSocket)
+        defer { store.close() }
+        let built = try await ConsoledTests.build(
+            host,
+            store,
+            name: "escaper",
+            script: #"printf '\033]0;pwned\007 and \033[31mred\n'; sleep 600"#
+        )
+        try host.privilegedHypervisor().unpause(built.domain.domid)
+        var log = ""
+        #expect(
+            host.eventually {
+                log = (try? String(contentsOfFile: host.logDirectory + "/guest-escaper.log", encoding: .utf8)) ?? ""
+                return log.contains("red")
+            },
+            "the guest's line never reached its log"
+        )
+        #expect(log.contains(".]0;pwned\u{07} and .[31mred"), "\(log.debugDescription)")
+        #expect(!log.contains("\u{1b}"), "an ESC reached the log: \(log.debugDescription)")
+    }
+}
