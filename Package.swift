@@ -52,6 +52,7 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
     ],
     targets: [
         // MARK: C shim — only what Glibc does not expose.
@@ -200,7 +201,11 @@ let package = Package(
         // Starting, restarting and stopping the host stack's daemons (`conch up`, the demo).
         .target(
             name: "HostSupervision",
-            dependencies: ["SystemExtras", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: [
+                "SystemExtras",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Configuration", package: "swift-configuration"),
+            ]
         ),
         .target(
             name: "ConchBench",

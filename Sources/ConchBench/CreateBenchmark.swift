@@ -55,7 +55,7 @@ public enum CreateBenchmark {
     ) async throws -> CreateBenchmarkResult {
         let scratch = try RunDirectory.makeTemporary(prefix: "conch-bench")
         defer { try? FileManager.default.removeItem(atPath: scratch.path) }
-        let supervisor = HostSupervisor(runDirectory: scratch, logLevel: "warning")
+        let supervisor = HostSupervisor(runDirectory: scratch, configuration: .quiet)
         try supervisor.start(["hypervisor", "xenstored", "consoled"])
         defer { supervisor.stopAll() }
         let program = ["/bin/sh", "-c", "echo ready; sleep 5"]

@@ -51,7 +51,7 @@ public final class DemoRunner {
         runDirectory = try RunDirectory.makeTemporary(prefix: "conch-demo")
         share = try RunDirectory.makeTemporary(prefix: "conch-demo-share")
         chmod(share.path, 0o1777)
-        supervisor = HostSupervisor(runDirectory: runDirectory, logLevel: "warning")
+        supervisor = HostSupervisor(runDirectory: runDirectory, configuration: .quiet)
         self.keep = keep
         self.serveWeb = serveWeb
     }

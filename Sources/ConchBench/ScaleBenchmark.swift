@@ -54,7 +54,7 @@ public enum ScaleBenchmark {
         raiseDescriptorLimit()
         let scratch = try RunDirectory.makeTemporary(prefix: "conch-bench")
         defer { try? FileManager.default.removeItem(atPath: scratch.path) }
-        let supervisor = HostSupervisor(runDirectory: scratch, logLevel: "warning")
+        let supervisor = HostSupervisor(runDirectory: scratch, configuration: .quiet)
         try supervisor.start(["hypervisor", "xenstored", "consoled"])
         defer { supervisor.stopAll() }
         guard let consoled = PidFile(path: scratch.consoledPidFile).read() else {

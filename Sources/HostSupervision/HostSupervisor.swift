@@ -41,30 +41,42 @@ public final class HostSupervisor: @unchecked Sendable {
     public private(set) var daemons: [Daemon] = []
     private let executable = ChildProcess.currentExecutable()
 
+    /// The daemons' options (log level and format, consoled's logs and limits,
+    /// xenstored's quotas) and where their own logs go.
+    public let configuration: StackConfiguration
+    /// Where the daemons' own logs go (``StackConfiguration/logDirectory(for:)``).
+    public let logDirectory: String
+
     public init(
         runDirectory: RunDirectory,
-        consoledArguments: [String] = [],
-        logLevel: String = "info",
-        logFormat: String = "text"
+        configuration: StackConfiguration = StackConfiguration(),
+        consoledArguments: [String] = []
     ) {
         self.runDirectory = runDirectory
-        let common = ["--run-dir", runDirectory.path, "--log-level", logLevel, "--log-format", logFormat]
+        self.configuration = configuration
+        logDirectory = configuration.logDirectory(for: runDirectory)
+        let common = ["--run-dir", runDirectory.path]
+        // A system stack's console logs go where its daemon logs go, unless told.
+        let consoleLogs =
+            configuration[.logDirectory] == nil && logDirectory != runDirectory.logDirectory
+            ? ["--log-dir", logDirectory] : []
         daemons = [
             Daemon(
                 name: "hypervisor",
-                arguments: ["hypervisor"] + common,
+                arguments: ["hypervisor"] + common + configuration.arguments(for: "hypervisor"),
                 readyPath: runDirectory.hypervisorSocket,
                 pidFile: runDirectory.hypervisorPidFile
             ),
             Daemon(
                 name: "xenstored",
-                arguments: ["xenstored"] + common,
+                arguments: ["xenstored"] + common + configuration.arguments(for: "xenstored"),
                 readyPath: runDirectory.xenstoredSocket,
                 pidFile: runDirectory.xenstoredPidFile
             ),
             Daemon(
                 name: "consoled",
-                arguments: ["consoled"] + common + consoledArguments,
+                arguments: ["consoled"] + common + configuration.arguments(for: "consoled") + consoleLogs
+                    + consoledArguments,
                 readyPath: runDirectory.consoledSocket,
                 pidFile: runDirectory.consoledPidFile
             ),
@@ -80,7 +92,11 @@ public final class HostSupervisor: @unchecked Sendable {
     public func start(_ names: [String]) throws {
         try runDirectory.create()
         if names.contains("xenstored") { unlink(runDirectory.xenstoredJournal) }
-        try FileManager.default.createDirectory(atPath: runDirectory.logDirectory, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: logDirectory,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
         for name in names {
             guard let index = daemons.firstIndex(where: { $0.name == name }) else { continue }
             if let pid = PidFile(path: daemons[index].pidFile).read(), kill(pid, 0) == 0 {
@@ -99,7 +115,7 @@ public final class HostSupervisor: @unchecked Sendable {
     private func launch(_ index: Int) throws {
         let daemon = daemons[index]
         unlink(daemon.readyPath)  // a stale socket would look ready
-        let logPath = "\(runDirectory.logDirectory)/\(daemon.name).log"
+        let logPath = "\(logDirectory)/\(daemon.name).log"
         let process = try ChildProcess.logging(to: logPath, executable: executable, arguments: daemon.arguments)
         daemons[index].process = process
         daemons[index].startedAt = .now
@@ -122,6 +138,7 @@ public final class HostSupervisor: @unchecked Sendable {
     /// for; a restart that fails is tried again later, never given up. Returns
     /// what it did, one line each.
     public func superviseOnce() -> [String] {
+        rotateDaemonLogs()
         var events: [String] = []
         let now = ContinuousClock.now
         for index in daemons.indices {
@@ -187,4 +204,41 @@ public final class HostSupervisor: @unchecked Sendable {
 public struct SupervisorError: Error, CustomStringConvertible, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+extension HostSupervisor {
+    /// Rotates each daemon's log that grew past `log.max_bytes` (0 or unset: never),
+    /// keeping `log.backups` old ones (`.1` newest). The daemon keeps writing to the
+    /// same file (it has it open, appending), so the log is copied aside and then
+    /// truncated, as logrotate's copytruncate does; a line written between the two
+    /// can be lost, never reordered.
+    func rotateDaemonLogs() {
+        guard let limit = configuration[.logMaxBytes].flatMap({ UInt64($0) }), limit > 0 else { return }
+        let backups = configuration[.logBackups].flatMap { Int($0) } ?? 5
+        for daemon in daemons {
+            let path = "\(logDirectory)/\(daemon.name).log"
+            var info = stat()
+            guard stat(path, &info) == 0, UInt64(info.st_size) > limit else { continue }
+            Self.rotate(path, backups: backups)
+        }
+    }
+
+    /// Shifts `path.1`… up by one (dropping the oldest), copies `path` to `path.1`
+    /// and truncates `path`.
+    static func rotate(_ path: String, backups: Int) {
+        guard backups > 0 else {
+            truncate(path, 0)
+            return
+        }
+        unlink("\(path).\(backups)")
+        for index in stride(from: backups - 1, through: 1, by: -1) {
+            rename("\(path).\(index)", "\(path).\(index + 1)")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else { return }
+        let copy = open("\(path).1", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard copy >= 0 else { return }
+        _ = writeAll(copy, Array(data)[...])
+        close(copy)
+        truncate(path, 0)
+    }
 }

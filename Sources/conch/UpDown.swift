@@ -41,17 +41,49 @@ struct Up: AsyncParsableCommand {
     @Flag(help: "Start only the hypervisor and xenstored.")
     var noConsoled = false
 
-    @Option(help: "Daemon log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel = "info"
+    @Option(help: "Daemon log level: trace, debug, info, notice, warning, error, critical (log.level).")
+    var logLevel: String?
 
-    @Option(help: "Daemon log format: text, or json (one object per line).")
-    var logFormat: LoggingOptions.LogFormat = .text
+    @Option(help: "Daemon log format: text, or json (one object per line) (log.format).")
+    var logFormat: String?
+
+    @Option(
+        name: .customLong("set"),
+        help: ArgumentHelp(
+            "A daemon option, as KEY=VALUE (repeatable), over CONCH_* variables and the file.",
+            discussion: "Keys: \(StackConfiguration.Setting.allCases.map(\.rawValue).joined(separator: ", "))."
+        )
+    )
+    var settings: [String] = []
+
+    @Option(help: "A JSON configuration file (default: /etc/conch/conch.json if it exists).")
+    var config: String?
+
+    /// The daemons' options from --set (and the shortcuts), CONCH_* and the file.
+    func stackConfiguration() async throws -> StackConfiguration {
+        var flags = settings
+        if let logLevel { flags.append("log.level=\(logLevel)") }
+        if let logFormat { flags.append("log.format=\(logFormat)") }
+        let file = config ?? (FileManager.default.fileExists(atPath: Self.systemConfig) ? Self.systemConfig : nil)
+        do {
+            return try await StackConfiguration.resolve(
+                flags: flags,
+                environment: ProcessInfo.processInfo.environment,
+                file: file
+            )
+        } catch let invalid as StackConfiguration.Invalid {
+            throw CLIError(invalid.description)
+        }
+    }
+
+    static let systemConfig = "/etc/conch/conch.json"
 
     func run() async throws {
         let runDirectory = runDirectoryOptions.runDirectory
         try runDirectory.create()
+        let configuration = try await stackConfiguration()
         if detach {
-            try startDetached(runDirectory)
+            try startDetached(runDirectory, configuration: configuration)
             return
         }
         let pidFile = PidFile(path: HostSupervisor.pidFile(runDirectory))
@@ -59,7 +91,7 @@ struct Up: AsyncParsableCommand {
             throw CLIError("the host stack is already up in \(runDirectory) (pid \(pid)): `conch down` stops it")
         }
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
-        let supervisor = HostSupervisor(runDirectory: runDirectory, logLevel: logLevel, logFormat: logFormat.rawValue)
+        let supervisor = HostSupervisor(runDirectory: runDirectory, configuration: configuration)
         do {
             try supervisor.start(noConsoled ? ["hypervisor", "xenstored"] : ["hypervisor", "xenstored", "consoled"])
         } catch {
@@ -104,17 +136,25 @@ struct Up: AsyncParsableCommand {
     }
 
     /// Runs `conch up` (without --detach) in its own process group, logging to
-    /// `<run-dir>/logs/up.log`, and waits until it reports ready in `up.pid`.
-    private func startDetached(_ runDirectory: RunDirectory) throws {
+    /// `up.log` in the daemons' log directory, and waits until it reports ready in `up.pid`.
+    private func startDetached(_ runDirectory: RunDirectory, configuration: StackConfiguration) throws {
         let pidPath = HostSupervisor.pidFile(runDirectory)
         if let pid = PidFile(path: pidPath).read(), kill(pid, 0) == 0 {
             throw CLIError("the host stack is already up in \(runDirectory) (pid \(pid)): `conch down` stops it")
         }
-        try FileManager.default.createDirectory(atPath: runDirectory.logDirectory, withIntermediateDirectories: true)
-        let logPath = runDirectory.logDirectory + "/up.log"
-        var arguments = [
-            "up", "--run-dir", runDirectory.path, "--log-level", logLevel, "--log-format", logFormat.rawValue,
-        ]
+        let logDirectory = configuration.logDirectory(for: runDirectory)
+        try FileManager.default.createDirectory(
+            atPath: logDirectory,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
+        let logPath = logDirectory + "/up.log"
+        // The resolved settings, so that the background supervisor runs with exactly these.
+        var arguments = ["up", "--run-dir", runDirectory.path]
+        if let config { arguments += ["--config", config] }
+        for setting in StackConfiguration.Setting.allCases {
+            if let value = configuration[setting] { arguments += ["--set", "\(setting.rawValue)=\(value)"] }
+        }
         if noConsoled { arguments.append("--no-consoled") }
         let child = try ChildProcess.logging(
             to: logPath,
@@ -125,7 +165,8 @@ struct Up: AsyncParsableCommand {
         for _ in 0..<3000 {
             if PidFile(path: pidPath).read() == child.pid {
                 print(
-                    "Conch is up in \(runDirectory) (supervisor pid \(child.pid); logs in \(runDirectory.logDirectory))"
+                    "Conch is up in \(runDirectory) (supervisor pid \(child.pid); logs in "
+                        + "\(configuration.logDirectory(for: runDirectory)))"
                 )
                 print("For Xen's own tools (xenstore-*, xenconsole):")
                 print("export XENSTORED_PATH=\(runDirectory.xenstoredSocket)")
