@@ -307,7 +307,7 @@ let package = Package(
         .testTarget(
             name: "ToolstackTests",
             dependencies: [
-                "Toolstack", "XenABI", "XenstoreWire", .product(name: "PropertyBased", package: "swift-property-based"),
+                "Toolstack", "XenABI", "XenstoreWire", "SystemExtras", .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             exclude: ["Fixtures"]
         ),

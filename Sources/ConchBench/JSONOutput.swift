@@ -8,9 +8,9 @@
 
 import Foundation
 
-/// One-line JSON with sorted keys: what every `conch bench … --json` prints.
+import SystemExtras
+
+/// One-line JSON, conch's convention (``JSONOutput``): what every `conch bench … --json` prints.
 public func benchmarkJSON(_ value: some Encodable) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    return String(decoding: try encoder.encode(value), as: UTF8.self)
+    try JSONOutput.string(value)
 }

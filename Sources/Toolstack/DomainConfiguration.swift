@@ -54,6 +54,14 @@ public struct DomainConfiguration: Equatable, Sendable, Codable {
     /// extension standing in for XSM's console_io permission; default no)?
     public var hypervisorConsole: Bool
 
+    enum CodingKeys: String, CodingKey {
+        case name, uuid, type, memory, maxMemory, vcpus
+        /// So that conch's snake_case JSON (`max_vcpus`) reads back as this key.
+        case maxVCPUs = "maxVcpus"
+        case kernel, arguments, onPoweroff, onReboot, onCrash, channels, frontend
+        case maxEventChannels, maxMaptrackFrames, hypervisorConsole
+    }
+
     public init(
         name: String,
         uuid: String? = nil,

@@ -218,9 +218,7 @@ enum ConsoleBridge {
     }
 
     static func send(_ status: Status, to outbound: WebSocketOutboundWriter) async throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        try await outbound.write(.text(String(decoding: try encoder.encode(status), as: UTF8.self)))
+        try await outbound.write(.text(try JSONOutput.string(status)))
     }
 }
 

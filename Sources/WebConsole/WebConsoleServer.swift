@@ -12,6 +12,7 @@ import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import NIOCore
+import SystemExtras
 import ToolstackRuntime
 
 /// `conch web`: the dashboard and the consoles of one host in a browser.
@@ -77,9 +78,7 @@ public struct WebConsoleServer: Sendable {
             } catch {
                 state = DashboardState(domains: [], problem: "\(error)")
             }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            return Self.asset(String(decoding: try encoder.encode(state), as: UTF8.self), type: "application/json")
+            return Self.asset(try JSONOutput.string(state), type: "application/json")
         }
 
         let sockets = Router(context: BasicWebSocketRequestContext.self)

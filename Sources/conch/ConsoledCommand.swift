@@ -218,9 +218,7 @@ struct Stats: AsyncParsableCommand {
             stats.totals = ConsoleCounters.total(of: stats.consoles.map(\.counters))
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(stats), as: UTF8.self))
+            print(try JSONOutput.string(stats))
             return
         }
         print(

@@ -83,9 +83,7 @@ struct Create: AsyncParsableCommand {
             // As xl prints them, on stderr; the JSON on stdout carries them too.
             for warning in report.warnings { FileHandle.standardError.write(Data("\(warning)\n".utf8)) }
             if let error = report.error { FileHandle.standardError.write(Data("\(error)\n".utf8)) }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            print(try JSONOutput.string(report, pretty: true))
             if report.error != nil { throw ExitCode.failure }
             return
         }
@@ -167,9 +165,7 @@ struct List: AsyncParsableCommand {
             )
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+            print(try JSONOutput.string(rows, pretty: true))
             return
         }
         print("Name                                        ID   Mem VCPUs\tState\tTime(s)")

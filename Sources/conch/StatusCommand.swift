@@ -9,6 +9,7 @@
 import ArgumentParser
 import Foundation
 import HostSupervision
+import SystemExtras
 import ToolstackRuntime
 
 struct StatusCommand: AsyncParsableCommand {
@@ -30,9 +31,7 @@ struct StatusCommand: AsyncParsableCommand {
         let runDirectory = runDirectoryOptions.runDirectory
         let status = await HostStatus.probe(runDirectory, supervisorPidFile: HostSupervisor.pidFile(runDirectory))
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(status), as: UTF8.self))
+            print(try JSONOutput.string(status))
         } else {
             let supervisor = status.supervisorPid.map { "supervised by `conch up` (pid \($0))" } ?? "not supervised"
             print("Host stack in \(status.runDirectory): \(status.healthy ? "healthy" : "NOT healthy"), \(supervisor)")

@@ -11,6 +11,7 @@
 // rewrite the expected files after a deliberate change, then review the diff.
 
 import Foundation
+import SystemExtras
 import Testing
 import Toolstack
 import XenABI
@@ -19,9 +20,7 @@ private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent
 private let updating = ProcessInfo.processInfo.environment["CONCH_UPDATE_GOLDEN"] == "1"
 
 private func encode<T: Encodable>(_ value: T) throws -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    return String(decoding: try encoder.encode(value), as: UTF8.self) + "\n"
+    try JSONOutput.string(value, pretty: true) + "\n"
 }
 
 private func compare(_ actual: String, golden name: String) throws {
@@ -50,7 +49,7 @@ struct GoldenTests {
         let report = DryRunReport.make(text: text, fileName: "\(name).cfg")
         try compare(try encode(report), golden: "\(name).json")
         // The JSON is a faithful, decodable record of the report.
-        let decoded = try JSONDecoder().decode(DryRunReport.self, from: Data(try encode(report).utf8))
+        let decoded = try JSONOutput.decoder.decode(DryRunReport.self, from: Data(try encode(report).utf8))
         #expect(decoded == report)
         // Error fixtures fail, the others succeed.
         #expect((report.error != nil) == (name.hasPrefix("ch-") || name.hasPrefix("bad-")))
@@ -66,7 +65,7 @@ struct GoldenTests {
         let configuration = try DomainConfiguration.parse(text, fileName: "two-channels.cfg").configuration
         let plan = try DomainPlan.make(for: configuration, context: twoChannelContext)
         try compare(try encode(plan), golden: "two-channels.plan.json")
-        #expect(try JSONDecoder().decode(DomainPlan.self, from: Data(try encode(plan).utf8)) == plan)
+        #expect(try JSONOutput.decoder.decode(DomainPlan.self, from: Data(try encode(plan).utf8)) == plan)
     }
 
     @Test func deviationsTable() throws {
