@@ -110,11 +110,12 @@ let package = Package(
         .target(
             name: "XenstoreServer",
             dependencies: [
-                "XenABI", "XenstoreWire", "XenstoreCore", "XenRing", "XenHypervisor", "SystemExtras",
+                "XenABI", "XenstoreWire", "XenstoreCore", "XenRing", "XenHypervisor", "SystemExtras", "MetricsEndpoint",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
         .target(
@@ -307,7 +308,8 @@ let package = Package(
         .testTarget(
             name: "ToolstackTests",
             dependencies: [
-                "Toolstack", "XenABI", "XenstoreWire", "SystemExtras", .product(name: "PropertyBased", package: "swift-property-based"),
+                "Toolstack", "XenABI", "XenstoreWire", "SystemExtras",
+                .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             exclude: ["Fixtures"]
         ),

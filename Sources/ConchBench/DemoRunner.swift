@@ -135,17 +135,8 @@ public final class DemoRunner {
         step("Create both (each waits for consoled before it is unpaused)")
         var domids: [String: UInt16] = [:]
         for name in ["web-1", "db-1"] {
-            let file = "\(dir)/\(name).cfg"
-            let parsed = try DomainConfiguration.parse(String(contentsOfFile: file, encoding: .utf8), fileName: file)
             clock = .now
-            let built = try await host.create(
-                parsed.configuration,
-                configFile: file,
-                guestKernel: HostConnection.conchGuestKernel(parsed.configuration),
-                legacyBuilder: false,
-                wait: .seconds(10),
-                warn: { say($0) }
-            )
+            let built = try await create("\(dir)/\(name).cfg", on: host)
             let took = milliseconds(since: clock)
             domids[name] = built.domain.domid.rawValue
             timings.append(("create \(name)", String(format: "%.0f ms", took)))
@@ -226,6 +217,19 @@ public final class DemoRunner {
         }
     }
 
+    /// Creates the guest `file` describes, as `conch create` does (waiting for consoled).
+    func create(_ file: String, on host: HostConnection) async throws -> DomainBuilder.Built {
+        let parsed = try DomainConfiguration.parse(String(contentsOfFile: file, encoding: .utf8), fileName: file)
+        return try await host.create(
+            parsed.configuration,
+            configFile: file,
+            guestKernel: HostConnection.conchGuestKernel(parsed.configuration),
+            legacyBuilder: false,
+            wait: .seconds(10),
+            warn: { say($0) }
+        )
+    }
+
     /// Starts `conch web` on the demo's stack and checks that its dashboard lists
     /// the guests, asking as the page does; the URL to open, or nil when xterm.js
     /// is not installed (said, not hidden).
@@ -240,15 +244,7 @@ public final class DemoRunner {
         channel = [ "name=org.conch.log.0, connection=pty" ]
 
         """.write(toFile: file, atomically: true, encoding: .utf8)
-        let parsed = try DomainConfiguration.parse(String(contentsOfFile: file, encoding: .utf8), fileName: file)
-        let built = try await host.create(
-            parsed.configuration,
-            configFile: file,
-            guestKernel: HostConnection.conchGuestKernel(parsed.configuration),
-            legacyBuilder: false,
-            wait: .seconds(10),
-            warn: { say($0) }
-        )
+        let built = try await create(file, on: host)
         say("created shell-1: domid \(built.domain.domid.rawValue)")
         let modules = "/usr/share/nodejs/xterm/lib"
         guard FileManager.default.fileExists(atPath: modules + "/public/Terminal.js") else {

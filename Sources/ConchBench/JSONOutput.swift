@@ -7,7 +7,6 @@
 //===----------------------------------------------------------------------===//
 
 import Foundation
-
 import SystemExtras
 
 /// One-line JSON, conch's convention (``JSONOutput``): what every `conch bench … --json` prints.

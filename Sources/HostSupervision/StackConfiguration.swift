@@ -49,6 +49,7 @@ public struct StackConfiguration: Equatable, Sendable {
         case quotaPermissions = "xenstored.quota_permissions"
         case quotaTransactionNodes = "xenstored.quota_transaction_nodes"
         case quotaPathLength = "xenstored.quota_path_length"
+        case xenstoredMetrics = "xenstored.metrics"
 
         enum Kind {
             case text, count, flag
@@ -59,7 +60,7 @@ public struct StackConfiguration: Equatable, Sendable {
             switch self {
             case .logLevel: .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"])
             case .logFormat: .choice(["text", "json"])
-            case .logDirectory, .metrics: .text
+            case .logDirectory, .metrics, .xenstoredMetrics: .text
             case .timestamps, .replaceEscape: .flag
             default: .count
             }
@@ -78,6 +79,7 @@ public struct StackConfiguration: Equatable, Sendable {
             case .rateBytes: [("consoled", "--rate-bytes")]
             case .rateBurst: [("consoled", "--rate-burst")]
             case .metrics: [("consoled", "--metrics")]
+            case .xenstoredMetrics: [("xenstored", "--metrics")]
             default:
                 // xenstored.quota_nodes → --quota-nodes
                 [("xenstored", "--" + rawValue.dropFirst("xenstored.".count).replacingOccurrences(of: "_", with: "-"))]

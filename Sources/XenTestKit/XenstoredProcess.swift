@@ -79,6 +79,9 @@ public final class XenstoredProcess: @unchecked Sendable {
         return environment
     }
 
+    /// What the daemon logged so far.
+    public var log: String { (try? String(contentsOfFile: stderrFile, encoding: .utf8)) ?? "" }
+
     /// Sends SIGTERM and waits; returns the exit status and what the daemon logged.
     @discardableResult
     public func stop() -> (status: Int32, log: String) {

@@ -59,6 +59,8 @@ public final class XenstoreHub: @unchecked Sendable {
     /// The start of a message each ring connection has taken but not finished
     /// (recorded, so that a restarted daemon resumes mid-message).
     private var ringPrefixes: [ConnectionID: [UInt8]] = [:]
+    /// Requests and their latency for Prometheus (`--metrics`); nil: not recorded.
+    var metrics: XenstoredMetrics?
 
     private final class Connection {
         let endpoint: any XenstoreEndpoint
@@ -205,7 +207,19 @@ public final class XenstoreHub: @unchecked Sendable {
         for message in messages {
             if JournalEntry.matters(message) || endsPrefix { record(.request(id, message)) }
             endsPrefix = false
-            apply(engine.handle(message, from: id))
+            guard let metrics else {
+                apply(engine.handle(message, from: id))
+                continue
+            }
+            let start = ContinuousClock.now
+            let effects = engine.handle(message, from: id)
+            let took = ContinuousClock.now - start
+            metrics.record(
+                message.type,
+                nanoseconds: took.components.seconds * 1_000_000_000 + took.components.attoseconds / 1_000_000_000,
+                effects: effects
+            )
+            apply(effects)
         }
         if journal?.wantsCompaction == true { compact() }
         if case .failed(let error) = connection.decoder.state {

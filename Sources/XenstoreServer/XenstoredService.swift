@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 import Logging
+import MetricsEndpoint
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -33,19 +34,23 @@ public struct XenstoredService: Service {
         /// or `kill -9`) resumes with the same store, domains and guest rings; nil
         /// keeps the store in memory only.
         public var journalPath: String?
+        /// `HOST:PORT` to serve Prometheus' `GET /metrics` on; nil: no endpoint.
+        public var metricsAddress: String?
 
         public init(
             socketPath: String,
             quotas: Quotas = .cxenstored417,
             maxQueuedMessages: Int = 256,
             hypervisor: (any PrivilegedHypervisor)? = nil,
-            journalPath: String? = nil
+            journalPath: String? = nil,
+            metricsAddress: String? = nil
         ) {
             self.socketPath = socketPath
             self.quotas = quotas
             self.maxQueuedMessages = maxQueuedMessages
             self.hypervisor = hypervisor
             self.journalPath = journalPath
+            self.metricsAddress = metricsAddress
         }
     }
 
@@ -105,6 +110,15 @@ public struct XenstoredService: Service {
             throw error
         }
         logger.info("xenstored listening", metadata: ["socket": "\(path)"])
+        var metricsServer: MetricsServer?
+        if let address = configuration.metricsAddress {
+            let metrics = XenstoredMetrics()
+            try await group.next().submit { hub.metrics = metrics }.get()
+            metricsServer = try await MetricsServer.start(address, metrics: metrics.metrics, group: group) {
+                try? await hub.eventLoop.submit { metrics.scraped(connections: hub.connectionCount) }.get()
+            }
+            logger.info("metrics for Prometheus on http://\(metricsServer!.address)/metrics")
+        }
         var rings: RingDomains?
         if let hypervisor = configuration.hypervisor {
             let domains = RingDomains(hypervisor: hypervisor, group: group, logger: logger)
@@ -132,6 +146,7 @@ public struct XenstoredService: Service {
             rings?.stop()
             hub.closeAll()
         }.get()
+        metricsServer?.close()
         unlink(path)
         try? await group.shutdownGracefully()
         logger.info("xenstored stopped")

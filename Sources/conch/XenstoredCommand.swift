@@ -61,6 +61,9 @@ struct Xenstored: AsyncParsableCommand {
     var transactions = Quotas.cxenstored417.transactions
     @Option(name: [.customShort("A"), .customLong("quota-permissions")], help: "Permission entries per node.")
     var permissions = Quotas.cxenstored417.permissions
+    @Option(help: "Serve Prometheus metrics on HOST:PORT (GET /metrics; 127.0.0.1:9111, say). Off by default.")
+    var metrics: String?
+
     @Option(name: .customLong("quota-transaction-nodes"), help: "Nodes one transaction may touch.")
     var transactionNodes = Quotas.cxenstored417.transactionNodes
     @Option(name: [.customShort("M"), .customLong("quota-path-length")], help: "Longest path (at most 2048).")
@@ -94,7 +97,8 @@ struct Xenstored: AsyncParsableCommand {
                 socketPath: placement.socket,
                 quotas: quotas,
                 hypervisor: placement.hypervisor,
-                journalPath: journal ?? placement.stateDirectory?.xenstoredJournal
+                journalPath: journal ?? placement.stateDirectory?.xenstoredJournal,
+                metricsAddress: metrics
             ),
             logger: logger,
             // Under systemd (Type=notify), ready once it serves: xen-init-dom0 follows.
