@@ -110,12 +110,17 @@ enum ConsoleBridge {
         )
         defer { session.release() }
         let first = try await ConsoleAttachment.open(endpoint, host: host, domain: domain)
-        try await send(Status(type: "attached", label: what), to: outbound)
-        if endpoint.devid == 0 {
-            try await write(
-                ConsoleAttachment.history(runDirectory: host.runDirectory, domid: domain.domid),
-                to: outbound
-            )
+        do {
+            try await send(Status(type: "attached", label: what), to: outbound)
+            if endpoint.devid == 0 {
+                try await write(
+                    ConsoleAttachment.history(runDirectory: host.runDirectory, domid: domain.domid),
+                    to: outbound
+                )
+            }
+        } catch {
+            close(first)  // the browser went before the relay took the descriptor
+            throw error
         }
         let input = ConsoleInput()
         let store = host.store

@@ -10,10 +10,11 @@ import ArgumentParser
 import Foundation
 import HostSupervision
 import Hypervisors
+import Logging
+import ServiceLifecycle
 import SystemExtras
 import SystemPackage
 import ToolstackRuntime
-import UnixSignals
 import XenSim
 import XenstoreClient
 
@@ -90,7 +91,6 @@ struct Up: AsyncParsableCommand {
         if let pid = pidFile.read(), kill(pid, 0) == 0, pid != getpid() {
             throw CLIError("the host stack is already up in \(runDirectory) (pid \(pid)): `conch down` stops it")
         }
-        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
         let supervisor = HostSupervisor(runDirectory: runDirectory, configuration: configuration)
         do {
             try supervisor.start(noConsoled ? ["hypervisor", "xenstored"] : ["hypervisor", "xenstored", "consoled"])
@@ -102,14 +102,31 @@ struct Up: AsyncParsableCommand {
         defer { pidFile.remove() }
         Self.say("up in \(runDirectory): \(supervisor.isRunning.joined(separator: ", ")) (Ctrl-C stops)")
         Self.say("export XENSTORED_PATH=\(runDirectory.xenstoredSocket)")
-        let watchdog = Task {
-            while !Task.isCancelled {
-                for event in supervisor.superviseOnce() { Self.say(event) }
-                try? await Task.sleep(for: .milliseconds(100))
-            }
-        }
-        // Domains that end on their own leave records and xenstore trees: reap them.
-        let reaper = Task {
+        // The supervisor and the reaper of domains that end on their own, as one
+        // service group: SIGTERM or SIGINT stops the reaper, then the daemons.
+        var logger = Logger(label: "conch.up")
+        logger.logLevel = .warning
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: SupervisionService(supervisor: supervisor) { Self.say($0) }),
+                    // The reaper needs xenstored; if it cannot start, the stack still runs.
+                    .init(service: ReaperService(runDirectory: runDirectory), successTerminationBehavior: .ignore),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+        try? FileManager.default.removeItem(atPath: DomainRecord.directory(runDirectory: runDirectory.path))
+        Self.say("stopped")
+    }
+
+    /// Domains that end on their own leave records and xenstore trees: reap them.
+    struct ReaperService: Service {
+        let runDirectory: RunDirectory
+
+        func run() async throws {
             guard let hypervisor = try? HypervisorFactory.privileged(.simulated(runDirectory)),
                 let store = try? await XenstoreClient.connect(
                     socketPath: runDirectory.xenstoredSocket,
@@ -117,18 +134,10 @@ struct Up: AsyncParsableCommand {
                 )
             else { return }
             defer { store.close() }
-            await DomainReaper(hypervisor: hypervisor, store: store, runDirectory: runDirectory.path).run()
+            await cancelWhenGracefulShutdown {
+                await DomainReaper(hypervisor: hypervisor, store: store, runDirectory: runDirectory.path).run()
+            }
         }
-        for await signal in signals {
-            Self.say("stopping on \(signal)")
-            break
-        }
-        reaper.cancel()
-        watchdog.cancel()
-        await watchdog.value
-        supervisor.stopAll()
-        try? FileManager.default.removeItem(atPath: DomainRecord.directory(runDirectory: runDirectory.path))
-        Self.say("stopped")
     }
 
     static func say(_ line: String) {
