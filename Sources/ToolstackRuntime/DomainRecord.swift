@@ -38,7 +38,14 @@ public struct DomainRecord: Codable, Sendable, Equatable {
         guard let data = FileManager.default.contents(atPath: path(runDirectory: runDirectory, domid: domid)) else {
             return nil
         }
-        return try? JSONDecoder().decode(DomainRecord.self, from: data)
+        if let record = try? JSONDecoder().decode(DomainRecord.self, from: data) { return record }
+        // Records written before the configuration's key became `maxVcpus` (so that
+        // snake_case output reads back) name it `maxVCPUs`: a domain created by an
+        // older conch is still this toolstack's.
+        let legacy = String(decoding: data, as: UTF8.self)
+        guard legacy.contains(#""maxVCPUs""#) else { return nil }
+        let migrated = legacy.replacingOccurrences(of: #""maxVCPUs""#, with: #""maxVcpus""#)
+        return try? JSONDecoder().decode(DomainRecord.self, from: Data(migrated.utf8))
     }
 
     /// Writes the record atomically (readers never see half a file).

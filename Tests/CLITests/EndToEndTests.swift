@@ -518,3 +518,26 @@ struct JSONLogTests {
         }
     }
 }
+
+@Suite("domain records across upgrades")
+struct DomainRecordCompatibilityTests {
+    @Test func aRecordWrittenByAnOlderConchIsStillRead() throws {
+        let stack = try UpStack()
+        let config = try stack.write("old.cfg", "name = \"old\"\nkernel = \"/bin/cat\"\nmemory = 48\nvcpus = 2\n")
+        let created = try stack.conch(["create", config])
+        try #require(created.status == 0)
+        let domid = created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let record = "\(stack.path)/domains/\(domid).json"
+        let text = try String(contentsOfFile: record, encoding: .utf8)
+        try #require(text.contains(#""maxVcpus""#), "the record's key changed again: \(text)")
+        // As conch wrote it before the key was renamed.
+        try text.replacingOccurrences(of: #""maxVcpus""#, with: #""maxVCPUs""#)
+            .write(toFile: record, atomically: true, encoding: .utf8)
+        let list = try stack.conch(["list", "--json"])
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
+        let row = try #require(rows.first { $0["name"] as? String == "old" })
+        #expect(row["memory"] as? Int == 48, "\(row)")
+        #expect(row["vcpus"] as? Int == 2, "\(row)")
+        #expect(row["cpu_seconds"] != nil, "list --json keys are snake_case: \(row)")
+    }
+}
