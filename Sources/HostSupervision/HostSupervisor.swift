@@ -234,11 +234,18 @@ extension HostSupervisor {
         for index in stride(from: backups - 1, through: 1, by: -1) {
             rename("\(path).\(index)", "\(path).\(index + 1)")
         }
-        guard let data = FileManager.default.contents(atPath: path) else { return }
+        let source = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard source >= 0 else { return }
+        defer { close(source) }
         let copy = open("\(path).1", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard copy >= 0 else { return }
-        _ = writeAll(copy, Array(data)[...])
-        close(copy)
+        defer { close(copy) }
+        // In pieces: a log may be as large as log.max_bytes allows.
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let got = read(source, &buffer, buffer.count)
+            guard got > 0, writeAll(copy, buffer[..<got]) else { break }
+        }
         truncate(path, 0)
     }
 }

@@ -70,7 +70,9 @@ enum ConsoleBridge {
     ) async {
         var ending = Status(type: "ended", reason: "the browser left")
         do {
-            ending.reason = try await attach(request, host: try await openHost(), inbound: inbound, outbound: outbound)
+            let host = try await openHost()
+            defer { host.store.close() }
+            ending.reason = try await attach(request, host: host, inbound: inbound, outbound: outbound)
         } catch let refused as ConsoleSessionLock.Refused {
             ending.reason = refused.description
             ending.busy = refused.busy

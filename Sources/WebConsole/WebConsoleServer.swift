@@ -74,7 +74,10 @@ public struct WebConsoleServer: Sendable {
         router.get("/api/state") { _, _ in
             let state: DashboardState
             do {
-                state = await DashboardState.read(host: try await openHost())
+                let host = try await openHost()
+                // A connection to xenstored per refresh: closed, or every tab leaks one a second.
+                defer { host.store.close() }
+                state = await DashboardState.read(host: host)
             } catch {
                 state = DashboardState(domains: [], problem: "\(error)")
             }

@@ -61,7 +61,7 @@ struct WebCommand: AsyncParsableCommand {
             throw CLIError("\(error)")
         }
         // Fail now, not at the first click, when the stack is not there.
-        _ = try await HostConnection.open(runDirectoryOptions, hypervisorOptions)
+        try await HostConnection.open(runDirectoryOptions, hypervisorOptions).store.close()
         if !address.isLoopback {
             FileHandle.standardError.write(
                 Data(

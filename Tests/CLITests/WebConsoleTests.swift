@@ -131,6 +131,17 @@ struct WebConsoleTests {
             headers: ["Origin: \(web.origin)"] + upgrade
         )
         #expect(own.hasPrefix("HTTP/1.1 101"), "\(own.prefix(200))")
+        // The dashboard refreshes every second: each refresh's connections are closed.
+        func descriptors() -> Int {
+            (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(web.process.pid)/fd").count) ?? 0
+        }
+        _ = try LoopbackHTTP.get(port: web.port, "/api/state?token=\(web.token)")
+        let before = descriptors()
+        for _ in 0..<25 { _ = try LoopbackHTTP.get(port: web.port, "/api/state?token=\(web.token)") }
+        #expect(
+            descriptors() - before < 5,
+            "conch web holds \(descriptors() - before) more descriptors after 25 refreshes"
+        )
         // Without --listen it listens on loopback only.
         let help = try ConchExecutable.run(["web", "--help"])
         #expect(help.stdout.contains("127.0.0.1:8080"))
