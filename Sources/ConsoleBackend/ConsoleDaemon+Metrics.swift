@@ -54,9 +54,8 @@ final class ConsoledMetrics: @unchecked Sendable {
             Gauge(label: "conch_console_quarantined", dimensions: dimensions, factory: metrics.factory)
                 .record(console.counters.quarantineReason == nil ? 0 : 1)
             // A pty console has a client when a session holds it; a socket channel,
-            // when the keeper's stream to it is up (the keeper does not say more).
-            let attached =
-                console.connection == "pty" ? console.sessionPid != nil : console.counters.sinkState == .connected
+            // when the keeper says a client is connected to its socket.
+            let attached = console.connection == "pty" ? console.sessionPid != nil : console.clientConnected == true
             Gauge(label: "conch_console_client_attached", dimensions: dimensions, factory: metrics.factory)
                 .record(attached ? 1 : 0)
             seen[key] = console.counters

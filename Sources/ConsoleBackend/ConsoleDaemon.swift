@@ -210,6 +210,16 @@ public actor ConsoleDaemon {
                 consoles[index].sessionPid = ConsoleSessionLock.holder(path: lock)
             }
         }
+        // One question to the keeper for every socket channel's client (nil if it
+        // cannot answer: then nothing is claimed either way).
+        if consoles.contains(where: { $0.connection == "socket" }),
+            let connected = try? keeperClient?.connectedClients()
+        {
+            for index in consoles.indices where consoles[index].connection == "socket" {
+                let key = ConsoleKey(domid: DomID(consoles[index].domid), devid: consoles[index].devid)
+                consoles[index].clientConnected = connected.contains(key.description)
+            }
+        }
         return ConsoledStats(consoles: consoles, totals: ConsoleCounters.total(of: consoles.map(\.counters)))
     }
 

@@ -149,6 +149,9 @@ public struct ConsoleStats: Codable, Sendable, Equatable {
     /// (its session lock's holder): whether somebody is actually reading a pty
     /// console, which `sink_state` cannot tell.
     public var sessionPid: Int32?
+    /// For a socket channel: whether a client is connected to its socket now, as
+    /// the sink keeper reports; nil for a pty console (see ``sessionPid``).
+    public var clientConnected: Bool?
 
     public init(
         domid: UInt16,
@@ -171,6 +174,7 @@ public struct ConsoleStats: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case domid, devid, name, connection, path, counters
         case sessionPid = "session_pid"
+        case clientConnected = "client_connected"
     }
 }
 

@@ -102,6 +102,11 @@ public final class KeeperClient: @unchecked Sendable {
         _ = try? request(.init(op: .close, key: key.description))
     }
 
+    /// The socket channels that have a client connected to their socket now.
+    public func connectedClients() throws -> Set<String> {
+        Set(try request(.init(op: .clients)).0.clients ?? [])
+    }
+
     /// Orderly stop: the keeper closes everything and exits.
     public func quit() {
         _ = try? request(.init(op: .quit))

@@ -47,6 +47,8 @@ public final class SinkKeeper {
     public struct Request: Codable, Sendable {
         public enum Operation: String, Codable, Sendable {
             case open, attach, close, quit
+            /// Which channels have a client connected now (for stats and metrics).
+            case clients
         }
         public var op: Operation
         public var key: String?
@@ -76,6 +78,8 @@ public final class SinkKeeper {
         public var error: String?
         /// `attach`: the `out_cons` consoled should advance its ring to.
         public var outCons: UInt32?
+        /// `clients`: the keys of the channels whose socket has a client connected.
+        public var clients: [String]?
     }
 
     final class Entry {
@@ -262,6 +266,8 @@ public final class SinkKeeper {
                 close(request.key ?? "")
             case .quit:
                 running = false
+            case .clients:
+                reply.clients = entries.values.filter { $0.client != nil }.map(\.key).sorted()
             }
         } catch {
             reply.error = "\(error)"

@@ -39,10 +39,13 @@ public struct DashboardState: Codable, Sendable, Equatable {
         public var counters: ConsoleCounters
         /// The pid of the `conch console` or `conch web` session attached, if any.
         public var sessionPid: Int32?
+        /// A socket channel: whether a client is connected to its socket.
+        public var clientConnected: Bool?
 
         enum CodingKeys: String, CodingKey {
             case devid, label, name, connection, counters
             case sessionPid = "session_pid"
+            case clientConnected = "client_connected"
         }
     }
 
@@ -67,7 +70,8 @@ public struct DashboardState: Codable, Sendable, Equatable {
                     name: Self.isChannel($0) ? $0.name : "",
                     connection: $0.connection,
                     counters: $0.counters,
-                    sessionPid: $0.sessionPid
+                    sessionPid: $0.sessionPid,
+                    clientConnected: $0.clientConnected
                 )
             }
             domains.append(

@@ -111,7 +111,8 @@ enum WebPage {
                 cell(row, String(c.throttled_periods), "throttled_periods", true);
                 cell(row, String(c.dropped_bytes), "dropped_bytes", true);
                 cell(row, c.quarantine_reason || "", "quarantine_reason");
-                cell(row, console.session_pid ? "attached (pid " + console.session_pid + ")" : "", "session");
+                cell(row, console.session_pid ? "attached (pid " + console.session_pid + ")"
+                  : (console.client_connected ? "client connected" : ""), "session");
                 var action = document.createElement("td");
                 var button = document.createElement("button");
                 button.textContent = "Open";

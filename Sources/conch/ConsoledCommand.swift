@@ -232,10 +232,16 @@ struct Stats: AsyncParsableCommand {
                     pad(console.connection, 6), pad(c.sinkState.rawValue, 16), pad("\(c.bytesOut)", 10, right: true),
                     pad("\(c.bytesIn)", 9, right: true), pad("\(c.ringFullEvents)", 5, right: true),
                     pad("\(c.throttledPeriods)", 9, right: true), pad("\(c.droppedBytes)", 5, right: true),
-                    pad("\(c.quarantines)", 4, right: true), console.sessionPid.map { "pid \($0)" } ?? "-",
+                    pad("\(c.quarantines)", 4, right: true), Self.session(console),
                 ].joined(separator: " ")
             )
         }
+    }
+
+    /// Who is attached: a session's pid (pty), or whether a client is on the socket.
+    private static func session(_ console: ConsoleStats) -> String {
+        if let pid = console.sessionPid { return "pid \(pid)" }
+        return console.clientConnected == true ? "client" : "-"
     }
 
     private func pad(_ text: String, _ width: Int, right: Bool = false) -> String {

@@ -215,7 +215,7 @@ struct Down: AsyncParsableCommand {
         if let pid = PidFile(path: HostSupervisor.pidFile(runDirectory)).read(), kill(pid, 0) == 0 {
             kill(pid, SIGTERM)
             guard Self.waitGone(pid, seconds: 20) else {
-                throw CLIError("the supervisor (pid \(pid)) did not stop within 20 s; see \(runDirectory)/logs/up.log")
+                throw CLIError("the supervisor (pid \(pid)) did not stop within 20 s; see up.log in its log directory")
             }
             stopped.append("supervisor")
         }

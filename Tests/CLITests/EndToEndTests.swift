@@ -274,7 +274,7 @@ struct EndToEndTests {
         for command in [
             "create", "list", "destroy", "shutdown", "console", "channel-list", "channel-attach", "channel-detach",
             "up",
-            "down", "demo", "consoled", "guest-kernel", "hypervisor", "xenstored", "dmesg", "stats",
+            "down", "demo", "consoled", "guest-kernel", "hypervisor", "xenstored", "dmesg", "stats", "web", "status",
         ] {
             let help = try ConchExecutable.run([command, "--help"])
             #expect(help.status == 0, "\(command) --help")
@@ -539,5 +539,34 @@ struct DomainRecordCompatibilityTests {
         #expect(row["memory"] as? Int == 48, "\(row)")
         #expect(row["vcpus"] as? Int == 2, "\(row)")
         #expect(row["cpu_seconds"] != nil, "list --json keys are snake_case: \(row)")
+    }
+}
+
+@Suite("who is attached to a socket channel")
+struct SocketClientReportTests {
+    @Test func statsSayWhetherAClientIsConnectedToASocketChannel() throws {
+        let stack = try UpStack()
+        let config = try stack.write("sc.cfg", EndToEndTests.echoConfig(name: "sc", directory: stack.path))
+        try #require(try stack.conch(["create", config]).status == 0)
+        func socketChannel() throws -> [String: Any]? {
+            let stats = try JSONSerialization.jsonObject(with: Data(try stack.conch(["stats", "--json"]).stdout.utf8))
+            return ((stats as? [String: Any])?["consoles"] as? [[String: Any]])?.first {
+                $0["connection"] as? String == "socket"
+            }
+        }
+        #expect(try stack.eventually { try socketChannel()?["client_connected"] as? Bool == false }, "no report")
+        #expect(try socketChannel()?["session_pid"] == nil)
+        let client = try UnixSocketPath.connect("\(stack.path)/sc.sock")
+        #expect(
+            try stack.eventually { try socketChannel()?["client_connected"] as? Bool == true },
+            "a connected client is not reported"
+        )
+        #expect(try stack.conch(["stats"]).stdout.contains(" client"), "the table does not say so")
+        close(client)
+        #expect(try stack.eventually { try socketChannel()?["client_connected"] as? Bool == false }, "still reported")
+        // A pty console reports sessions instead.
+        let stats = try JSONSerialization.jsonObject(with: Data(try stack.conch(["stats", "--json"]).stdout.utf8))
+        let zero = ((stats as? [String: Any])?["consoles"] as? [[String: Any]])?.first { $0["devid"] as? Int == 0 }
+        #expect(zero?["client_connected"] == nil, "\(String(describing: zero))")
     }
 }
