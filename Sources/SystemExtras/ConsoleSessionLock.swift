@@ -118,7 +118,6 @@ public final class ConsoleSessionLock: Sendable {
     /// a holder empties the file when it lets go; one that died leaves its pid,
     /// which names no live process.
     public static func holder(path: String) -> pid_t? {
-        guard let pid = PidFile(path: path).read(), pid > 1, kill(pid, 0) == 0 || errno == EPERM else { return nil }
-        return pid
+        PidFile(path: path).livePid()
     }
 }

@@ -142,6 +142,13 @@ public struct PidFile: Sendable {
         let text = String(decoding: bytes, as: UTF8.self)
         return Int32(text.split(whereSeparator: { $0 == "\n" || $0 == " " }).first ?? "")
     }
+
+    /// The pid recorded, if it names a live process (one of another user's counts);
+    /// never 0 or 1, which would name a process group or init.
+    public func livePid() -> Int32? {
+        guard let pid = read(), pid > 1, kill(pid, 0) == 0 || errno == EPERM else { return nil }
+        return pid
+    }
 }
 
 /// Raises this process's soft limit on open descriptors to its hard limit: a

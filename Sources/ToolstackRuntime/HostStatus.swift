@@ -58,7 +58,7 @@ public struct HostStatus: Encodable, Sendable {
         var daemons: [Daemon] = []
         var guests: [String] = []
 
-        let hypervisorPid = alive(runDirectory.hypervisorPidFile)
+        let hypervisorPid = PidFile(path: runDirectory.hypervisorPidFile).livePid()
         var started = ContinuousClock.now
         if let domains = try? HypervisorFactory.privileged(.simulated(runDirectory)).listDomains() {
             guests = domains.filter { $0.domid != .dom0 }.map {
@@ -73,7 +73,7 @@ public struct HostStatus: Encodable, Sendable {
             )
         }
 
-        let xenstoredPid = alive(runDirectory.xenstoredPidFile)
+        let xenstoredPid = PidFile(path: runDirectory.xenstoredPidFile).livePid()
         started = .now
         if let store = try? await XenstoreClient.connect(socketPath: runDirectory.xenstoredSocket),
             let entries = try? await store.directory("/local/domain")
@@ -91,7 +91,7 @@ public struct HostStatus: Encodable, Sendable {
             daemons.append(Daemon(name: "xenstored", pid: xenstoredPid, healthy: false, detail: silent(xenstoredPid)))
         }
 
-        let consoledPid = alive(runDirectory.consoledPidFile)
+        let consoledPid = PidFile(path: runDirectory.consoledPidFile).livePid()
         started = .now
         if let raw = try? UnixSocketPath.exchange(runDirectory.consoledSocket, request: nil),
             let stats = try? JSONDecoder().decode(ConsoledStats.self, from: Data(raw))
@@ -106,7 +106,7 @@ public struct HostStatus: Encodable, Sendable {
                         + (stats.consoles.count == 1 ? "console" : "consoles") + ", \(quarantined) quarantined"
                 )
             )
-            let keeperPid = alive(runDirectory.keeperPidFile)
+            let keeperPid = PidFile(path: runDirectory.keeperPidFile).livePid()
             daemons.append(
                 Daemon(
                     name: "consoled-keeper",
@@ -120,16 +120,10 @@ public struct HostStatus: Encodable, Sendable {
         }
         return HostStatus(
             runDirectory: runDirectory.path,
-            supervisorPid: alive(supervisorPidFile),
+            supervisorPid: PidFile(path: supervisorPidFile).livePid(),
             daemons: daemons,
             guests: guests
         )
-    }
-
-    /// The pid in `pidFile`, if that process is alive.
-    static func alive(_ pidFile: String) -> Int32? {
-        guard let pid = PidFile(path: pidFile).read(), pid > 1, kill(pid, 0) == 0 || errno == EPERM else { return nil }
-        return pid
     }
 
     static func silent(_ pid: Int32?) -> String {
