@@ -18,9 +18,11 @@ import Glibc
 ///
 /// The session is an exclusive `flock` on `<run-dir>/consoles/d<domid>-<devid>.lock`,
 /// which holds the holder's pid while it is held. The kernel drops the lock when
-/// the holder dies, however it dies. A takeover creates `<lock>.takeover` and waits
-/// for the lock; every holder looks for that file (``takeoverRequested``) and lets
-/// go. A file rather than a signal, because one `conch web` process holds many
+/// the holder dies, however it dies. A takeover creates `<lock>.takeover` (holding
+/// the taker's pid) and waits for the lock; every holder looks for that file
+/// (``takeoverRequested``) and lets go, and a session starting meanwhile finds the
+/// lock free but the live taker's request, and is refused as if the taker held it.
+/// A file rather than a signal, because one `conch web` process holds many
 /// sessions and only the one asked for may end.
 public final class ConsoleSessionLock: Sendable {
     public let path: String
@@ -73,18 +75,22 @@ public final class ConsoleSessionLock: Sendable {
                 busy: false
             )
         }
+        let request = path + ".takeover"
+        func refuse(_ who: Int32?) -> Refused {
+            Refused(
+                description: "\(what) is attached in another session\(who.map { " (pid \($0))" } ?? ""): "
+                    + "detach it, or \(takeOver)",
+                busy: true
+            )
+        }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             guard force else {
                 close(fd)
-                let who = holder(path: path).map { " (pid \($0))" } ?? ""
-                throw Refused(
-                    description: "\(what) is attached in another session\(who): detach it, or \(takeOver)",
-                    busy: true
-                )
+                throw refuse(holder(path: path))
             }
-            let request = path + ".takeover"
-            let marker = open(request, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-            if marker >= 0 { close(marker) }
+            // The request names its taker, so that a session starting while the
+            // holder lets go can tell a taker still waiting from one that died.
+            try? PidFile(path: request).write()
             defer { unlink(request) }
             let deadline = ContinuousClock.now + takeoverTimeout
             while flock(fd, LOCK_EX | LOCK_NB) != 0 {
@@ -95,8 +101,14 @@ public final class ConsoleSessionLock: Sendable {
                 usleep(20_000)
             }
         } else {
-            // A request left by a taker that gave up must not end this new session.
-            unlink(path + ".takeover")
+            // Free, but maybe only because its holder just let go to a taker that is
+            // still waiting for it: that one gets it, not whoever comes by.
+            if !force, let taker = PidFile(path: request).livePid() {
+                close(fd)
+                throw refuse(taker)
+            }
+            // A request left by a taker that died must not end this new session.
+            unlink(request)
         }
         let pid = Array("\(getpid())\n".utf8)
         _ = ftruncate(fd, 0)

@@ -114,3 +114,35 @@ struct JSONLogHandlerTests {
         #expect(object["timestamp"] as? String == "1970-01-01T00:00:00.000Z")
     }
 }
+
+@Suite("one session per console")
+struct ConsoleSessionLockTests {
+    @Test func aSessionCannotSlipInWhileATakerWaitsForTheLock() throws {
+        let directory = try RunDirectory.makeTemporary(prefix: "conch-lock")
+        defer { try? FileManager.default.removeItem(atPath: directory.path) }
+        let path = ConsoleSessionLock.path(runDirectory: directory, domid: 1, devid: 0)
+        func claim(force: Bool = false) throws -> ConsoleSessionLock {
+            try ConsoleSessionLock.acquire(path: path, force: force, what: "console 0 of d1", takeOver: "take it over")
+        }
+        let first = try claim()
+        #expect(throws: ConsoleSessionLock.Refused.self) { try claim() }
+        // A taker asked for the console and waits; the holder lets go. The lock is free,
+        // but a session that did not ask to take over must not get in ahead of the taker.
+        let taker = try ChildProcess(executable: "/bin/sleep", arguments: ["30"])
+        try PidFile(path: path + ".takeover").write(pid: taker.pid)
+        #expect(first.takeoverRequested)
+        first.release()
+        do {
+            _ = try claim()
+            Issue.record("a session slipped in while a taker waited")
+        } catch let refused as ConsoleSessionLock.Refused {
+            #expect(refused.busy && refused.description.contains("pid \(taker.pid)"), "\(refused)")
+        }
+        // A taker that died leaves its request behind: it no longer counts, and goes.
+        taker.kill(SIGKILL)
+        _ = try taker.wait()
+        let second = try claim()
+        #expect(!second.takeoverRequested, "a dead taker's request would end the new session")
+        second.release()
+    }
+}
