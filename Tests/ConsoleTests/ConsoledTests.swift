@@ -57,6 +57,19 @@ struct ConsoledTests {
         FileHandle(fileDescriptor: try UnixSocketPath.connect(path), closeOnDealloc: true)
     }
 
+    /// Connects to a socket channel once consoled's keeper serves it. The file
+    /// appears at bind, a moment before the keeper listens, and a connection in
+    /// that moment is refused: so this retries until it is let in (or gives up).
+    static func connectWhenServed(_ path: String, host: HostStack) throws -> FileHandle {
+        var connected: FileHandle?
+        _ = host.eventually {
+            connected = try? connectSocket(path)
+            return connected != nil
+        }
+        guard let connected else { throw ConsoledTestFailure(description: "\(path) never accepted a client") }
+        return connected
+    }
+
     @Test func consoleZeroAndChannelsEndToEnd() async throws {
         let host = try HostStack(xenstored: true)
         defer { host.stop() }
@@ -85,8 +98,7 @@ struct ConsoledTests {
         try hypervisor.unpause(d)
 
         // The socket channel appears; the guest's line arrives; our reply reaches the guest.
-        #expect(try host.eventually { FileManager.default.fileExists(atPath: socketPath) })
-        let client = try Self.connectSocket(socketPath)
+        let client = try Self.connectWhenServed(socketPath, host: host)
         var received = Data()
         let gotHello = try host.eventually {
             received += client.availableData
@@ -192,8 +204,7 @@ extension ConsoledTests {
 
         // Conch's device model hands the domain's ioemu consoles over.
         try await store.write(ConsoleLayout.consoleHandoff(of: d, backend: .dom0), "consoled")
-        #expect(try host.eventually { FileManager.default.fileExists(atPath: socketPath) })
-        let client = try Self.connectSocket(socketPath)
+        let client = try Self.connectWhenServed(socketPath, host: host)
         var received = Data()
         #expect(
             try host.eventually {
@@ -343,8 +354,7 @@ struct ChannelHotplugTests {
         configuration.arguments = []
         let plan = try await builder.plugConsole(1, of: configuration, into: built)
         let d = built.domain.domid.rawValue
-        #expect(try host.eventually { FileManager.default.fileExists(atPath: socketPath) })
-        let client = try ConsoledTests.connectSocket(socketPath)
+        let client = try ConsoledTests.connectWhenServed(socketPath, host: host)
         var received = Data()
         #expect(
             try host.eventually {
@@ -374,4 +384,8 @@ struct ChannelHotplugTests {
         try await builder.removeConsoleNodes(1, of: plan)
         #expect(try await !store.exists("/local/domain/\(d)/device/console/1"))
     }
+}
+
+struct ConsoledTestFailure: Error, CustomStringConvertible {
+    let description: String
 }
