@@ -131,6 +131,24 @@ struct WebConsoleTests {
             headers: ["Origin: \(web.origin)"] + upgrade
         )
         #expect(own.hasPrefix("HTTP/1.1 101"), "\(own.prefix(200))")
+        // What the page asks for is only looked up: a console number out of range, a
+        // name that is a path, an unknown channel each end the session with a reason,
+        // and the server goes on serving.
+        for query in [
+            "domain=tok&console=99999999999999999999", "domain=tok&console=-1", "domain=../../etc/passwd",
+            "domain=tok&channel=../../../tmp/x", "domain=tok&console=7", "",
+        ] {
+            let answer = try LoopbackHTTP.get(
+                port: web.port,
+                "/ws/console?token=\(web.token)&\(query)",
+                headers: ["Origin: \(web.origin)"] + upgrade
+            )
+            #expect(answer.hasPrefix("HTTP/1.1 101"), "\(query): \(answer.prefix(200))")
+            #expect(answer.contains(#""type":"ended""#), "\(query) did not end with a reason: \(answer)")
+            #expect(!answer.contains(#""type":"attached""#), "\(query) attached something: \(answer)")
+        }
+        let still = try LoopbackHTTP.get(port: web.port, "/api/state?token=\(web.token)")
+        #expect(still.hasPrefix("HTTP/1.1 200"), "conch web stopped serving: \(still.prefix(200))")
         // The dashboard refreshes every second: each refresh's connections are closed.
         func descriptors() -> Int {
             (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(web.process.pid)/fd").count) ?? 0
