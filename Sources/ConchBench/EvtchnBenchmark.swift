@@ -172,24 +172,31 @@ public enum EvtchnBenchmark {
         throw Failed(description: "\(path) never appeared")
     }
 
-    /// Ping-pong over two eventfds shared with a child by SCM_RIGHTS.
+    /// Ping-pong over two eventfds shared with a child by SCM_RIGHTS, the two
+    /// processes on different CPUs (``BaselinePlacement``).
     static func rawRoundTrip(conchExecutable: String, roundTrips: Int) throws -> LatencySamples {
         let toPeer = try EventNotifier()
         let fromPeer = try EventNotifier()
         let (parent, child) = try UnixSocket.pair()
-        let process = try ChildProcess(
-            executable: conchExecutable,
-            arguments: ["bench-peer", "raw-eventfd", "\(roundTrips)"],
-            descriptors: [3: child.fileDescriptor]
-        )
+        let placement = BaselinePlacement.crossCore()
+        let process = try placement.spawningPeer {
+            try ChildProcess(
+                executable: conchExecutable,
+                arguments: ["bench-peer", "raw-eventfd", "\(roundTrips)"],
+                descriptors: [3: child.fileDescriptor]
+            )
+        }
         try parent.send([1], descriptors: [toPeer.fileDescriptor, fromPeer.fileDescriptor])
-        var samples = LatencySamples()
-        let clock = ContinuousClock()
-        for index in 0..<roundTrips {
-            let start = clock.now
-            try toPeer.signal()
-            try fromPeer.wait()
-            if index >= roundTrips / 10 { samples.record(clock.now - start) }
+        let samples = try placement.measuring {
+            var samples = LatencySamples()
+            let clock = ContinuousClock()
+            for index in 0..<roundTrips {
+                let start = clock.now
+                try toPeer.signal()
+                try fromPeer.wait()
+                if index >= roundTrips / 10 { samples.record(clock.now - start) }
+            }
+            return samples
         }
         guard try process.wait() == .exited(0) else { throw Failed(description: "raw eventfd peer failed") }
         return samples

@@ -110,7 +110,8 @@ public enum RingBenchmark {
         public var description: String { "ring benchmark: the peer process failed" }
     }
 
-    /// Measures one mode once; returns MB/s.
+    /// Measures one mode once, with this thread and the peer on two different CPUs
+    /// (``BaselinePlacement``); returns MB/s.
     public static func measure(
         mode: RingPeerMode,
         totalBytes: UInt64,
@@ -119,11 +120,19 @@ public enum RingBenchmark {
         peerArguments: [String]
     ) throws -> Double {
         precondition(mode != .echo)
-        let session = try RingPeerSession(
-            executable: peerExecutable,
-            arguments: peerArguments,
-            request: RingPeerRequest(mode: mode, chunkSize: UInt32(writeSize), totalBytes: totalBytes)
-        )
+        let placement = BaselinePlacement.crossCore()
+        let session = try placement.spawningPeer {
+            try RingPeerSession(
+                executable: peerExecutable,
+                arguments: peerArguments,
+                request: RingPeerRequest(mode: mode, chunkSize: UInt32(writeSize), totalBytes: totalBytes)
+            )
+        }
+        return try placement.measuring { try receive(session, mode: mode, totalBytes: totalBytes) }
+    }
+
+    /// The backend's side of one measurement: reads, checks and counts.
+    private static func receive(_ session: RingPeerSession, mode: RingPeerMode, totalBytes: UInt64) throws -> Double {
         let input = session.backend.input
         let expected = (0..<UInt64(2048 + 251)).map(ringTestPattern)
         var buffer = [UInt8](repeating: 0, count: 2048)

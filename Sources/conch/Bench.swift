@@ -206,10 +206,12 @@ struct ConsoleBench: AsyncParsableCommand {
         commandName: "console",
         abstract: "Guest→socket channel throughput beside the raw ring ceiling, and a 64-byte echo round trip.",
         discussion: """
-            Starts a hypervisor, xenstored and consoled in a scratch run directory and a guest that \
-            streams into a socket channel through the whole stack; reports MB/s beside the \
-            two-process ring ceiling (eventfd mode) measured in the same run, then 64-byte echo \
-            round trips through a second guest. Example:
+            Starts a hypervisor, xenstored and consoled in a scratch run directory, a guest that \
+            streams into a socket channel through the whole stack and a guest that echoes its \
+            channel. Measures --pairs interleaved pairs: the two-process ring ceiling (eventfd \
+            mode), then the channel's MB/s; a raw eventfd ping-pong, then 64-byte echo round \
+            trips. Reports each figure's median and range over the pairs, and the median of the \
+            pairwise ratios. Example:
 
               swift run -c release conch bench console --json
             """
@@ -218,14 +220,19 @@ struct ConsoleBench: AsyncParsableCommand {
     @Flag(help: "Print one JSON object and nothing else on stdout.")
     var json = false
 
-    @Option(help: "MiB the guest streams.")
+    @Option(help: "MiB the guest streams per pair.")
     var mebibytes = 64
 
-    @Option(help: "Echo round trips.")
+    @Option(help: "Echo round trips per pair.")
     var echoes = 2000
 
+    @Option(help: "Interleaved baseline/subject pairs.")
+    var pairs = 5
+
     func validate() throws {
-        guard mebibytes > 0, echoes >= 10 else { throw ValidationError("--mebibytes > 0 and --echoes >= 10") }
+        guard mebibytes > 0, echoes >= 10, pairs >= 1 else {
+            throw ValidationError("--mebibytes > 0, --echoes >= 10 and --pairs >= 1")
+        }
     }
 
     func run() async throws {
@@ -236,13 +243,20 @@ struct ConsoleBench: AsyncParsableCommand {
             conchExecutable: ChildProcess.currentExecutable(),
             mebibytes: mebibytes,
             echoes: echoes,
+            pairs: pairs,
             progress: { line in if !json { print(line) } }
         )
         if json {
             print(try benchmarkJSON(result))
         } else {
+            print("median (min–max) over \(result.pairs) pairs:")
             print(
-                "channel \(result.channelMBps) MB/s = \(result.ratio) × the ring ceiling (\(result.ringEventfdMBps) MB/s)"
+                "channel \(result.channelMBps.text) MB/s = \(result.ratio.text) × the ring ceiling "
+                    + "(\(result.ringEventfdMBps.text) MB/s)"
+            )
+            print(
+                "echo 64 B p50 \(result.echoRoundTripP50.text) µs = \(result.echoVersusRawRatio.text) × the raw "
+                    + "eventfd round trip (\(result.rawEventfdRoundTripP50.text) µs); p99 \(result.echoRoundTripP99.text) µs"
             )
         }
     }

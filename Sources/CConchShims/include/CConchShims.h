@@ -102,4 +102,12 @@ struct cconch_sandbox {
 /// returns -1 and a message in `error`.
 pid_t cconch_spawn_sandboxed(const struct cconch_sandbox *spec, int *status_fd, char *error, size_t error_size);
 
+/// The CPUs the calling thread may run on, lowest first, into `cpus` (at most
+/// `max`): their count, or -1 and errno.
+int cconch_thread_cpus(int *cpus, int max);
+
+/// Restricts the calling thread (and processes it spawns from now on) to the
+/// `count` CPUs in `cpus`: 0, or -1 and errno.
+int cconch_pin_thread(const int *cpus, int count);
+
 #endif
