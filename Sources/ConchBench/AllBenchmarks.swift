@@ -23,8 +23,9 @@ public enum AllBenchmarks {
             return ["ring", "xenstore", "evtchn", "console", "scale", "create"].map { ($0, []) }
         }
         return [
-            ("ring", ["--mebibytes", "8", "--runs", "1"]), ("xenstore", ["--operations", "500"]),
-            ("evtchn", ["--round-trips", "500"]), ("console", ["--mebibytes", "8", "--echoes", "200"]),
+            ("ring", ["--mebibytes", "8", "--runs", "1"]), ("xenstore", ["--operations", "500", "--pairs", "2"]),
+            ("evtchn", ["--round-trips", "500", "--pairs", "2"]),
+            ("console", ["--mebibytes", "8", "--echoes", "200", "--pairs", "2"]),
             ("scale", ["--consoles", "50", "--idle-seconds", "1"]),
             ("create", ["--rounds", "5", "--parallel", "5"]),
         ]
@@ -60,9 +61,10 @@ public enum AllBenchmarks {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// A table: benchmark, figure, value.
+    /// A table: benchmark, figure, value. A figure measured in interleaved pairs
+    /// (a ``Spread``'s object) reads "median (min–max)".
     public static func table(_ results: [(name: String, figures: [String: Any])]) -> String {
-        var lines = ["benchmark  figure                              value"]
+        var lines = ["benchmark  figure                              value: median (min–max) over the pairs"]
         for (name, figures) in results {
             for key in figures.keys.sorted() {
                 let value = figures[key].map(formatted) ?? ""
@@ -75,8 +77,14 @@ public enum AllBenchmarks {
         return lines.joined(separator: "\n")
     }
 
-    /// Integers as they are; other numbers with at most two decimals.
+    /// Integers as they are; other numbers with at most two decimals; a spread
+    /// as "median (min–max)".
     static func formatted(_ value: Any) -> String {
+        if let spread = value as? [String: Any], let median = spread["median"], let low = spread["min"],
+            let high = spread["max"]
+        {
+            return "\(formatted(median)) (\(formatted(low))–\(formatted(high)))"
+        }
         guard let number = value as? NSNumber, !(value is Bool) else { return "\(value)" }
         let double = number.doubleValue
         if double == double.rounded(), abs(double) < 1e15 { return String(Int64(double)) }

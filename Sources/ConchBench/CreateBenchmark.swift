@@ -17,18 +17,20 @@ import Glibc
 
 /// `conch bench create`'s figures.
 public struct CreateBenchmarkResult: Codable, Sendable {
-    public var createToFirstByteP50Ms: Double
+    /// Median and range over the rounds, each round one pair with its baseline.
+    public var createToFirstByteMs: Spread
     public var createToFirstByteP99Ms: Double
-    public var spawnToFirstByteP50Ms: Double
-    public var ratio: Double
+    public var spawnToFirstByteMs: Spread
+    /// create ÷ spawn, per round.
+    public var ratio: Spread
     public var create100S: Double
     public var parallel: Int
     public var rounds: Int
 
     enum CodingKeys: String, CodingKey {
-        case createToFirstByteP50Ms = "create_to_first_byte_p50_ms"
+        case createToFirstByteMs = "create_to_first_byte_ms"
         case createToFirstByteP99Ms = "create_to_first_byte_p99_ms"
-        case spawnToFirstByteP50Ms = "spawn_to_first_byte_p50_ms"
+        case spawnToFirstByteMs = "spawn_to_first_byte_ms"
         case ratio
         case create100S = "create_100_s"
         case parallel
@@ -43,7 +45,8 @@ public struct BenchmarkError: Error, CustomStringConvertible, Sendable {
 }
 
 /// `conch create -c` to the guest's first console byte, beside spawning the same
-/// program bare (the baseline, measured in the same run); then `parallel`
+/// program bare (the baseline: each round spawns, then creates — interleaved
+/// pairs, ``InterleavedPairs``); then `parallel`
 /// creates at once, timed until all run. The host stack runs in a scratch run
 /// directory, and every `conch` is a separate process, as a user runs it.
 public enum CreateBenchmark {
@@ -60,20 +63,18 @@ public enum CreateBenchmark {
         defer { supervisor.stopAll() }
         let program = ["/bin/sh", "-c", "echo ready; sleep 5"]
 
-        // Baseline: the same program, spawned bare, its first byte on a pipe.
-        var baseline = LatencySamples()
-        for _ in 0..<rounds {
-            let start = ContinuousClock.now
-            let (process, output) = try spawnReading(program[0], Array(program.dropFirst()))
-            _ = nextByte(output)
-            baseline.record(start.duration(to: .now))
-            process.kill(SIGKILL)
-            _ = try? process.wait()
-            close(output)
-        }
-
+        var pairs = InterleavedPairs()
         var samples = LatencySamples()
         for round in 0..<rounds {
+            // Baseline: the same program, spawned bare, its first byte on a pipe.
+            let spawnStart = ContinuousClock.now
+            let (bare, bareOutput) = try spawnReading(program[0], Array(program.dropFirst()))
+            _ = nextByte(bareOutput)
+            let spawned = spawnStart.duration(to: .now)
+            bare.kill(SIGKILL)
+            _ = try? bare.wait()
+            close(bareOutput)
+
             let file = scratch.path + "/c\(round).cfg"
             try """
             name = "c\(round)"
@@ -88,7 +89,9 @@ public enum CreateBenchmark {
             guard firstByteAfterLine(output) else {
                 throw BenchmarkError("round \(round): no console byte from `conch create -c`")
             }
-            samples.record(start.duration(to: .now))
+            let created = start.duration(to: .now)
+            samples.record(created)
+            pairs.record(baseline: spawned.microseconds / 1000, subject: created.microseconds / 1000)
             process.kill(SIGTERM)
             _ = try? process.wait()
             close(output)
@@ -124,10 +127,10 @@ public enum CreateBenchmark {
         guard failures == 0 else { throw BenchmarkError("\(failures) of \(parallel) parallel creates failed") }
 
         return CreateBenchmarkResult(
-            createToFirstByteP50Ms: rounded(samples.p50 / 1000, places: 2),
+            createToFirstByteMs: pairs.subject(places: 2),
             createToFirstByteP99Ms: rounded(samples.p99 / 1000, places: 2),
-            spawnToFirstByteP50Ms: rounded(baseline.p50 / 1000, places: 2),
-            ratio: rounded(samples.p50 / baseline.p50, places: 1),
+            spawnToFirstByteMs: pairs.baseline(places: 2),
+            ratio: pairs.ratio(places: 1),
             create100S: rounded(parallelSeconds, places: 2),
             parallel: parallel,
             rounds: rounds

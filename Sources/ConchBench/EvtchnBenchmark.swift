@@ -19,17 +19,19 @@ import XenstoreClient
 import Glibc
 #endif
 
-/// Figures from `conch bench evtchn`.
+/// Figures from `conch bench evtchn`; the round trips are medians and ranges
+/// over interleaved pairs (``InterleavedPairs``).
 public struct EvtchnBenchmarkResult: Sendable, Codable {
-    public var notifyRoundTripP50: Double
-    public var notifyRoundTripP99: Double
-    public var notifiesPerSecond: Double
+    public var notifyRoundTripP50: Spread
+    public var notifyRoundTripP99: Spread
+    public var notifiesPerSecond: Spread
     /// Baseline: the same ping-pong over two plain eventfds handed over directly.
-    public var rawEventfdRoundTripP50: Double
-    public var notifyVersusRawRatio: Double
+    public var rawEventfdRoundTripP50: Spread
+    public var notifyVersusRawRatio: Spread
     public var xenstoreRingReadP50: Double
     public var xenstoreSocketReadP50: Double
     public var roundTrips: Int
+    public var pairs: Int
 
     enum CodingKeys: String, CodingKey {
         case notifyRoundTripP50 = "notify_rtt_p50_us"
@@ -40,12 +42,14 @@ public struct EvtchnBenchmarkResult: Sendable, Codable {
         case xenstoreRingReadP50 = "xs_ring_read_p50_us"
         case xenstoreSocketReadP50 = "xs_socket_read_p50_us"
         case roundTrips = "round_trips"
+        case pairs
     }
 }
 
 /// `conch bench evtchn`: event-channel notify→wake round trips between two
 /// processes through ports bound by the simulated hypervisor, beside plain
-/// eventfds, and a xenstore read over a guest ring beside one over the socket.
+/// eventfds (interleaved pairs, both on two different CPUs), and a xenstore read
+/// over a guest ring beside one over the socket.
 public enum EvtchnBenchmark {
     public struct Failed: Error, CustomStringConvertible {
         public let description: String
@@ -54,6 +58,7 @@ public enum EvtchnBenchmark {
     public static func run(
         conchExecutable: String,
         roundTrips: Int = 20_000,
+        pairs: Int = 5,
         progress: (String) -> Void = { _ in }
     ) async throws -> EvtchnBenchmarkResult {
         let runDirectory = try RunDirectory.makeTemporary(prefix: "conch-bench")
@@ -76,37 +81,51 @@ public enum EvtchnBenchmark {
             _ = try? xenstored.wait()
         }
         try await waitFor(runDirectory.xenstoredSocket)
-
-        // 1. Notify round trips through hypervisor-bound ports.
         let hypervisor = try SimHypervisorClient.connect(runDirectory: runDirectory)
-        let mine = try hypervisor.allocateUnbound(remote: .dom0)
-        let peer = try ChildProcess(
-            executable: conchExecutable,
-            arguments: ["bench-peer", "evtchn", runDirectory.path, "\(mine.port.rawValue)", "\(roundTrips)"]
-        )
-        var samples = LatencySamples()
         let clock = ContinuousClock()
-        // The peer signals once when bound.
-        guard try mine.wait(timeoutMilliseconds: 30_000) else { throw Failed(description: "evtchn peer never bound") }
-        for index in 0..<roundTrips {
-            let start = clock.now
-            try mine.notify()
-            guard try mine.wait(timeoutMilliseconds: 30_000) else { throw Failed(description: "lost wake-up") }
-            if index >= roundTrips / 10 { samples.record(clock.now - start) }
-        }
-        // One way: the peer counts wake-ups while we notify as fast as we can.
-        let oneWay = roundTrips * 10
-        let started = clock.now
-        for _ in 0..<oneWay { try mine.notify() }
-        let rate = Double(oneWay) / (clock.now - started).seconds
-        guard try peer.wait() == .exited(0) else { throw Failed(description: "evtchn peer failed") }
-        progress("evtchn notify→wake round trip: p50 \(rounded(samples.p50)) µs, p99 \(rounded(samples.p99)) µs")
-        progress("notifies one way: \(Int(rate))/s")
 
-        // 2. Baseline: plain eventfds in a socketpair-connected child (the ring peer's echo path is
-        // heavier, so use a dedicated ping-pong).
-        let raw = try rawRoundTrip(conchExecutable: conchExecutable, roundTrips: roundTrips)
-        progress("raw eventfd round trip: p50 \(rounded(raw.p50)) µs")
+        // 1 and 2, interleaved: plain eventfds (the baseline), then notify round trips
+        // through hypervisor-bound ports and a one-way burst.
+        var roundTripPairs = InterleavedPairs()
+        var notifyP99: [Double] = []
+        var rates: [Double] = []
+        for pair in 1...pairs {
+            let raw = try rawRoundTrip(conchExecutable: conchExecutable, roundTrips: roundTrips)
+            let mine = try hypervisor.allocateUnbound(remote: .dom0)
+            let placement = BaselinePlacement.crossCore()
+            let peer = try placement.spawningPeer {
+                try ChildProcess(
+                    executable: conchExecutable,
+                    arguments: ["bench-peer", "evtchn", runDirectory.path, "\(mine.port.rawValue)", "\(roundTrips)"]
+                )
+            }
+            let (samples, rate) = try placement.measuring {
+                var samples = LatencySamples()
+                // The peer signals once when bound.
+                guard try mine.wait(timeoutMilliseconds: 30_000) else {
+                    throw Failed(description: "evtchn peer never bound")
+                }
+                for index in 0..<roundTrips {
+                    let start = clock.now
+                    try mine.notify()
+                    guard try mine.wait(timeoutMilliseconds: 30_000) else { throw Failed(description: "lost wake-up") }
+                    if index >= roundTrips / 10 { samples.record(clock.now - start) }
+                }
+                // One way: the peer counts wake-ups while we notify as fast as we can.
+                let oneWay = roundTrips * 10
+                let started = clock.now
+                for _ in 0..<oneWay { try mine.notify() }
+                return (samples, Double(oneWay) / (clock.now - started).seconds)
+            }
+            guard try peer.wait() == .exited(0) else { throw Failed(description: "evtchn peer failed") }
+            roundTripPairs.record(baseline: raw.p50, subject: samples.p50)
+            notifyP99.append(samples.p99)
+            rates.append(rate)
+            progress(
+                "pair \(pair)/\(pairs): raw eventfd round trip p50 \(rounded(raw.p50)) µs; evtchn notify→wake "
+                    + "p50 \(rounded(samples.p50)) µs, p99 \(rounded(samples.p99)) µs; \(Int(rate)) notifies/s one way"
+            )
+        }
 
         // 3. xenstore read: a guest over its ring vs this process over the socket.
         let store = try await XenstoreClient.connect(socketPath: runDirectory.xenstoredSocket)
@@ -153,14 +172,15 @@ public enum EvtchnBenchmark {
         progress("xenstore read over the Unix socket: p50 \(rounded(socketSamples.p50)) µs")
 
         return EvtchnBenchmarkResult(
-            notifyRoundTripP50: rounded(samples.p50),
-            notifyRoundTripP99: rounded(samples.p99),
-            notifiesPerSecond: rounded(rate),
-            rawEventfdRoundTripP50: rounded(raw.p50),
-            notifyVersusRawRatio: rounded(samples.p50 / max(raw.p50, 0.001), places: 2),
+            notifyRoundTripP50: roundTripPairs.subject(),
+            notifyRoundTripP99: Spread(notifyP99),
+            notifiesPerSecond: Spread(rates, places: 0),
+            rawEventfdRoundTripP50: roundTripPairs.baseline(),
+            notifyVersusRawRatio: roundTripPairs.ratio(),
             xenstoreRingReadP50: rounded(ringP50),
             xenstoreSocketReadP50: rounded(socketSamples.p50),
-            roundTrips: roundTrips
+            roundTrips: roundTrips,
+            pairs: pairs
         )
     }
 

@@ -79,10 +79,13 @@ public final class RingPeerSession {
 
 /// Figures from one `conch bench ring` run.
 public struct RingBenchmarkResult: Sendable, Codable {
-    /// Throughput in MB/s (10^6 bytes per second), median over the runs.
-    public var busyMBps: Double
-    public var eventfdMBps: Double
-    public var hybridMBps: Double
+    /// Throughput in MB/s (10^6 bytes per second), median and range over the runs.
+    public var busyMBps: Spread
+    public var eventfdMBps: Spread
+    public var hybridMBps: Spread
+    /// eventfd ÷ busy and spin-then-block ÷ busy, per run.
+    public var eventfdVersusBusy: Spread
+    public var hybridVersusBusy: Spread
     public var bytesPerRun: UInt64
     public var writeSize: Int
     public var runs: Int
@@ -91,6 +94,8 @@ public struct RingBenchmarkResult: Sendable, Codable {
         case busyMBps = "busy_mbps"
         case eventfdMBps = "eventfd_mbps"
         case hybridMBps = "hybrid_mbps"
+        case eventfdVersusBusy = "eventfd_vs_busy_ratio"
+        case hybridVersusBusy = "hybrid_vs_busy_ratio"
         case bytesPerRun = "bytes_per_run"
         case writeSize = "write_size"
         case runs
@@ -169,7 +174,8 @@ public enum RingBenchmark {
         return Double(totalBytes) / max(seconds, 1e-9) / 1e6
     }
 
-    /// Runs every mode `runs` times and reports the medians.
+    /// Runs every mode `runs` times, the modes interleaved within each run (busy,
+    /// eventfd, spin-then-block, busy, …), and reports medians and ranges.
     public static func run(
         totalBytes: UInt64 = 256 << 20,
         runs: Int = 3,
@@ -178,10 +184,12 @@ public enum RingBenchmark {
         peerArguments: [String],
         progress: (String) -> Void = { _ in }
     ) throws -> RingBenchmarkResult {
-        func median(_ mode: RingPeerMode) throws -> Double {
-            var samples: [Double] = []
-            for run in 1...runs {
-                samples.append(
+        var eventfd = InterleavedPairs()
+        var hybrid = InterleavedPairs()
+        for run in 1...runs {
+            var figures: [Double] = []
+            for mode in [RingPeerMode.produceBusy, .produceEventfd, .produceHybrid] {
+                figures.append(
                     try measure(
                         mode: mode,
                         totalBytes: totalBytes,
@@ -190,14 +198,17 @@ public enum RingBenchmark {
                         peerArguments: peerArguments
                     )
                 )
-                progress("ring \(mode) run \(run)/\(runs): \(Int(samples.last!)) MB/s")
+                progress("ring \(mode) run \(run)/\(runs): \(Int(figures.last!)) MB/s")
             }
-            return samples.sorted()[samples.count / 2]
+            eventfd.record(baseline: figures[0], subject: figures[1])
+            hybrid.record(baseline: figures[0], subject: figures[2])
         }
         return RingBenchmarkResult(
-            busyMBps: try median(.produceBusy),
-            eventfdMBps: try median(.produceEventfd),
-            hybridMBps: try median(.produceHybrid),
+            busyMBps: eventfd.baseline(),
+            eventfdMBps: eventfd.subject(),
+            hybridMBps: hybrid.subject(),
+            eventfdVersusBusy: eventfd.ratio(),
+            hybridVersusBusy: hybrid.ratio(),
             bytesPerRun: totalBytes,
             writeSize: writeSize,
             runs: runs

@@ -32,10 +32,14 @@ public struct XenstoreBenchmarkResult: Sendable, Codable {
     public var readModifyWriteOpsPerSecond: Double
     public var readModifyWriteP50: Double
     public var clients16OpsPerSecond: Double
-    /// Baseline in the same run: a blocking raw-socket READ round trip, as
-    /// libxenstore does it, without the async client.
-    public var rawReadP50: Double
-    public var readP50VersusRaw: Double
+    /// Baseline, measured in pairs interleaved with the client's read: a blocking
+    /// raw-socket READ round trip, as libxenstore does it, without the async client.
+    public var rawReadP50: Spread
+    /// The client's read p50 in those pairs.
+    public var pairedReadP50: Spread
+    /// paired read ÷ raw read, per pair.
+    public var readP50VersusRaw: Spread
+    public var pairs: Int
     public var operationsPerMeasurement: Int
 
     enum CodingKeys: String, CodingKey {
@@ -53,7 +57,9 @@ public struct XenstoreBenchmarkResult: Sendable, Codable {
         case readModifyWriteP50 = "tx_rmw_p50_us"
         case clients16OpsPerSecond = "clients16_ops_per_s"
         case rawReadP50 = "raw_socket_read_p50_us"
+        case pairedReadP50 = "paired_read_p50_us"
         case readP50VersusRaw = "read_p50_vs_raw_ratio"
+        case pairs
         case operationsPerMeasurement = "ops_per_measurement"
     }
 }
@@ -68,6 +74,7 @@ public enum XenstoreBenchmark {
     public static func run(
         conchExecutable: String,
         operations: Int = 20_000,
+        pairs: Int = 5,
         progress: (String) -> Void = { _ in }
     ) async throws -> XenstoreBenchmarkResult {
         let scratch = try RunDirectory.makeTemporary(prefix: "conch-bench").path
@@ -153,8 +160,16 @@ public enum XenstoreBenchmark {
         let aggregate = Double(16 * perClient) / (clock.now - started).seconds
         progress("16 clients: \(Int(aggregate)) ops/s")
 
-        let raw = try rawReadLatency(socketPath: socketPath, path: path, operations: operations)
-        progress("raw blocking socket read: p50 \(rounded(raw.p50)) µs")
+        // The ratio: the raw blocking read (the baseline) and the client's read, interleaved.
+        var readPairs = InterleavedPairs()
+        for pair in 1...pairs {
+            let raw = try rawReadLatency(socketPath: socketPath, path: path, operations: operations)
+            let paired = try await withTaskExecutorPreference(client.preferredExecutor) {
+                try await measure("read") { _ = try await client.read(path) }
+            }
+            readPairs.record(baseline: raw.p50, subject: paired.samples.p50)
+            progress("pair \(pair)/\(pairs): raw blocking socket read p50 \(rounded(raw.p50)) µs")
+        }
 
         return XenstoreBenchmarkResult(
             readOpsPerSecond: rounded(read.opsPerSecond),
@@ -170,8 +185,10 @@ public enum XenstoreBenchmark {
             readModifyWriteOpsPerSecond: rounded(rmw.opsPerSecond),
             readModifyWriteP50: rounded(rmw.samples.p50),
             clients16OpsPerSecond: rounded(aggregate),
-            rawReadP50: rounded(raw.p50),
-            readP50VersusRaw: rounded(read.samples.p50 / max(raw.p50, 0.001), places: 2),
+            rawReadP50: readPairs.baseline(),
+            pairedReadP50: readPairs.subject(),
+            readP50VersusRaw: readPairs.ratio(),
+            pairs: pairs,
             operationsPerMeasurement: operations
         )
     }

@@ -28,7 +28,10 @@ struct RingBench: ParsableCommand {
         discussion: """
             A second process writes 2 KiB chunks into the `out` ring of a console page shared \
             through a memfd; this process reads and checks every byte. Modes: busy polling, \
-            one eventfd notification per batch, and spin-then-block. Example:
+            one eventfd notification per batch, and spin-then-block. The two processes run on two \
+            different CPUs (left to the scheduler, they share one in some runs and not in others, \
+            and the figures flip between two modes); each run measures the three modes in turn, \
+            and each figure is reported as its median and range over the runs. Example:
 
               conch bench ring --json
             """
@@ -40,7 +43,7 @@ struct RingBench: ParsableCommand {
     @Option(help: "Bytes moved per run, in MiB.")
     var mebibytes: UInt64 = 256
 
-    @Option(help: "Runs per mode; the median is reported.")
+    @Option(help: "Runs, each of every mode; the median and range are reported.")
     var runs: Int = 3
 
     func validate() throws {
@@ -58,20 +61,11 @@ struct RingBench: ParsableCommand {
         if json {
             print(try benchmarkJSON(result))
         } else {
-            print("ring ceiling (2 KiB writes, \(mebibytes) MiB × \(runs) runs, median):")
-            print("  busy polling      \(Int(result.busyMBps)) MB/s")
-            print(
-                "  eventfd per batch \(Int(result.eventfdMBps)) MB/s  (\(ratio(result.eventfdMBps, result.busyMBps)) of busy)"
-            )
-            print(
-                "  spin-then-block   \(Int(result.hybridMBps)) MB/s  (\(ratio(result.hybridMBps, result.busyMBps)) of busy)"
-            )
+            print("ring ceiling (2 KiB writes, \(mebibytes) MiB × \(runs) runs, median (min–max)):")
+            print("  busy polling      \(result.busyMBps.text) MB/s")
+            print("  eventfd per batch \(result.eventfdMBps.text) MB/s  (\(result.eventfdVersusBusy.text) of busy)")
+            print("  spin-then-block   \(result.hybridMBps.text) MB/s  (\(result.hybridVersusBusy.text) of busy)")
         }
-    }
-
-    private func ratio(_ value: Double, _ base: Double) -> String {
-        let hundredths = Int((value / base * 100).rounded())
-        return "\(hundredths / 100).\(hundredths % 100 < 10 ? "0" : "")\(hundredths % 100)"
     }
 }
 
@@ -97,7 +91,8 @@ struct XenstoreBench: AsyncParsableCommand {
         discussion: """
             Measures read, write, directory, an empty transaction and a read-modify-write \
             transaction through the async client (ops/s, p50 and p99 µs), 16 concurrent clients, \
-            and, as the baseline, a blocking raw-socket read. Build with -c release. Example:
+            and, as the baseline, a blocking raw-socket read in --pairs pairs interleaved with the \
+            client's read (medians and ranges). Build with -c release. Example:
 
               swift run -c release conch bench xenstore --json
             """
@@ -109,8 +104,13 @@ struct XenstoreBench: AsyncParsableCommand {
     @Option(help: "Operations per measurement.")
     var operations = 20_000
 
+    @Option(help: "Interleaved baseline/subject pairs.")
+    var pairs = 5
+
     func validate() throws {
-        guard operations >= 100 else { throw ValidationError("--operations must be at least 100") }
+        guard operations >= 100, pairs >= 1 else {
+            throw ValidationError("--operations must be at least 100 and --pairs at least 1")
+        }
     }
 
     func run() async throws {
@@ -120,13 +120,15 @@ struct XenstoreBench: AsyncParsableCommand {
         let result = try await XenstoreBenchmark.run(
             conchExecutable: ChildProcess.currentExecutable(),
             operations: operations,
+            pairs: pairs,
             progress: { line in if !json { print(line) } }
         )
         if json {
             print(try benchmarkJSON(result))
         } else {
             print(
-                "read p50 \(result.readP50) µs = \(result.readP50VersusRaw) × the raw blocking-socket read (\(result.rawReadP50) µs)"
+                "read p50 \(result.pairedReadP50.text) µs = \(result.readP50VersusRaw.text) × the raw blocking-socket "
+                    + "read (\(result.rawReadP50.text) µs); median (min–max) of \(result.pairs) pairs"
             )
         }
     }
@@ -139,8 +141,10 @@ struct EvtchnBench: AsyncParsableCommand {
         discussion: """
             Starts a hypervisor and xenstored in a scratch run directory. Reports the notify→wake \
             round trip between two processes through hypervisor-bound ports (p50, p99 µs) beside \
-            the same ping-pong over plain eventfds, notifications per second one way, and a xenstore \
-            read from a guest over its ring beside one over the Unix socket. Example:
+            the same ping-pong over plain eventfds — --pairs interleaved pairs, each pair's two \
+            processes on two different CPUs; medians and ranges — notifications per second one \
+            way, and a xenstore read from a guest over its ring beside one over the Unix socket. \
+            Example:
 
               swift run -c release conch bench evtchn --json
             """
@@ -152,8 +156,13 @@ struct EvtchnBench: AsyncParsableCommand {
     @Option(help: "Round trips per measurement.")
     var roundTrips = 20_000
 
+    @Option(help: "Interleaved baseline/subject pairs.")
+    var pairs = 5
+
     func validate() throws {
-        guard roundTrips >= 100 else { throw ValidationError("--round-trips must be at least 100") }
+        guard roundTrips >= 100, pairs >= 1 else {
+            throw ValidationError("--round-trips must be at least 100 and --pairs at least 1")
+        }
     }
 
     func run() async throws {
@@ -163,12 +172,17 @@ struct EvtchnBench: AsyncParsableCommand {
         let result = try await EvtchnBenchmark.run(
             conchExecutable: ChildProcess.currentExecutable(),
             roundTrips: roundTrips,
+            pairs: pairs,
             progress: { line in if !json { print(line) } }
         )
         if json {
             print(try benchmarkJSON(result))
         } else {
-            print("notify round trip p50 = \(result.notifyVersusRawRatio) × the raw eventfd round trip")
+            print(
+                "notify round trip p50 \(result.notifyRoundTripP50.text) µs = \(result.notifyVersusRawRatio.text) × "
+                    + "the raw eventfd round trip (\(result.rawEventfdRoundTripP50.text) µs); median (min–max) of "
+                    + "\(result.pairs) pairs"
+            )
         }
     }
 }

@@ -29,8 +29,8 @@ struct CreateBench: AsyncParsableCommand {
         discussion: """
             Starts the host stack in a scratch run directory. Each round runs `conch create -c CFG` \
             as a user would and times until the first byte of console 0 reaches that client; the \
-            baseline, measured in the same run, spawns the guest's program directly and times its \
-            first byte on a pipe. Then creates --parallel guests at once and times until all run. \
+            baseline, measured just before in the same round, spawns the guest's program directly \
+            and times its first byte on a pipe. Reports medians and ranges over the rounds. Then creates --parallel guests at once and times until all run. \
             Example:
 
               swift run -c release conch bench create --json
@@ -64,9 +64,9 @@ struct CreateBench: AsyncParsableCommand {
             print(try benchmarkJSON(result))
         } else {
             print(
-                "create -c → first console byte: p50 \(result.createToFirstByteP50Ms) ms, p99 "
-                    + "\(result.createToFirstByteP99Ms) ms = \(result.ratio) × spawning the program bare "
-                    + "(\(result.spawnToFirstByteP50Ms) ms)"
+                "create -c → first console byte: \(result.createToFirstByteMs.text) ms (p99 "
+                    + "\(result.createToFirstByteP99Ms) ms) = \(result.ratio.text) × spawning the program bare "
+                    + "(\(result.spawnToFirstByteMs.text) ms); median (min–max) of \(result.rounds) rounds"
             )
             print("\(parallel) creates in parallel: \(result.create100S) s")
         }

@@ -40,9 +40,10 @@ struct CLITests {
         #expect(lines.count == 1, "exactly one line of JSON on stdout")
         let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
         let json = try #require(object)
-        for key in ["busy_mbps", "eventfd_mbps", "hybrid_mbps"] {
-            let value = try #require(json[key] as? Double, "\(key) must be a number")
-            #expect(value > 0)
+        for key in ["busy_mbps", "eventfd_mbps", "hybrid_mbps", "eventfd_vs_busy_ratio", "hybrid_vs_busy_ratio"] {
+            let spread = try #require(json[key] as? [String: Double], "\(key) must be a median and a range")
+            let (median, low, high) = (spread["median"] ?? 0, spread["min"] ?? 0, spread["max"] ?? 0)
+            #expect(low > 0 && low <= median && median <= high, "\(key): \(spread)")
         }
     }
 
