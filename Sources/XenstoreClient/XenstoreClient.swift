@@ -330,8 +330,57 @@ public final class XenstoreClient: Sendable {
     ) async throws(XenstoreClientError)
         -> [String]
     {
-        Self.strings(try await request(.directory, XenstorePayload.string(path), transaction: transaction))
+        do {
+            return Self.strings(try await request(.directory, XenstorePayload.string(path), transaction: transaction))
+        } catch .server(.E2BIG) {
+            // More names than one reply holds (/local/domain past ~800 guests): read
+            // the listing in DIRECTORY_PART chunks, as libxenstore does.
+            return try await directoryInParts(path, transaction: transaction)
+        }
     }
+
+    /// The whole listing through DIRECTORY_PART, restarted when the node's
+    /// generation changes between chunks (a child came or went mid-listing).
+    func directoryInParts(
+        _ path: String,
+        transaction: XenstoreTransaction
+    ) async throws(XenstoreClientError) -> [String] {
+        for _ in 0..<Self.directoryPartAttempts {
+            var listing: [UInt8] = []
+            var generation: [UInt8]?
+            var restarted = false
+            while true {
+                let reply = try await request(
+                    .directoryPart,
+                    XenstorePayload.strings([path, String(listing.count)]),
+                    transaction: transaction
+                )
+                guard let end = reply.firstIndex(of: 0) else {
+                    throw .protocolViolation("DIRECTORY_PART reply without a generation")
+                }
+                let chunkGeneration = Array(reply[..<end])
+                if generation == nil { generation = chunkGeneration }
+                guard chunkGeneration == generation else {
+                    restarted = true
+                    break
+                }
+                let chunk = reply[(end + 1)...]
+                // The last chunk ends with one extra NUL: a lone NUL, or two in a row.
+                if chunk == [0] { break }
+                if chunk.count >= 2, chunk.suffix(2).elementsEqual([0, 0]) {
+                    listing += chunk.dropLast()
+                    break
+                }
+                guard chunk.last == 0 else { throw .protocolViolation("DIRECTORY_PART chunk cut inside a name") }
+                listing += chunk
+            }
+            if !restarted { return Self.strings(listing) }
+        }
+        throw .server(.EAGAIN)
+    }
+
+    /// Restarts of a DIRECTORY_PART listing before giving up with EAGAIN.
+    static let directoryPartAttempts = 16
 
     public func permissions(
         _ path: String,

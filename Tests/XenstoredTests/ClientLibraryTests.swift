@@ -37,6 +37,33 @@ struct ClientLibraryTests {
         #expect(try await client.permissions("/local/domain/1").description == "n1,r0")
     }
 
+    /// A listing too big for one reply (a host past ~800 guests has one under
+    /// /local/domain) comes back whole, through DIRECTORY_PART, as libxenstore gets it.
+    @Test func aDirectoryTooBigForOneReplyIsReadInParts() async throws {
+        let daemon = try XenstoredProcess()
+        defer { daemon.stop() }
+        let client = try await XenstoreClient.connect(socketPath: daemon.socketPath)
+        defer { client.close() }
+        let names = (0..<1500).map { "guest-\($0)" }
+        for batch in stride(from: 0, to: names.count, by: 100) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for name in names[batch..<min(batch + 100, names.count)] {
+                    group.addTask { try await client.write("/local/many/\(name)", "") }
+                }
+                try await group.waitForAll()
+            }
+        }
+        let listingBytes = names.reduce(0) { $0 + $1.utf8.count + 1 }
+        #expect(listingBytes > 3 * XenstoreInterface.payloadMax, "the listing needs several chunks")
+        let listed = try await client.directory("/local/many")
+        #expect(listed.count == names.count)
+        #expect(Set(listed) == Set(names))
+        // Small listings still take one DIRECTORY.
+        try await client.write("/local/few/a", "")
+        try await client.write("/local/few/b", "")
+        #expect(try await client.directory("/local/few") == ["a", "b"])
+    }
+
     /// A batch is sent in one go and applied in order; each request gets its own
     /// result, errors included, and a transaction sees the whole batch.
     @Test func batchesArePipelinedInOrder() async throws {
