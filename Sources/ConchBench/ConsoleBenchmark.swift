@@ -86,7 +86,7 @@ public enum ConsoleBenchmark {
         conchExecutable: String,
         mebibytes: Int = 64,
         echoes: Int = 2000,
-        pairs: Int = 5,
+        pairs: Int = 7,
         progress: (String) -> Void = { _ in }
     ) async throws -> ConsoleBenchmarkResult {
         let rig = try Rig()
@@ -111,10 +111,9 @@ public enum ConsoleBenchmark {
         // The streamer writes `mebibytes` MiB into its channel each time a line arrives
         // on it; the echo guest copies its channel back to itself.
         let total = mebibytes << 20
-        let device = "\"$CONCH_GUEST_DEV/xen-channel/org.conch.bench.0\""
         for (name, script) in [
-            ("streamer", "d=\(device); while read -r _ < \"$d\"; do head -c \(total) /dev/zero > \"$d\"; done"),
-            ("echo", "d=\(device); exec cat < \"$d\" > \"$d\""),
+            ("streamer", streamerScript(bytes: total)),
+            ("echo", "d=\(channelDevice); exec cat < \"$d\" > \"$d\""),
         ] {
             let socketPath = runDirectory.path + "/\(name).sock"
             let built = try await builder.build(
@@ -161,6 +160,14 @@ public enum ConsoleBenchmark {
             bytes: UInt64(total),
             echoesPerPair: echoes
         )
+    }
+
+    /// The guest's side of the bench channel.
+    static let channelDevice = "\"$CONCH_GUEST_DEV/xen-channel/org.conch.bench.0\""
+
+    /// A guest that writes `bytes` bytes into its channel each time a line arrives on it.
+    static func streamerScript(bytes: Int) -> String {
+        "d=\(channelDevice); while read -r _ < \"$d\"; do head -c \(bytes) /dev/zero > \"$d\"; done"
     }
 
     /// Asks the streamer for `bytes` bytes and reads them; MB/s from the first byte.

@@ -58,7 +58,7 @@ public enum EvtchnBenchmark {
     public static func run(
         conchExecutable: String,
         roundTrips: Int = 20_000,
-        pairs: Int = 5,
+        pairs: Int = 7,
         progress: (String) -> Void = { _ in }
     ) async throws -> EvtchnBenchmarkResult {
         let runDirectory = try RunDirectory.makeTemporary(prefix: "conch-bench")

@@ -29,6 +29,11 @@ public struct ScaleBenchmarkResult: Codable, Sendable {
     public var idleCPUPercent: Double
     public var consoledRSSMB: Double
     public var consoledRSSEmptyMB: Double
+    /// One guest streaming through a socket channel before the other consoles
+    /// exist and again among them (median of three runs each, MB/s).
+    public var busyAloneMBps: Double
+    public var busyAmongMBps: Double
+    public var busyRatio: Double
 
     enum CodingKeys: String, CodingKey {
         case consoles
@@ -38,20 +43,26 @@ public struct ScaleBenchmarkResult: Codable, Sendable {
         case idleCPUPercent = "idle_cpu_percent"
         case consoledRSSMB = "consoled_rss_mb"
         case consoledRSSEmptyMB = "consoled_rss_empty_mb"
+        case busyAloneMBps = "busy_alone_mbps"
+        case busyAmongMBps = "busy_among_mbps"
+        case busyRatio = "busy_ratio"
     }
 }
 
 /// One consoled serving many consoles: time until all are connected (beside the
 /// time the toolstack took to build them, in the same run), consoled's idle CPU
-/// and its resident memory (beside its memory with none).
+/// and its resident memory (beside its memory with none), and one busy console's
+/// throughput among them (beside its throughput alone).
 public enum ScaleBenchmark {
     public static func run(
+        conchExecutable: String,
         consoles: Int,
         idleSeconds: Double,
         concurrency: Int,
         progress: (String) -> Void = { _ in }
     ) async throws -> ScaleBenchmarkResult {
         raiseDescriptorLimit()
+        try checkPseudoTerminals(for: consoles)
         let scratch = try RunDirectory.makeTemporary(prefix: "conch-bench")
         defer { try? FileManager.default.removeItem(atPath: scratch.path) }
         let supervisor = HostSupervisor(runDirectory: scratch, configuration: .quiet)
@@ -63,6 +74,27 @@ public enum ScaleBenchmark {
         let emptyRSS = megabytes(ProcessStatistics.residentBytes(consoled))
         let host = try await HostConnection.open(scratch)
         let builder = host.builder
+
+        // The busy console: a guest that streams into a socket channel on request.
+        let busyBytes = 16 << 20
+        let busySocket = scratch.path + "/busy.sock"
+        let busy = try await builder.build(
+            try ConsoleBenchmark.configuration(
+                name: "busy",
+                socket: busySocket,
+                script: ConsoleBenchmark.streamerScript(bytes: busyBytes)
+            ),
+            guestKernel: [conchExecutable, "guest-kernel"]
+        )
+        try host.hypervisor.unpause(busy.domain.domid)
+        let busyStream = try await ConsoleBenchmark.connect(busySocket)
+        defer { close(busyStream) }
+        func busyThroughput() throws -> Double {
+            let runs = try (0..<3).map { _ in try ConsoleBenchmark.streamOnce(busyStream, bytes: busyBytes) }
+            return runs.sorted()[1]
+        }
+        let busyAlone = try busyThroughput()
+        progress("one busy console alone: \(Int(busyAlone)) MB/s")
 
         let start = ContinuousClock.now
         var pages: [ConsoleRing<GuestPage>] = []
@@ -110,8 +142,9 @@ public enum ScaleBenchmark {
             ConsoledStats.self,
             from: Data(try UnixSocketPath.exchange(scratch.consoledSocket))
         ).consoles.count
-        guard served == consoles else {
-            throw BenchmarkError("consoled reports \(served) consoles, expected \(consoles)")
+        // Every domain's console 0, plus the busy guest's channel.
+        guard served == consoles + 2 else {
+            throw BenchmarkError("consoled reports \(served) consoles, expected \(consoles + 2)")
         }
         progress("all \(consoles) consoles connected after \(rounded(connectedSeconds, places: 2)) s")
 
@@ -122,6 +155,8 @@ public enum ScaleBenchmark {
         let ticks = (ProcessStatistics.cpuTicks(consoled) ?? before) - before
         let idleCPU = Double(ticks) / ProcessStatistics.ticksPerSecond / idleStart.duration(to: .now).seconds * 100
         let rss = megabytes(ProcessStatistics.residentBytes(consoled))
+        let busyAmong = try busyThroughput()
+        progress("the busy console among \(consoles): \(Int(busyAmong)) MB/s")
         host.store.close()
 
         return ScaleBenchmarkResult(
@@ -131,7 +166,28 @@ public enum ScaleBenchmark {
             ratio: rounded(connectedSeconds / buildSeconds, places: 2),
             idleCPUPercent: rounded(idleCPU, places: 2),
             consoledRSSMB: rounded(rss, places: 1),
-            consoledRSSEmptyMB: rounded(emptyRSS, places: 1)
+            consoledRSSEmptyMB: rounded(emptyRSS, places: 1),
+            busyAloneMBps: rounded(busyAlone),
+            busyAmongMBps: rounded(busyAmong),
+            busyRatio: rounded(busyAmong / max(busyAlone, 0.001), places: 2)
+        )
+    }
+
+    /// Each console 0 holds a pty on the host, as under xenconsoled, and Linux
+    /// allows `kernel.pty.max` of them (4096 by default, 1024 of those reserved
+    /// for the initial devpts instance). Fails naming the setting when `consoles`
+    /// more would not fit, instead of failing thousands of consoles later.
+    static func checkPseudoTerminals(for consoles: Int) throws {
+        func value(_ name: String) -> Int? {
+            (try? String(contentsOfFile: "/proc/sys/kernel/pty/" + name, encoding: .utf8))
+                .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        guard let maximum = value("max"), let inUse = value("nr"), let reserve = value("reserve") else { return }
+        let needed = inUse + consoles + reserve
+        guard needed > maximum else { return }
+        throw BenchmarkError(
+            "\(consoles) consoles need \(consoles) ptys, and kernel.pty.max allows \(maximum) (\(inUse) in use, "
+                + "\(reserve) reserved): raise it first, e.g. `sysctl -w kernel.pty.max=\(needed + 1024)`"
         )
     }
 

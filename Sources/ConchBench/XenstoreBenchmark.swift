@@ -74,7 +74,7 @@ public enum XenstoreBenchmark {
     public static func run(
         conchExecutable: String,
         operations: Int = 20_000,
-        pairs: Int = 5,
+        pairs: Int = 7,
         progress: (String) -> Void = { _ in }
     ) async throws -> XenstoreBenchmarkResult {
         let scratch = try RunDirectory.makeTemporary(prefix: "conch-bench").path

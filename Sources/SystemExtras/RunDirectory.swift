@@ -151,13 +151,22 @@ public struct PidFile: Sendable {
     }
 }
 
-/// Raises this process's soft limit on open descriptors to its hard limit: a
-/// daemon serving a thousand consoles holds several descriptors for each.
+/// Raises this process's limit on open descriptors: a daemon serving ten
+/// thousand consoles holds several descriptors for each. A privileged process
+/// (CAP_SYS_RESOURCE) raises its hard limit too, up to the kernel's `nr_open`,
+/// as xenconsoled does; any other raises its soft limit to its hard one.
 /// Returns the new soft limit.
 @discardableResult
 public func raiseDescriptorLimit() -> UInt64 {
     var limit = rlimit()
     guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+    let kernelCeiling = readSmallFile("/proc/sys/fs/nr_open", limit: 32)
+        .flatMap { String(decoding: $0, as: UTF8.self).split(whereSeparator: \.isWhitespace).first }
+        .flatMap { rlim_t($0) }
+    if let kernelCeiling, kernelCeiling > limit.rlim_max {
+        var raised = rlimit(rlim_cur: kernelCeiling, rlim_max: kernelCeiling)
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { return UInt64(kernelCeiling) }
+    }
     if limit.rlim_cur < limit.rlim_max {
         limit.rlim_cur = limit.rlim_max
         _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)

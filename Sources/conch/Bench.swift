@@ -105,7 +105,7 @@ struct XenstoreBench: AsyncParsableCommand {
     var operations = 20_000
 
     @Option(help: "Interleaved baseline/subject pairs.")
-    var pairs = 5
+    var pairs = 7
 
     func validate() throws {
         guard operations >= 100, pairs >= 1 else {
@@ -157,7 +157,7 @@ struct EvtchnBench: AsyncParsableCommand {
     var roundTrips = 20_000
 
     @Option(help: "Interleaved baseline/subject pairs.")
-    var pairs = 5
+    var pairs = 7
 
     func validate() throws {
         guard roundTrips >= 100, pairs >= 1 else {
@@ -241,7 +241,7 @@ struct ConsoleBench: AsyncParsableCommand {
     var echoes = 2000
 
     @Option(help: "Interleaved baseline/subject pairs.")
-    var pairs = 5
+    var pairs = 7
 
     func validate() throws {
         guard mebibytes > 0, echoes >= 10, pairs >= 1 else {

@@ -108,7 +108,12 @@ struct ScaleBench: AsyncParsableCommand {
             running /bin/sleep, four pages of memory; --concurrency at once), then times until consoled has marked every \
             console page CONNECTED — beside the time the toolstack took to build them, measured in \
             the same run. Then measures consoled's CPU over --idle-seconds with no traffic and its \
-            resident memory, beside its memory with no consoles. Example:
+            resident memory, beside its memory with no consoles. One more guest streams 16 MiB \
+            through a socket channel three times before the others exist and three times among \
+            them: its median throughput among them beside alone. Each console 0 holds a host pty, \
+            so --consoles needs that many under kernel.pty.max; and every process needs \
+            descriptors for each console (raised to the hard limit, or to fs.nr_open when \
+            privileged). Example:
 
               swift run -c release conch bench scale --consoles 1000 --json
             """
@@ -137,6 +142,7 @@ struct ScaleBench: AsyncParsableCommand {
             FileHandle.standardError.write(Data("note: debug build; use `swift run -c release conch bench …`\n".utf8))
         }
         let result = try await ScaleBenchmark.run(
+            conchExecutable: ChildProcess.currentExecutable(),
             consoles: consoles,
             idleSeconds: idleSeconds,
             concurrency: concurrency,
@@ -149,6 +155,10 @@ struct ScaleBench: AsyncParsableCommand {
                 "\(consoles) consoles: all connected in \(result.allConnectedS) s = \(result.ratio) × the build "
                     + "time (\(result.buildS) s); consoled idle \(result.idleCPUPercent)% CPU, "
                     + "RSS \(result.consoledRSSMB) MB (\(result.consoledRSSEmptyMB) MB with none)"
+            )
+            print(
+                "one busy console among them: \(result.busyAmongMBps) MB/s = \(result.busyRatio) × its throughput "
+                    + "alone (\(result.busyAloneMBps) MB/s)"
             )
         }
     }
