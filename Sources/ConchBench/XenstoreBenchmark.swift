@@ -217,3 +217,142 @@ public enum XenstoreBenchmark {
         return samples
     }
 }
+
+/// `conch bench xenstore --against PATH`: one operation mix against conch
+/// xenstored and against another daemon listening on PATH (Debian's cxenstored or
+/// oxenstored on a Xen host, say), in interleaved pairs.
+public struct XenstoreComparisonResult: Sendable, Codable {
+    /// Per operation (`read`, `write`, `directory`, `tx_empty`, `tx_rmw`).
+    public struct Operation: Sendable, Codable {
+        public var conchP50: Spread
+        public var otherP50: Spread
+        /// conch ÷ other, per pair: below 1 means conch is faster.
+        public var ratio: Spread
+
+        enum CodingKeys: String, CodingKey {
+            case conchP50 = "conch_p50_us"
+            case otherP50 = "other_p50_us"
+            case ratio
+        }
+    }
+
+    public var against: String
+    public var operations: [String: Operation]
+    /// Wall time of the whole mix, conch ÷ other, per pair.
+    public var mixRatio: Spread
+    public var pairs: Int
+    public var operationsPerMeasurement: Int
+
+    enum CodingKeys: String, CodingKey {
+        case against, operations
+        case mixRatio = "mix_ratio"
+        case pairs
+        case operationsPerMeasurement = "ops_per_measurement"
+    }
+}
+
+extension XenstoreBenchmark {
+    /// The operations compared, in the order they run.
+    public static let comparedOperations = ["read", "write", "directory", "tx_empty", "tx_rmw"]
+
+    public static func compare(
+        conchExecutable: String,
+        against otherSocket: String,
+        operations: Int,
+        pairs: Int,
+        progress: (String) -> Void = { _ in }
+    ) async throws -> XenstoreComparisonResult {
+        let scratch = try RunDirectory.makeTemporary(prefix: "conch-bench").path
+        let socketPath = scratch + "/xenstored.sock"
+        let daemon = try ChildProcess(
+            executable: conchExecutable,
+            arguments: ["xenstored", "--socket", socketPath, "--log-level", "warning"]
+        )
+        defer {
+            daemon.kill(SIGTERM)
+            _ = try? daemon.wait()
+            unlink(socketPath)
+            rmdir(scratch)
+        }
+        var conchClient: XenstoreClient?
+        for _ in 0..<500 where conchClient == nil {
+            conchClient = try? await XenstoreClient.connect(socketPath: socketPath)
+            if conchClient == nil { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        guard let conch = conchClient else { throw DaemonDidNotStart() }
+        defer { conch.close() }
+        let other: XenstoreClient
+        do {
+            other = try await XenstoreClient.connect(socketPath: otherSocket)
+        } catch {
+            throw BenchmarkError("nothing answers on \(otherSocket): \(error)")
+        }
+        defer { other.close() }
+
+        var perOperation = Dictionary(uniqueKeysWithValues: comparedOperations.map { ($0, InterleavedPairs()) })
+        var mix = InterleavedPairs()
+        for pair in 1...pairs {
+            let (otherFigures, otherWall) = try await mixTimes(other, operations: operations)
+            let (conchFigures, conchWall) = try await mixTimes(conch, operations: operations)
+            for name in comparedOperations {
+                perOperation[name]!.record(baseline: otherFigures[name]!, subject: conchFigures[name]!)
+            }
+            mix.record(baseline: otherWall, subject: conchWall)
+            progress(
+                "pair \(pair)/\(pairs): mix \(rounded(conchWall, places: 3)) s on conch, "
+                    + "\(rounded(otherWall, places: 3)) s on \(otherSocket)"
+            )
+        }
+        return XenstoreComparisonResult(
+            against: otherSocket,
+            operations: perOperation.mapValues {
+                .init(conchP50: $0.subject(), otherP50: $0.baseline(), ratio: $0.ratio())
+            },
+            mixRatio: mix.ratio(),
+            pairs: pairs,
+            operationsPerMeasurement: operations
+        )
+    }
+
+    /// Every compared operation `operations` times on `client`, under a scratch
+    /// node of dom0's (removed afterwards): the p50 of each, in µs, and the wall
+    /// time of the whole mix in seconds.
+    static func mixTimes(
+        _ client: XenstoreClient,
+        operations: Int
+    ) async throws -> (p50: [String: Double], wall: Double) {
+        let base = "/local/domain/0/conch-bench-\(getpid())"
+        let path = base + "/value"
+        try await client.write(path, "0")
+        for index in 0..<8 { try await client.write(base + "/child\(index)", "x") }
+        let figures = try await withTaskExecutorPreference(client.preferredExecutor) {
+            let clock = ContinuousClock()
+            let started = clock.now
+            var p50: [String: Double] = [:]
+            for name in comparedOperations {
+                var samples = LatencySamples()
+                for _ in 0..<operations {
+                    let start = clock.now
+                    switch name {
+                    case "read": _ = try await client.read(path)
+                    case "write": try await client.write(path, "value")
+                    case "directory": _ = try await client.directory(base)
+                    case "tx_empty":
+                        let transaction = try await client.startTransaction()
+                        try await client.endTransaction(transaction, commit: true)
+                    default:
+                        try await client.transaction { transaction in
+                            let value = Int(try await client.readString(path, transaction: transaction)) ?? 0
+                            try await client.write(path, String(value + 1), transaction: transaction)
+                        }
+                    }
+                    samples.record(clock.now - start)
+                }
+                p50[name] = samples.p50
+            }
+            return (p50: p50, wall: (clock.now - started).seconds)
+        }
+        try await client.remove(base)
+        return figures
+    }
+}

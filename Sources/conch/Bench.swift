@@ -95,6 +95,13 @@ struct XenstoreBench: AsyncParsableCommand {
             client's read (medians and ranges). Build with -c release. Example:
 
               swift run -c release conch bench xenstore --json
+
+            With --against PATH, runs one mix of reads, writes, directory listings, empty \
+            and read-modify-write transactions against a fresh conch xenstored and against the \
+            daemon listening on PATH (cxenstored's /run/xenstored/socket on a Xen host, say), \
+            in --pairs interleaved pairs, and reports each operation's p50 on both and their \
+            ratio (conch ÷ other; below 1, conch is faster). It writes only under \
+            /local/domain/0/conch-bench-<pid>, and removes that.
             """
     )
 
@@ -107,6 +114,9 @@ struct XenstoreBench: AsyncParsableCommand {
     @Option(help: "Interleaved baseline/subject pairs.")
     var pairs = 7
 
+    @Option(help: "Compare with the xenstored listening on this socket instead.")
+    var against: String?
+
     func validate() throws {
         guard operations >= 100, pairs >= 1 else {
             throw ValidationError("--operations must be at least 100 and --pairs at least 1")
@@ -116,6 +126,26 @@ struct XenstoreBench: AsyncParsableCommand {
     func run() async throws {
         if isDebugBuild {
             FileHandle.standardError.write(Data("note: debug build; use `swift run -c release conch bench …`\n".utf8))
+        }
+        if let against {
+            let result = try await XenstoreBenchmark.compare(
+                conchExecutable: ChildProcess.currentExecutable(),
+                against: against,
+                operations: operations,
+                pairs: pairs,
+                progress: { line in if !json { print(line) } }
+            )
+            guard !json else { return print(try benchmarkJSON(result)) }
+            print("p50 µs, median (min–max) of \(result.pairs) pairs; ratio = conch ÷ \(against)")
+            for name in XenstoreBenchmark.comparedOperations {
+                guard let figure = result.operations[name] else { continue }
+                print(
+                    name.padding(toLength: 10, withPad: " ", startingAt: 0)
+                        + " conch \(figure.conchP50.text)  other \(figure.otherP50.text)  ratio \(figure.ratio.text)"
+                )
+            }
+            print("whole mix: conch ÷ other = \(result.mixRatio.text)")
+            return
         }
         let result = try await XenstoreBenchmark.run(
             conchExecutable: ChildProcess.currentExecutable(),

@@ -47,6 +47,36 @@ struct CLITests {
         }
     }
 
+    /// `bench xenstore --against` measures another daemon on a socket beside a fresh
+    /// conch xenstored, pair by pair, and leaves nothing behind in the other's store.
+    @Test func benchXenstoreAgainstAnotherDaemonComparesEveryOperation() throws {
+        let other = try XenstoredProcess()
+        defer { other.stop() }
+        let result = try ConchExecutable.run([
+            "bench", "xenstore", "--against", other.socketPath, "--operations", "100", "--pairs", "2", "--json",
+        ])
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        let json = try #require(object)
+        #expect(json["against"] as? String == other.socketPath)
+        #expect(json["pairs"] as? Int == 2)
+        let operations = try #require(json["operations"] as? [String: [String: [String: Double]]])
+        #expect(Set(operations.keys) == ["read", "write", "directory", "tx_empty", "tx_rmw"])
+        for (name, figures) in operations {
+            for key in ["conch_p50_us", "other_p50_us", "ratio"] {
+                let spread = try #require(figures[key], "\(name).\(key)")
+                let (median, low, high) = (spread["median"] ?? 0, spread["min"] ?? 0, spread["max"] ?? 0)
+                #expect(low > 0 && low <= median && median <= high, "\(name).\(key): \(spread)")
+            }
+        }
+        let listing = try ConchExecutable.run(["store", "ls", "--socket", other.socketPath, "/local/domain/0"])
+        #expect(!listing.stdout.contains("conch-bench"), "the scratch node is removed: \(listing.stdout)")
+
+        let nobody = try ConchExecutable.run(["bench", "xenstore", "--against", "/nonexistent/xs.sock"])
+        #expect(nobody.status != 0)
+        #expect(nobody.stderr.contains("nothing answers on /nonexistent/xs.sock"), "\(nobody.stderr)")
+    }
+
     @Test func badOptionsNameTheProblem() throws {
         let result = try ConchExecutable.run(["bench", "ring", "--runs", "0"])
         #expect(result.status != 0)
