@@ -81,7 +81,7 @@ public enum XenstoreBenchmark {
         let socketPath = scratch + "/xenstored.sock"
         let daemon = try ChildProcess(
             executable: conchExecutable,
-            arguments: ["xenstored", "--socket", socketPath, "--log-level", "warning"]
+            arguments: benchDaemonArguments(socketPath)
         )
         defer {
             daemon.kill(SIGTERM)
@@ -193,6 +193,12 @@ public enum XenstoreBenchmark {
         )
     }
 
+    /// A conch xenstored serving only `socket`: no run directory, and no hypervisor
+    /// even on a Xen dom0, where the host's own xenstored holds the real one.
+    static func benchDaemonArguments(_ socket: String) -> [String] {
+        ["xenstored", "--socket", socket, "--hypervisor", "simulated", "--log-level", "warning"]
+    }
+
     /// READ round trips over a blocking socket: encode, `send`, `recv` until the
     /// reply is complete — the shape of libxenstore's own client.
     static func rawReadLatency(socketPath: String, path: String, operations: Int) throws -> LatencySamples {
@@ -266,7 +272,7 @@ extension XenstoreBenchmark {
         let socketPath = scratch + "/xenstored.sock"
         let daemon = try ChildProcess(
             executable: conchExecutable,
-            arguments: ["xenstored", "--socket", socketPath, "--log-level", "warning"]
+            arguments: benchDaemonArguments(socketPath)
         )
         defer {
             daemon.kill(SIGTERM)

@@ -7,10 +7,13 @@
 #     each domain's tree goes with it.
 #  2. Side by side, same boot: Debian's test-xenstore against cxenstored and
 #     against conch xenstored, alternating (figures: seconds each, the ratio).
+#  3. `conch bench xenstore --against` cxenstored's socket: each operation's
+#     p50 on both daemons, in interleaved pairs.
 . /rig/rig.sh
 rig_dom0_up
 
 iterations=${RIG_TEST_XENSTORE_ITERATIONS:-50}
+against_operations=${RIG_BENCH_AGAINST_OPERATIONS:-200}
 rounds=${RIG_TEST_XENSTORE_ROUNDS:-3}
 
 # --- 1. conch xenstored as the host's xenstore ----------------------------
@@ -105,5 +108,18 @@ if [ "$rounds" -gt 0 ]; then
     rig_figure test_xenstore_cxenstored_seconds "[$(echo $cx_times | tr ' ' ',')]"
     rig_figure test_xenstore_conch_seconds "[$(echo $conch_times | tr ' ' ',')]"
     rig_figure test_xenstore_ratio "$(awk -v a="$co" -v b="$cx" 'BEGIN{printf "%.2f", a/b}')"
+fi
+
+# --- 3. conch bench xenstore --against cxenstored ----------------------------
+# The bench starts its own conch xenstored on a scratch socket and measures the
+# same operations on both, cxenstored first in every pair.
+if [ "$against_operations" -gt 0 ]; then
+    rig_start_bench_xenstored cxenstored
+    conch bench xenstore --against /run/xenstored/socket --operations "$against_operations" --pairs 3 --json \
+        >/var/log/rig/bench-against.json 2>/var/log/rig/bench-against.err \
+        || rig_fail "bench xenstore --against cxenstored failed: $(tail -n 3 /var/log/rig/bench-against.err)"
+    rig_stop_xenstored "$RIG_BENCH_PID"
+    rig_check "the comparison names every operation" grep -q '"tx_rmw"' /var/log/rig/bench-against.json
+    rig_figure bench_xenstore_against_cxenstored "$(cat /var/log/rig/bench-against.json)"
 fi
 rig_pass
