@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+import Foundation
 import SystemExtras
 import SystemPackage
 import XenABI
@@ -242,16 +243,28 @@ public struct XenstoreComparisonResult: Sendable, Codable {
         }
     }
 
+    /// A figure at scale on both daemons (``XenstoreScaleFigures``).
+    public struct ScaleFigure: Sendable, Codable {
+        public var conch: Spread
+        public var other: Spread
+        /// conch ÷ other, per pair: for a `_per_s` figure above 1 means conch is
+        /// faster, for a `_s` figure below 1.
+        public var ratio: Spread
+    }
+
     public var against: String
     public var operations: [String: Operation]
     /// Wall time of the whole mix, conch ÷ other, per pair.
     public var mixRatio: Spread
+    /// With `--scale`: each figure of ``XenstoreScaleFigures`` by its key.
+    public var scale: [String: ScaleFigure]?
     public var pairs: Int
     public var operationsPerMeasurement: Int
 
     enum CodingKeys: String, CodingKey {
         case against, operations
         case mixRatio = "mix_ratio"
+        case scale
         case pairs
         case operationsPerMeasurement = "ops_per_measurement"
     }
@@ -261,11 +274,27 @@ extension XenstoreBenchmark {
     /// The operations compared, in the order they run.
     public static let comparedOperations = ["read", "write", "directory", "tx_empty", "tx_rmw"]
 
+    /// How big the `--scale` figures are.
+    public struct ScaleOptions: Sendable {
+        public var operationsPerClient: Int
+        public var watchers: Int
+        public var watchedWrites: Int
+        public var nodes: Int
+
+        public init(operationsPerClient: Int, watchers: Int, watchedWrites: Int, nodes: Int) {
+            self.operationsPerClient = operationsPerClient
+            self.watchers = watchers
+            self.watchedWrites = watchedWrites
+            self.nodes = nodes
+        }
+    }
+
     public static func compare(
         conchExecutable: String,
         against otherSocket: String,
         operations: Int,
         pairs: Int,
+        scale: ScaleOptions? = nil,
         progress: (String) -> Void = { _ in }
     ) async throws -> XenstoreComparisonResult {
         let scratch = try RunDirectory.makeTemporary(prefix: "conch-bench").path
@@ -297,7 +326,30 @@ extension XenstoreBenchmark {
 
         var perOperation = Dictionary(uniqueKeysWithValues: comparedOperations.map { ($0, InterleavedPairs()) })
         var mix = InterleavedPairs()
+        var scalePairs: [String: InterleavedPairs] = [:]
+        func scaled(_ socket: String, _ options: ScaleOptions) async throws -> [String: Double] {
+            let figures = try await scaleFigures(
+                socket: socket,
+                operationsPerClient: options.operationsPerClient,
+                watchers: options.watchers,
+                watchedWrites: options.watchedWrites,
+                nodes: options.nodes
+            )
+            let object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(figures)) as? [String: Double]
+            return object ?? [:]
+        }
         for pair in 1...pairs {
+            if let scale {
+                let otherFigures = try await scaled(otherSocket, scale)
+                let conchFigures = try await scaled(socketPath, scale)
+                for (key, value) in otherFigures {
+                    scalePairs[key, default: InterleavedPairs()].record(
+                        baseline: value,
+                        subject: conchFigures[key] ?? 0
+                    )
+                }
+                progress("pair \(pair)/\(pairs): scale figures on both")
+            }
             let (otherFigures, otherWall) = try await mixTimes(other, operations: operations)
             let (conchFigures, conchWall) = try await mixTimes(conch, operations: operations)
             for name in comparedOperations {
@@ -315,6 +367,11 @@ extension XenstoreBenchmark {
                 .init(conchP50: $0.subject(), otherP50: $0.baseline(), ratio: $0.ratio())
             },
             mixRatio: mix.ratio(),
+            scale: scale == nil
+                ? nil
+                : scalePairs.mapValues {
+                    .init(conch: $0.subject(places: 3), other: $0.baseline(places: 3), ratio: $0.ratio())
+                },
             pairs: pairs,
             operationsPerMeasurement: operations
         )
@@ -360,5 +417,137 @@ extension XenstoreBenchmark {
         }
         try await client.remove(base)
         return figures
+    }
+}
+
+/// Throughput at scale on one daemon: mixed work from many clients at once,
+/// one subtree watched a thousand times, and a store of many nodes.
+public struct XenstoreScaleFigures: Sendable, Codable {
+    /// Operations per second over 16 and 64 connections at once, each cycling
+    /// read, write, directory and a read-modify-write transaction on its own node.
+    public var clients16OpsPerSecond: Double
+    public var clients64OpsPerSecond: Double
+    /// Watch events delivered per second with `watchers` watches on one subtree.
+    public var watchEventsPerSecond: Double
+    /// Seconds to create `nodes` nodes under one parent (pipelined, 100 at a time),
+    /// to list them, and to remove them all.
+    public var nodesCreateSeconds: Double
+    public var nodesListSeconds: Double
+    public var nodesRemoveSeconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case clients16OpsPerSecond = "clients16_ops_per_s"
+        case clients64OpsPerSecond = "clients64_ops_per_s"
+        case watchEventsPerSecond = "watch_events_per_s"
+        case nodesCreateSeconds = "nodes_create_s"
+        case nodesListSeconds = "nodes_list_s"
+        case nodesRemoveSeconds = "nodes_remove_s"
+    }
+}
+
+extension XenstoreBenchmark {
+    /// The scale figures on the daemon at `socket`, under a scratch node of dom0's
+    /// that is removed afterwards.
+    public static func scaleFigures(
+        socket: String,
+        operationsPerClient: Int,
+        watchers: Int,
+        watchedWrites: Int,
+        nodes: Int
+    ) async throws -> XenstoreScaleFigures {
+        let base = "/local/domain/0/conch-bench-scale-\(getpid())"
+        let clock = ContinuousClock()
+
+        func mixedClients(_ count: Int) async throws -> Double {
+            let started = clock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<count {
+                    group.addTask {
+                        let client = try await XenstoreClient.connect(socketPath: socket)
+                        defer { client.close() }
+                        let node = "\(base)/c\(index)"
+                        try await client.write(node + "/value", "0")
+                        try await withTaskExecutorPreference(client.preferredExecutor) {
+                            for _ in 0..<(operationsPerClient / 4) {
+                                _ = try await client.read(node + "/value")
+                                try await client.write(node + "/value", "1")
+                                _ = try await client.directory(node)
+                                try await client.transaction { transaction in
+                                    let value = try await client.readString(node + "/value", transaction: transaction)
+                                    try await client.write(node + "/value", value + "1", transaction: transaction)
+                                }
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            return Double(count * (operationsPerClient / 4) * 4) / started.duration(to: .now).seconds
+        }
+        let clients16 = try await mixedClients(16)
+        let clients64 = try await mixedClients(64)
+
+        // `watchers` watches on one subtree, spread over connections of 100 each.
+        let watched = base + "/watched"
+        let writer = try await XenstoreClient.connect(socketPath: socket)
+        defer { writer.close() }
+        try await writer.write(watched + "/value", "0")
+        var watching: [XenstoreClient] = []
+        defer { for client in watching { client.close() } }
+        let expected = watchers * watchedWrites
+        let eventsPerSecond = try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<watchers {
+                if index % 100 == 0 { watching.append(try await XenstoreClient.connect(socketPath: socket)) }
+                let events = try await watching.last!.watch(watched, token: "w\(index)")
+                group.addTask {
+                    // The first event is the watch's own, on registration.
+                    var seen = -1
+                    for await _ in events {
+                        seen += 1
+                        if seen == watchedWrites { break }
+                    }
+                    return seen
+                }
+            }
+            // Every watcher has its registration event queued; time the writes' events.
+            let started = clock.now
+            for round in 0..<watchedWrites { try await writer.write(watched + "/value", "\(round)") }
+            var delivered = 0
+            for try await seen in group { delivered += seen }
+            guard delivered == expected else {
+                throw BenchmarkError("\(delivered) watch events of \(expected) arrived")
+            }
+            return Double(delivered) / started.duration(to: .now).seconds
+        }
+
+        // `nodes` children of one node: create (pipelined), list, remove.
+        let parent = base + "/nodes"
+        var started = clock.now
+        for first in stride(from: 0, to: nodes, by: 100) {
+            let batch = (first..<min(first + 100, nodes)).map {
+                XenstoreClient.BatchRequest.write("\(parent)/n\($0)", "x")
+            }
+            for result in try await writer.batch(batch) {
+                if case .failure(let error) = result { throw BenchmarkError("creating \(nodes) nodes: \(error)") }
+            }
+        }
+        let createSeconds = started.duration(to: .now).seconds
+        started = clock.now
+        let listed = try await writer.directory(parent)
+        let listSeconds = started.duration(to: .now).seconds
+        guard listed.count == nodes else { throw BenchmarkError("listed \(listed.count) of \(nodes) nodes") }
+        started = clock.now
+        try await writer.remove(parent)
+        let removeSeconds = started.duration(to: .now).seconds
+        try await writer.remove(base)
+
+        return XenstoreScaleFigures(
+            clients16OpsPerSecond: rounded(clients16),
+            clients64OpsPerSecond: rounded(clients64),
+            watchEventsPerSecond: rounded(eventsPerSecond),
+            nodesCreateSeconds: rounded(createSeconds, places: 3),
+            nodesListSeconds: rounded(listSeconds, places: 3),
+            nodesRemoveSeconds: rounded(removeSeconds, places: 3)
+        )
     }
 }

@@ -93,7 +93,12 @@ struct Tree: Sendable {
         -> (created: [XenstorePath], extended: XenstorePath?)
     {
         let components = path.components
-        let (existingPath, existing) = nearestExisting(path)
+        // The ancestor's permissions, not the node: a copy of it alive during the
+        // insertion below would make the insertion copy the ancestor's child list.
+        let (existingPath, existingPerms) = {
+            let (path, node) = nearestExisting(path)
+            return (path, node.perms)
+        }()
         let existingDepth = existingPath.components.count
         if existingDepth == components.count {
             if let value {
@@ -104,7 +109,7 @@ struct Tree: Sendable {
             }
             return ([], nil)
         }
-        var perms = existing.perms
+        var perms = existingPerms
         if let newOwner { perms.owner.domid = newOwner }
         // Build the missing chain bottom-up, then hang it under the existing ancestor.
         let leaf = Node(value: value ?? [], perms: perms, generation: generation)

@@ -197,12 +197,18 @@ extension XenstoreEngine {
         view.touch(path)
 
         let old = view.tree.node(at: path)
-        let (existingPath, existing) = view.tree.nearestExisting(path)
+        // Only what is needed of the nearest existing ancestor, not the node itself: a
+        // copy of it still alive when the child is added would make that insertion copy
+        // the ancestor's whole child list (quadratic for a parent with many children).
+        let (existingPath, existingPerms, existingRecordSize) = {
+            let (path, node) = view.tree.nearestExisting(path)
+            return (path, node.perms, limits.map { $0.nodeSize > 0 } == true ? node.recordSize : 0)
+        }()
         if let old {
             guard canWrite(connection, old.perms) else { throw .EACCES }
             if mkdir { return [request.ok] + (try commit(view, request)) }
         } else {
-            guard canWrite(connection, existing.perms) else { throw .EACCES }
+            guard canWrite(connection, existingPerms) else { throw .EACCES }
             let newNodes = path.components.count - existingPath.components.count
             if let limits, (view.tree.nodeCount(ownedBy: connection.domid) + newNodes).exceeds(limits.nodes) {
                 throw .ENOSPC
@@ -224,8 +230,8 @@ extension XenstoreEngine {
             } else {
                 let firstNew = path.components[existingPath.components.count]
                 sizes = [
-                    24 + 8 * existing.perms.entries.count + (value?.count ?? 0),
-                    existing.recordSize + firstNew.utf8.count + 1,
+                    24 + 8 * existingPerms.entries.count + (value?.count ?? 0),
+                    existingRecordSize + firstNew.utf8.count + 1,
                 ]
             }
             if sizes.contains(where: { $0 >= limits.nodeSize }) { throw .ENOSPC }

@@ -100,8 +100,11 @@ struct XenstoreBench: AsyncParsableCommand {
             and read-modify-write transactions against a fresh conch xenstored and against the \
             daemon listening on PATH (cxenstored's /run/xenstored/socket on a Xen host, say), \
             in --pairs interleaved pairs, and reports each operation's p50 on both and their \
-            ratio (conch ÷ other; below 1, conch is faster). It writes only under \
-            /local/domain/0/conch-bench-<pid>, and removes that.
+            ratio (conch ÷ other; below 1, conch is faster). --scale adds, in the same pairs: \
+            16 and 64 connections at once cycling read, write, directory and a read-modify-write \
+            transaction; 20 writes under a subtree with --watchers watches on it (events/s); and \
+            --nodes children of one node created (pipelined), listed and removed. It writes only \
+            under /local/domain/0/conch-bench-*<pid>, and removes that.
             """
     )
 
@@ -116,6 +119,15 @@ struct XenstoreBench: AsyncParsableCommand {
 
     @Option(help: "Compare with the xenstored listening on this socket instead.")
     var against: String?
+
+    @Flag(help: "With --against: also 16 and 64 clients at once, --watchers watches on one subtree, --nodes nodes.")
+    var scale = false
+
+    @Option(help: "With --scale: watches on one subtree.")
+    var watchers = 1000
+
+    @Option(help: "With --scale: nodes created, listed and removed.")
+    var nodes = 100_000
 
     func validate() throws {
         guard operations >= 100, pairs >= 1 else {
@@ -133,6 +145,9 @@ struct XenstoreBench: AsyncParsableCommand {
                 against: against,
                 operations: operations,
                 pairs: pairs,
+                scale: scale
+                    ? .init(operationsPerClient: operations, watchers: watchers, watchedWrites: 20, nodes: nodes)
+                    : nil,
                 progress: { line in if !json { print(line) } }
             )
             guard !json else { return print(try benchmarkJSON(result)) }
@@ -145,6 +160,12 @@ struct XenstoreBench: AsyncParsableCommand {
                 )
             }
             print("whole mix: conch ÷ other = \(result.mixRatio.text)")
+            for (key, figure) in (result.scale ?? [:]).sorted(by: { $0.key < $1.key }) {
+                print(
+                    key.padding(toLength: 20, withPad: " ", startingAt: 0)
+                        + " conch \(figure.conch.text)  other \(figure.other.text)  conch ÷ other \(figure.ratio.text)"
+                )
+            }
             return
         }
         let result = try await XenstoreBenchmark.run(
