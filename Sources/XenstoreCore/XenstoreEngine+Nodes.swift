@@ -146,19 +146,31 @@ extension XenstoreEngine {
         try observe(path, request)
         var view = view(for: request)
         let node = try readable(path, &view, request)
-        let listing = node.listing
         var reply = XenstorePayload.string(String(node.generation))
-        let start = Int(exactly: offset).map { min($0, listing.count) } ?? listing.count
-        let remaining = listing[start...]
-        let budget = XenstoreInterface.payloadMax - reply.count - 1
-        if remaining.count <= budget {
-            reply += remaining
-            reply.append(0)
-        } else {
-            // Cut after the last NUL that fits, so only whole names go out.
-            guard let cut = remaining.prefix(budget).lastIndex(of: 0) else { throw .E2BIG }
-            reply += remaining[...cut]
+        // Walk the names instead of building the whole listing for every chunk: a
+        // client reads a big directory in hundreds of chunks.
+        let start = Int(exactly: offset) ?? Int.max
+        let budget = XenstoreInterface.payloadMax - reply.count - 1  // one NUL may end the listing
+        var position = 0  // where the current name starts in the full listing
+        var chunk: [UInt8] = []
+        var ended = true
+        for name in node.children.keys {
+            let length = name.utf8.count + 1
+            defer { position += length }
+            if position + length <= start { continue }
+            // From `start` on: a client's offset may fall inside a name.
+            let skip = max(start - position, 0)
+            guard chunk.count + length - skip <= budget else {
+                ended = false
+                break
+            }
+            chunk += name.utf8.dropFirst(skip)
+            chunk.append(0)
         }
+        // Whole names only; a first name longer than the budget cannot go at all.
+        if !ended && chunk.isEmpty { throw .E2BIG }
+        reply += chunk
+        if ended { reply.append(0) }
         return [request.reply(reply)] + (try commit(view, request))
     }
 

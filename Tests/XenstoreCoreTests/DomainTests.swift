@@ -251,6 +251,15 @@ struct DomainTests {
             step(C.d0, .directoryPart, "/big\0", .error(.EINVAL)),
             step(C.d0, .directoryPart, "/nope\0" + "0\0", .error(.ENOENT)),
         ])
+        // An offset inside a name gives the rest of that name, then the whole names after it.
+        h.ok(C.d0, .write, "/small/alpha\0")
+        h.ok(C.d0, .write, "/small/be\0")
+        let small = Array("alpha\0be\0".utf8)
+        for offset in 0...small.count + 1 {
+            let reply = Array(h.ok(C.d0, .directoryPart, "/small\0\(offset)\0").utf8)
+            let nul = try #require(reply.firstIndex(of: 0))
+            #expect(Array(reply[(nul + 1)...]) == Array(small[min(offset, small.count)...]) + [0], "offset \(offset)")
+        }
         // A change to the child list changes the generation.
         h.ok(C.d0, .write, "/big/one-more\0")
         let after = h.ok(C.d0, .directoryPart, "/big\0" + "0\0")
