@@ -116,6 +116,9 @@ public final class SinkKeeper {
     private var controlAcceptor = Acceptor(listener: -1)
     private var control: UnixSocket?
     private var lastControl = ContinuousClock.now
+    /// When the control socket's path was last checked (a path lookup per wake-up
+    /// would cost every relayed byte a filesystem walk).
+    private var lastSocketCheck = ContinuousClock.now
     private var running = true
     /// With no consoled attached for this long, the keeper closes everything and exits.
     let orphanTimeout: Duration
@@ -184,9 +187,12 @@ public final class SinkKeeper {
                 logger.warning("no consoled for \(orphanTimeout): closing every channel and exiting")
                 return
             }
-            if access(socketPath, F_OK) != 0 {
-                logger.warning("\(socketPath) was removed: exiting")
-                return
+            if lastSocketCheck.duration(to: .now) >= .seconds(1) {
+                lastSocketCheck = .now
+                if access(socketPath, F_OK) != 0 {
+                    logger.warning("\(socketPath) was removed: exiting")
+                    return
+                }
             }
             guard ready > 0 else { continue }
             for (index, entry) in fds.enumerated() where entry.revents != 0 {
