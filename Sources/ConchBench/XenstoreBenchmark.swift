@@ -78,25 +78,9 @@ public enum XenstoreBenchmark {
         pairs: Int = 7,
         progress: (String) -> Void = { _ in }
     ) async throws -> XenstoreBenchmarkResult {
-        let scratch = try RunDirectory.makeTemporary(prefix: "conch-bench").path
-        let socketPath = scratch + "/xenstored.sock"
-        let daemon = try ChildProcess(
-            executable: conchExecutable,
-            arguments: benchDaemonArguments(socketPath)
-        )
-        defer {
-            daemon.kill(SIGTERM)
-            _ = try? daemon.wait()
-            unlink(socketPath)
-            rmdir(scratch)
-        }
-        var client: XenstoreClient?
-        for _ in 0..<500 where client == nil {
-            client = try? await XenstoreClient.connect(socketPath: socketPath)
-            if client == nil { try await Task.sleep(for: .milliseconds(10)) }
-        }
-        guard let client else { throw DaemonDidNotStart() }
-        defer { client.close() }
+        let daemon = try await BenchDaemon.start(conchExecutable)
+        defer { daemon.stop() }
+        let (client, socketPath) = (daemon.client, daemon.socketPath)
 
         let path = "/local/domain/0/bench/value"
         try await client.write(path, "0")
@@ -192,12 +176,6 @@ public enum XenstoreBenchmark {
             pairs: pairs,
             operationsPerMeasurement: operations
         )
-    }
-
-    /// A conch xenstored serving only `socket`: no run directory, and no hypervisor
-    /// even on a Xen dom0, where the host's own xenstored holds the real one.
-    static func benchDaemonArguments(_ socket: String) -> [String] {
-        ["xenstored", "--socket", socket, "--hypervisor", "simulated", "--log-level", "warning"]
     }
 
     /// READ round trips over a blocking socket: encode, `send`, `recv` until the
@@ -297,25 +275,9 @@ extension XenstoreBenchmark {
         scale: ScaleOptions? = nil,
         progress: (String) -> Void = { _ in }
     ) async throws -> XenstoreComparisonResult {
-        let scratch = try RunDirectory.makeTemporary(prefix: "conch-bench").path
-        let socketPath = scratch + "/xenstored.sock"
-        let daemon = try ChildProcess(
-            executable: conchExecutable,
-            arguments: benchDaemonArguments(socketPath)
-        )
-        defer {
-            daemon.kill(SIGTERM)
-            _ = try? daemon.wait()
-            unlink(socketPath)
-            rmdir(scratch)
-        }
-        var conchClient: XenstoreClient?
-        for _ in 0..<500 where conchClient == nil {
-            conchClient = try? await XenstoreClient.connect(socketPath: socketPath)
-            if conchClient == nil { try await Task.sleep(for: .milliseconds(10)) }
-        }
-        guard let conch = conchClient else { throw DaemonDidNotStart() }
-        defer { conch.close() }
+        let daemon = try await BenchDaemon.start(conchExecutable)
+        defer { daemon.stop() }
+        let (conch, socketPath) = (daemon.client, daemon.socketPath)
         let other: XenstoreClient
         do {
             other = try await XenstoreClient.connect(socketPath: otherSocket)
@@ -549,5 +511,42 @@ extension XenstoreBenchmark {
             nodesListSeconds: rounded(listSeconds, places: 3),
             nodesRemoveSeconds: rounded(removeSeconds, places: 3)
         )
+    }
+}
+
+/// A fresh conch xenstored serving only a scratch socket — no run directory, and
+/// no hypervisor even on a Xen dom0, where the host's own xenstored holds the real
+/// one — with a client connected to it.
+struct BenchDaemon {
+    let socketPath: String
+    let client: XenstoreClient
+    private let process: ChildProcess
+    private let scratch: String
+
+    static func start(_ conchExecutable: String) async throws -> BenchDaemon {
+        let scratch = try RunDirectory.makeTemporary(prefix: "conch-bench").path
+        let socketPath = scratch + "/xenstored.sock"
+        let process = try ChildProcess(
+            executable: conchExecutable,
+            arguments: ["xenstored", "--socket", socketPath, "--hypervisor", "simulated", "--log-level", "warning"]
+        )
+        for _ in 0..<500 {
+            if let client = try? await XenstoreClient.connect(socketPath: socketPath) {
+                return BenchDaemon(socketPath: socketPath, client: client, process: process, scratch: scratch)
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        process.kill(SIGTERM)
+        _ = try? process.wait()
+        rmdir(scratch)
+        throw XenstoreBenchmark.DaemonDidNotStart()
+    }
+
+    func stop() {
+        client.close()
+        process.kill(SIGTERM)
+        _ = try? process.wait()
+        unlink(socketPath)
+        rmdir(scratch)
     }
 }
