@@ -90,6 +90,8 @@ public enum ConsoleBenchmark {
         progress: (String) -> Void = { _ in }
     ) async throws -> ConsoleBenchmarkResult {
         let rig = try Rig()
+        // Its deinit stops the stack: not before the last pair.
+        defer { withExtendedLifetime(rig) {} }
         let runDirectory = rig.runDirectory
         for (name, ready) in [
             ("hypervisor", runDirectory.hypervisorSocket), ("xenstored", runDirectory.xenstoredSocket),
