@@ -110,20 +110,15 @@ public enum XenstoreBenchmark {
         // The measurements proper run on the connection's own event loop, as the
         // client documents for latency-sensitive callers.
         let (read, write, directory, empty, rmw) = try await withTaskExecutorPreference(client.preferredExecutor) {
-            let read = try await measure("read") { _ = try await client.read(path) }
-            let write = try await measure("write") { try await client.write(path, "value") }
-            let directory = try await measure("directory") { _ = try await client.directory("/local/domain/0/bench") }
-            let empty = try await measure("empty transaction") {
-                let transaction = try await client.startTransaction()
-                try await client.endTransaction(transaction, commit: true)
-            }
-            let rmw = try await measure("read-modify-write transaction") {
-                try await client.transaction { transaction in
-                    let value = Int(try await client.readString(path, transaction: transaction)) ?? 0
-                    try await client.write(path, String(value + 1), transaction: transaction)
+            func timed(_ operation: Operation) async throws -> (opsPerSecond: Double, samples: LatencySamples) {
+                try await measure(operation.label) {
+                    try await operation.perform(on: client, value: path, directory: "/local/domain/0/bench")
                 }
             }
-            return (read, write, directory, empty, rmw)
+            return (
+                try await timed(.read), try await timed(.write), try await timed(.directory),
+                try await timed(.emptyTransaction), try await timed(.readModifyWrite)
+            )
         }
 
         // 16 clients, each with its own connection, reading in a loop.
@@ -249,8 +244,38 @@ public struct XenstoreComparisonResult: Sendable, Codable {
 }
 
 extension XenstoreBenchmark {
-    /// The operations compared, in the order they run.
-    public static let comparedOperations = ["read", "write", "directory", "tx_empty", "tx_rmw"]
+    /// The operations the benchmarks time, in the order they run; the raw value
+    /// is the key in `--against`'s JSON.
+    public enum Operation: String, CaseIterable, Sendable {
+        case read, write, directory
+        case emptyTransaction = "tx_empty"
+        case readModifyWrite = "tx_rmw"
+
+        var label: String {
+            switch self {
+            case .emptyTransaction: "empty transaction"
+            case .readModifyWrite: "read-modify-write transaction"
+            default: rawValue
+            }
+        }
+
+        /// Performs it once on `client`, on the node `value` whose parent is `directory`.
+        func perform(on client: XenstoreClient, value: String, directory: String) async throws {
+            switch self {
+            case .read: _ = try await client.read(value)
+            case .write: try await client.write(value, "value")
+            case .directory: _ = try await client.directory(directory)
+            case .emptyTransaction:
+                let transaction = try await client.startTransaction()
+                try await client.endTransaction(transaction, commit: true)
+            case .readModifyWrite:
+                try await client.transaction { transaction in
+                    let count = Int(try await client.readString(value, transaction: transaction)) ?? 0
+                    try await client.write(value, String(count + 1), transaction: transaction)
+                }
+            }
+        }
+    }
 
     /// How big the `--scale` figures are.
     public struct ScaleOptions: Sendable {
@@ -286,7 +311,9 @@ extension XenstoreBenchmark {
         }
         defer { other.close() }
 
-        var perOperation = Dictionary(uniqueKeysWithValues: comparedOperations.map { ($0, InterleavedPairs()) })
+        var perOperation = Dictionary(
+            uniqueKeysWithValues: Operation.allCases.map { ($0.rawValue, InterleavedPairs()) }
+        )
         var mix = InterleavedPairs()
         var scalePairs: [String: InterleavedPairs] = [:]
         func scaled(_ socket: String, _ options: ScaleOptions) async throws -> [String: Double] {
@@ -314,8 +341,8 @@ extension XenstoreBenchmark {
             }
             let (otherFigures, otherWall) = try await mixTimes(other, operations: operations)
             let (conchFigures, conchWall) = try await mixTimes(conch, operations: operations)
-            for name in comparedOperations {
-                perOperation[name]!.record(baseline: otherFigures[name]!, subject: conchFigures[name]!)
+            for operation in Operation.allCases.map(\.rawValue) {
+                perOperation[operation]!.record(baseline: otherFigures[operation]!, subject: conchFigures[operation]!)
             }
             mix.record(baseline: otherWall, subject: conchWall)
             progress(
@@ -354,26 +381,14 @@ extension XenstoreBenchmark {
             let clock = ContinuousClock()
             let started = clock.now
             var p50: [String: Double] = [:]
-            for name in comparedOperations {
+            for operation in Operation.allCases {
                 var samples = LatencySamples()
                 for _ in 0..<operations {
                     let start = clock.now
-                    switch name {
-                    case "read": _ = try await client.read(path)
-                    case "write": try await client.write(path, "value")
-                    case "directory": _ = try await client.directory(base)
-                    case "tx_empty":
-                        let transaction = try await client.startTransaction()
-                        try await client.endTransaction(transaction, commit: true)
-                    default:
-                        try await client.transaction { transaction in
-                            let value = Int(try await client.readString(path, transaction: transaction)) ?? 0
-                            try await client.write(path, String(value + 1), transaction: transaction)
-                        }
-                    }
+                    try await operation.perform(on: client, value: path, directory: base)
                     samples.record(clock.now - start)
                 }
-                p50[name] = samples.p50
+                p50[operation.rawValue] = samples.p50
             }
             return (p50: p50, wall: (clock.now - started).seconds)
         }
@@ -431,12 +446,8 @@ extension XenstoreBenchmark {
                         try await client.write(node + "/value", "0")
                         try await withTaskExecutorPreference(client.preferredExecutor) {
                             for _ in 0..<(operationsPerClient / 4) {
-                                _ = try await client.read(node + "/value")
-                                try await client.write(node + "/value", "1")
-                                _ = try await client.directory(node)
-                                try await client.transaction { transaction in
-                                    let value = try await client.readString(node + "/value", transaction: transaction)
-                                    try await client.write(node + "/value", value + "1", transaction: transaction)
+                                for operation in [Operation.read, .write, .directory, .readModifyWrite] {
+                                    try await operation.perform(on: client, value: node + "/value", directory: node)
                                 }
                             }
                         }

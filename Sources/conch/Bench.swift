@@ -152,7 +152,7 @@ struct XenstoreBench: AsyncParsableCommand {
             )
             guard !json else { return print(try benchmarkJSON(result)) }
             print("p50 µs, median (min–max) of \(result.pairs) pairs; ratio = conch ÷ \(against)")
-            for name in XenstoreBenchmark.comparedOperations {
+            for name in XenstoreBenchmark.Operation.allCases.map(\.rawValue) {
                 guard let figure = result.operations[name] else { continue }
                 print(
                     name.padding(toLength: 10, withPad: " ", startingAt: 0)
