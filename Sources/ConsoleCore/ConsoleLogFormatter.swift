@@ -80,8 +80,14 @@ public struct ConsoleLogFormatter: Sendable, Hashable {
     /// `bytes` with every ESC written as `.`: the rule of ``replaceEscape``, for a
     /// client showing a guest's output (`conch console --replace-escape`) too.
     public static func replacingEscapes(_ bytes: some Collection<UInt8>) -> [UInt8] {
-        bytes.map { $0 == escape ? dot : $0 }
+        bytes.map(replacingEscape)
     }
+
+    /// The rule itself, for one byte.
+    private static func replacingEscape(_ byte: UInt8) -> UInt8 { byte == escape ? dot : byte }
+
+    /// `byte` as the log shows it.
+    private func shown(_ byte: UInt8) -> UInt8 { replaceEscape ? Self.replacingEscape(byte) : byte }
 
     /// True when the next byte will start a new line.
     public var isAtLineStart: Bool { atLineStart }
@@ -92,7 +98,7 @@ public struct ConsoleLogFormatter: Sendable, Hashable {
         var output: [UInt8] = []
         output.reserveCapacity(bytes.count)
         guard timestamps else {
-            for byte in bytes { output.append(replaceEscape && byte == Self.escape ? Self.dot : byte) }
+            for byte in bytes { output.append(shown(byte)) }
             return output
         }
         var prefix: [UInt8]?  // formatted at most once per call
@@ -106,7 +112,7 @@ public struct ConsoleLogFormatter: Sendable, Hashable {
                 output += prefix ?? []
                 atLineStart = false
             }
-            output.append(replaceEscape && byte == Self.escape ? Self.dot : byte)
+            output.append(shown(byte))
             if byte == Self.newline {
                 atLineStart = true
                 afterNewline = true
