@@ -66,93 +66,112 @@ struct Tree: Sendable {
         return current
     }
 
-    /// The deepest existing node on the way to `path` (`path` itself if it exists).
-    func nearestExisting(_ path: XenstorePath) -> (path: XenstorePath, node: Node) {
+    /// The deepest existing node on the way to `path` (`path` itself if it exists),
+    /// with what a request needs to know before changing `path`, in one walk: how
+    /// many of its names exist (`depth`) and that node's parent's permissions (nil
+    /// for the root).
+    func deepest(_ path: XenstorePath) -> (depth: Int, node: Node, parentPerms: XenstorePermissions?) {
         var current = root
+        var parentPerms: XenstorePermissions?
         var depth = 0
         for name in path.components {
             guard let child = current.children[name] else { break }
+            parentPerms = current.perms
             current = child
             depth += 1
         }
-        return (path.prefix(depth), current)
+        return (depth, current, parentPerms)
     }
 
     /// Creates `path` and any missing ancestors, then sets its value if `value` is non-nil
     /// (nil = MKDIR: an existing node is left alone). New nodes copy the permissions of the
     /// nearest existing ancestor, with the owner replaced by `newOwner` when given.
     ///
-    /// - Returns: the paths created, top-down, and the ancestor that gained a child (if any).
+    /// One walk down, changing nodes in place: no copy of a node is alive while its
+    /// child list changes, so adding a child never copies its siblings.
+    ///
+    /// - Returns: how many nodes were created.
     @discardableResult
     mutating func write(
         _ path: XenstorePath,
         value: [UInt8]?,
         newOwner: DomID?,
         generation: UInt64
-    )
-        -> (created: [XenstorePath], extended: XenstorePath?)
-    {
-        let components = path.components
-        // The ancestor's permissions, not the node: a copy of it alive during the
-        // insertion below would make the insertion copy the ancestor's child list.
-        let (existingPath, existingPerms) = {
-            let (path, node) = nearestExisting(path)
-            return (path, node.perms)
-        }()
-        let existingDepth = existingPath.components.count
-        if existingDepth == components.count {
-            if let value {
-                Tree.mutate(&root, components[...]) {
-                    $0.value = value
-                    $0.generation = generation
-                }
-            }
-            return ([], nil)
-        }
-        var perms = existingPerms
-        if let newOwner { perms.owner.domid = newOwner }
-        // Build the missing chain bottom-up, then hang it under the existing ancestor.
-        let leaf = Node(value: value ?? [], perms: perms, generation: generation)
-        let chain = Tree.buildChain(
-            components[existingDepth...].dropFirst(),
-            leaf: leaf,
-            perms: perms,
+    ) -> Int {
+        let (created, owner) = Tree.write(
+            into: &root,
+            path.components[...],
+            value: value,
+            newOwner: newOwner,
             generation: generation
         )
-        var created: [XenstorePath] = []
-        var cursor = existingPath
-        for name in components[existingDepth...] {
-            cursor = cursor.appending(name)
-            created.append(cursor)
+        if created > 0 { ownerCounts[owner, default: 0] += created }
+        return created
+    }
+
+    /// ``write(_:value:newOwner:generation:)`` below `node`: returns the nodes created
+    /// and their owner.
+    private static func write(
+        into node: inout Node,
+        _ names: ArraySlice<String>,
+        value: [UInt8]?,
+        newOwner: DomID?,
+        generation: UInt64
+    ) -> (created: Int, owner: DomID) {
+        guard let name = names.first else {
+            if let value {
+                node.value = value
+                node.generation = generation
+            }
+            return (0, node.perms.owner.domid)
         }
-        let firstName = components[existingDepth]
-        Tree.mutate(&root, components[..<existingDepth]) {
-            $0.children[firstName] = chain
-            $0.generation = generation
+        if let index = node.children.index(forKey: name) {
+            return write(
+                into: &node.children.values[index],
+                names.dropFirst(),
+                value: value,
+                newOwner: newOwner,
+                generation: generation
+            )
         }
-        ownerCounts[perms.owner.domid, default: 0] += created.count
-        return (created, existingPath)
+        var perms = node.perms
+        if let newOwner { perms.owner.domid = newOwner }
+        // Build the missing chain bottom-up, then hang it here.
+        let leaf = Node(value: value ?? [], perms: perms, generation: generation)
+        node.children[name] = buildChain(names.dropFirst(), leaf: leaf, perms: perms, generation: generation)
+        node.generation = generation
+        return (names.count, perms.owner.domid)
+    }
+
+    /// One node a removal took away, with its permissions and its parent's at the time.
+    struct RemovedNode {
+        let path: XenstorePath
+        let perms: XenstorePermissions
+        let parentPerms: XenstorePermissions
     }
 
     /// Removes the subtree at `path` (which must exist and not be `/`).
     ///
-    /// - Returns: every removed node with its permissions, pre-order (the subtree root first).
+    /// - Returns: every removed node, pre-order (the subtree root first).
     @discardableResult
-    mutating func remove(_ path: XenstorePath, generation: UInt64) -> [(path: XenstorePath, perms: XenstorePermissions)]
-    {
+    mutating func remove(_ path: XenstorePath, generation: UInt64) -> [RemovedNode] {
         let components = path.components
         guard let name = components.last else { return [] }
-        let removedNode = Tree.mutate(&root, components.dropLast()) { parent -> Node? in
-            let child = parent.children.removeValue(forKey: name)
-            if child != nil { parent.generation = generation }
-            return child
+        let detached = Tree.mutate(&root, components.dropLast()) { parent -> (Node, XenstorePermissions)? in
+            guard let child = parent.children.removeValue(forKey: name) else { return nil }
+            parent.generation = generation
+            return (child, parent.perms)
         }
-        guard let removedNode = removedNode ?? nil else { return [] }
-        var removed: [(path: XenstorePath, perms: XenstorePermissions)] = []
-        Tree.walk(removedNode, at: path) { removed.append(($0, $1.perms)) }
-        for (_, perms) in removed {
-            ownerCounts[perms.owner.domid, default: 0] -= 1
-            if ownerCounts[perms.owner.domid] == 0 { ownerCounts[perms.owner.domid] = nil }
+        guard let (subtree, parentPerms) = detached ?? nil else { return [] }
+        var removed: [RemovedNode] = []
+        func visit(_ node: Node, _ path: XenstorePath, _ parentPerms: XenstorePermissions) {
+            removed.append(RemovedNode(path: path, perms: node.perms, parentPerms: parentPerms))
+            for (name, child) in node.children { visit(child, path.appending(name), node.perms) }
+        }
+        visit(subtree, path, parentPerms)
+        for entry in removed {
+            ownerCounts[entry.perms.owner.domid, default: 0] -= 1
+            if ownerCounts[entry.perms.owner.domid] == 0 { ownerCounts[entry.perms.owner.domid] = nil }
         }
         return removed
     }

@@ -58,8 +58,7 @@ extension XenstoreEngine {
         var triggers: [WatchTrigger] = []
         let generation = nextGeneration()
         for path in store.outermostNodes(ownedBy: domid) {
-            let parentPerms = path.parent.flatMap { store.node(at: $0)?.perms }
-            triggers += removalTriggers(store.remove(path, generation: generation), parentPerms: parentPerms)
+            triggers += removalTriggers(store.remove(path, generation: generation))
         }
         triggers.append(WatchTrigger(special: SpecialPath.releaseDomain))
         let effects = fire(triggers)

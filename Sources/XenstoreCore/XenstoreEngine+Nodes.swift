@@ -73,7 +73,12 @@ extension XenstoreEngine {
     /// The error for a missing node that does not leak existence: ENOENT only if the caller
     /// may read the nearest existing ancestor, EACCES otherwise.
     func missing(_ path: XenstorePath, in tree: Tree, _ request: RequestContext) -> XenstoreError {
-        canRead(request.connection, tree.nearestExisting(path).node.perms) ? .ENOENT : .EACCES
+        missing(nearestPerms: tree.deepest(path).node.perms, request)
+    }
+
+    /// ``missing(_:in:_:)`` when the nearest existing ancestor's permissions are known.
+    func missing(nearestPerms: XenstorePermissions, _ request: RequestContext) -> XenstoreError {
+        canRead(request.connection, nearestPerms) ? .ENOENT : .EACCES
     }
 
     /// The node at `path`, which the caller must be allowed to read.
@@ -205,57 +210,64 @@ extension XenstoreEngine {
         let path = try resolve(pathBytes, request)
         let connection = request.connection
         let limits = limits(request)
+        let checksSize = limits.map { $0.nodeSize > 0 } ?? false
         var view = view(for: request)
         view.touch(path)
 
-        let old = view.tree.node(at: path)
-        // Only what is needed of the nearest existing ancestor, not the node itself: a
-        // copy of it still alive when the child is added would make that insertion copy
-        // the ancestor's whole child list (quadratic for a parent with many children).
-        let (existingPath, existingPerms, existingRecordSize) = {
-            let (path, node) = view.tree.nearestExisting(path)
-            return (path, node.perms, limits.map { $0.nodeSize > 0 } == true ? node.recordSize : 0)
+        // One walk for everything the checks need. Only fields are kept, not the
+        // node: a copy of it still alive when the child is added would make that
+        // insertion copy the ancestor's whole child list.
+        let (depth, found, parentPerms, foundValueSize, foundRecordSize) = {
+            let found = view.tree.deepest(path)
+            return (
+                found.depth, found.node.perms, found.parentPerms, found.node.value.count,
+                checksSize ? found.node.recordSize : 0
+            )
         }()
-        if let old {
-            guard canWrite(connection, old.perms) else { throw .EACCES }
-            if mkdir { return [request.ok] + (try commit(view, request)) }
-        } else {
-            guard canWrite(connection, existingPerms) else { throw .EACCES }
-            let newNodes = path.components.count - existingPath.components.count
+        let exists = depth == path.components.count
+        let newOwner = connection.privileged ? nil : connection.domid
+        guard canWrite(connection, found) else { throw .EACCES }
+        if exists && mkdir { return [request.ok] + (try commit(view, request)) }
+        let newNodes = path.components.count - depth
+        if !exists {
             if let limits, (view.tree.nodeCount(ownedBy: connection.domid) + newNodes).exceeds(limits.nodes) {
                 throw .ENOSPC
             }
-            view.depend(existingPath)
-            var cursor = path
-            for _ in 1..<newNodes {
-                cursor = cursor.parent ?? cursor
-                view.touch(cursor)
+            if view.base != nil {
+                view.depend(path.prefix(depth))
+                var cursor = path
+                for _ in 1..<newNodes {
+                    cursor = cursor.parent ?? cursor
+                    view.touch(cursor)
+                }
             }
         }
 
-        if let limits, limits.nodeSize > 0 {
+        if let limits, checksSize {
             // The sizes the written node and the ancestor that gains a child will
             // have, checked before anything changes.
             let sizes: [Int]
-            if let old {
-                sizes = [old.recordSize - old.value.count + (value?.count ?? old.value.count)]
+            if exists {
+                sizes = [foundRecordSize - foundValueSize + (value?.count ?? foundValueSize)]
             } else {
-                let firstNew = path.components[existingPath.components.count]
+                let firstNew = path.components[depth]
                 sizes = [
-                    24 + 8 * existingPerms.entries.count + (value?.count ?? 0),
-                    existingRecordSize + firstNew.utf8.count + 1,
+                    24 + 8 * found.entries.count + (value?.count ?? 0),
+                    foundRecordSize + firstNew.utf8.count + 1,
                 ]
             }
             if sizes.contains(where: { $0 >= limits.nodeSize }) { throw .ENOSPC }
         }
-        let newOwner = connection.privileged ? nil : connection.domid
         let generation = nextGeneration()
         changeTree(&view) { $0.write(path, value: value, newOwner: newOwner, generation: generation) }
-        view.log.append(.write(path, value: value, newOwner: newOwner))
-        guard let new = view.tree.node(at: path) else { throw .EINVAL }
-        let parentPerms = path.parent.flatMap { view.tree.node(at: $0)?.perms }
+        if view.base != nil { view.log.append(.write(path, value: value, newOwner: newOwner)) }
+        // The permissions after the change, known without another walk: an existing
+        // node keeps its own; new nodes take the ancestor's, with the new owner.
+        var newPerms = found
+        if !exists, let newOwner { newPerms.owner.domid = newOwner }
+        let parentAfter = exists ? parentPerms : (newNodes == 1 ? found : newPerms)
         view.triggers.append(
-            WatchTrigger(path: path, perms: [old?.perms, new.perms, parentPerms].compactMap { $0 })
+            WatchTrigger(path: path, perms: [exists ? found : nil, newPerms, parentAfter].compactMap { $0 })
         )
         return [request.ok] + (try commit(view, request))
     }
@@ -267,44 +279,41 @@ extension XenstoreEngine {
     /// for each removed descendant.
     mutating func remove(_ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
         let path = try resolve(XenstorePayload.singleArgument(request.message.payload), request)
-        guard !path.isRoot, let parent = path.parent else { throw .EINVAL }
+        guard !path.isRoot else { throw .EINVAL }
         var view = view(for: request)
         view.touch(path)
-        guard let node = view.tree.node(at: path) else {
+        // The node, or the nearest existing ancestor, in one walk.
+        let (depth, found) = {
+            let found = view.tree.deepest(path)
+            return (found.depth, found.node.perms)
+        }()
+        let inTransaction = view.base != nil
+        // The removal relies on the parent existing with its permissions.
+        if inTransaction, let parent = path.parent { view.depend(parent) }
+        guard depth == path.components.count else {
             // Only the parent's existence and permissions decide the answer.
-            view.depend(parent)
-            guard let parentNode = view.tree.node(at: parent) else { throw missing(path, in: view.tree, request) }
-            guard canRead(request.connection, parentNode.perms) else { throw .EACCES }
+            guard depth == path.components.count - 1 else { throw missing(nearestPerms: found, request) }
+            guard canRead(request.connection, found) else { throw .EACCES }
             return [request.ok] + (try commit(view, request))
         }
-        guard canWrite(request.connection, node.perms) else { throw .EACCES }
-        let parentPerms = view.tree.node(at: parent)?.perms
-        view.depend(parent)
+        guard canWrite(request.connection, found) else { throw .EACCES }
         let generation = nextGeneration()
         let removed = changeTree(&view) { $0.remove(path, generation: generation) }
-        view.log.append(.remove(path))
-        view.triggers += removalTriggers(removed, parentPerms: parentPerms)
-        for entry in removed { view.touch(entry.path) }
+        view.triggers += removalTriggers(removed)
+        if inTransaction {
+            view.log.append(.remove(path))
+            for entry in removed { view.touch(entry.path) }
+        }
         return [request.ok] + (try commit(view, request))
     }
 
-    /// Events for a removed subtree (pre-order list from ``Tree/remove(_:generation:)``).
-    func removalTriggers(
-        _ removed: [(path: XenstorePath, perms: XenstorePermissions)],
-        parentPerms: XenstorePermissions?
-    )
-        -> [WatchTrigger]
-    {
-        var permsByPath: [XenstorePath: XenstorePermissions] = [:]
-        var triggers: [WatchTrigger] = []
-        for (index, entry) in removed.enumerated() {
-            permsByPath[entry.path] = entry.perms
-            let parent = index == 0 ? parentPerms : entry.path.parent.flatMap { permsByPath[$0] }
-            triggers.append(
-                WatchTrigger(path: entry.path, exactOnly: index > 0, perms: [entry.perms, parent].compactMap { $0 })
-            )
+    /// Events for a removed subtree (pre-order list from ``Tree/remove(_:generation:)``):
+    /// the subtree root's for every watch on it or above, then an exact-match event
+    /// for each descendant.
+    func removalTriggers(_ removed: [Tree.RemovedNode]) -> [WatchTrigger] {
+        removed.enumerated().map { index, entry in
+            WatchTrigger(path: entry.path, exactOnly: index > 0, perms: [entry.perms, entry.parentPerms])
         }
-        return triggers
     }
 
     // MARK: SET_PERMS

@@ -347,10 +347,11 @@ struct Connection: Sendable {
         self.domid = domid
         self.privileged = privileged
         self.persistent = persistent
+        self.basePath = XenstorePath.domainPath(domid)
     }
 
-    /// The base of relative paths.
-    var basePath: String { XenstorePath.domainPath(domid) }
+    /// The base of relative paths (made once: every request with a path needs it).
+    let basePath: String
 }
 
 struct RequestContext {

@@ -84,8 +84,19 @@ public struct XenstorePath: Hashable, Sendable, CustomStringConvertible {
     /// The ancestor made of the first `depth` components (`/` for 0).
     func prefix(_ depth: Int) -> XenstorePath {
         guard depth < components.count else { return self }
-        let names = Array(components[..<depth])
-        return XenstorePath(rawValue: "/" + names.joined(separator: "/"), components: names, wasRelative: false)
+        guard depth > 0 else { return XenstorePath(rawValue: "/", components: [], wasRelative: false) }
+        // The text up to the slash that ends the depth-th name.
+        var slashes = 0
+        let end = rawValue.utf8.indices.first { index in
+            guard rawValue.utf8[index] == UInt8(ascii: "/") else { return false }
+            slashes += 1
+            return slashes == depth + 1
+        }
+        return XenstorePath(
+            rawValue: String(rawValue[..<(end ?? rawValue.endIndex)]),
+            components: Array(components[..<depth]),
+            wasRelative: false
+        )
     }
 
     // Identity is the text: the components follow from it.
@@ -108,6 +119,9 @@ public struct XenstorePath: Hashable, Sendable, CustomStringConvertible {
 
     /// Validates and resolves a path taken from a request.
     ///
+    /// One pass over the bytes checks the characters and the slashes and splits the
+    /// names: this runs for every request, so it builds nothing it does not return.
+    ///
     /// - Parameters:
     ///   - bytes: the path as sent, without its NUL.
     ///   - base: the connection's domain path, used for relative paths.
@@ -119,18 +133,44 @@ public struct XenstorePath: Hashable, Sendable, CustomStringConvertible {
         allowSpecial: Bool,
         pathLimit: Int
     ) throws(XenstoreError) -> XenstorePath {
-        guard let first = bytes.first, bytes.allSatisfy(isAllowed) else { throw .EINVAL }
+        guard let first = bytes.first else { throw .EINVAL }
         if first == UInt8(ascii: "@") {
-            guard allowSpecial, bytes.count <= XenstoreInterface.relativePathMax, isWellFormed(bytes)
+            guard allowSpecial, bytes.count <= XenstoreInterface.relativePathMax, bytes.allSatisfy(isAllowed),
+                isWellFormed(bytes)
             else { throw .EINVAL }
             return XenstorePath(trusted: String(decoding: bytes, as: UTF8.self))
         }
         let relative = first != UInt8(ascii: "/")
         let full = relative ? Array(base.utf8) + [UInt8(ascii: "/")] + bytes : bytes
-        guard isWellFormed(full) else { throw .EINVAL }
-        guard full.count - localPrefixLength(full) <= pathLimit, full.count <= XenstoreInterface.absolutePathMax
-        else { throw .EINVAL }
-        return XenstorePath(trusted: String(decoding: full, as: UTF8.self), wasRelative: relative)
+        guard full.count <= XenstoreInterface.absolutePathMax, let components = names(ofAbsolute: full) else {
+            throw .EINVAL
+        }
+        guard full.count - localPrefixLength(components) <= pathLimit else { throw .EINVAL }
+        return XenstorePath(
+            rawValue: String(decoding: full, as: UTF8.self),
+            components: components,
+            wasRelative: relative
+        )
+    }
+
+    /// The names of an absolute path, or nil if it is malformed: a character outside
+    /// the allowed set, an empty name (`//`), or a trailing `/` on anything but `/`.
+    private static func names(ofAbsolute bytes: [UInt8]) -> [String]? {
+        let slash = UInt8(ascii: "/")
+        guard bytes.first == slash else { return nil }
+        var names: [String] = []
+        var start = 1
+        for index in 1..<bytes.count {
+            let byte = bytes[index]
+            guard isAllowed(byte) else { return nil }
+            guard byte == slash else { continue }
+            guard index > start else { return nil }
+            names.append(String(decoding: bytes[start..<index], as: UTF8.self))
+            start = index + 1
+        }
+        guard bytes.count > start else { return bytes.count == 1 ? [] : nil }
+        names.append(String(decoding: bytes[start...], as: UTF8.self))
+        return names
     }
 
     /// The domain path of `domid`: `/local/domain/<domid>`.
@@ -157,17 +197,13 @@ public struct XenstorePath: Hashable, Sendable, CustomStringConvertible {
         return true
     }
 
-    /// Length of a leading `/local/domain/<up to 5 digits>/`, else 0 (cxenstored's `%5u/%n`).
-    private static func localPrefixLength(_ bytes: [UInt8]) -> Int {
-        let prefix = Array("/local/domain/".utf8)
-        guard bytes.starts(with: prefix) else { return 0 }
-        var index = prefix.count
-        while index < bytes.count, index - prefix.count < 5,
-            (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index])
-        {
-            index += 1
-        }
-        guard index > prefix.count, index < bytes.count, bytes[index] == UInt8(ascii: "/") else { return 0 }
-        return index + 1
+    /// Length of a leading `/local/domain/<up to 5 digits>/` followed by more, else 0
+    /// (cxenstored's `%5u/%n`), from the path's names.
+    private static func localPrefixLength(_ names: [String]) -> Int {
+        guard names.count > 3, names[0] == "local", names[1] == "domain" else { return 0 }
+        let domid = names[2].utf8
+        guard (1...5).contains(domid.count), domid.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+        else { return 0 }
+        return "/local/domain/".utf8.count + domid.count + 1
     }
 }
