@@ -45,7 +45,11 @@ public enum JournalEntry: Sendable, Hashable {
 
     /// `u32 length, u8 kind, body`, little-endian; `length` counts kind and body.
     public func encoded() -> [UInt8] {
-        var body: [UInt8] = []
+        // One array: the length is patched in once the body is known.
+        var body: [UInt8] = [0, 0, 0, 0, 0]
+        if case .request(_, let message) = self {
+            body.reserveCapacity(5 + 8 + XenstoreHeader.size + message.payload.count)
+        }
         let kind: UInt8
         switch self {
         case .connect(let id, let domid, let privileged, let persistent):
@@ -79,10 +83,10 @@ public enum JournalEntry: Sendable, Hashable {
             Self.append(id.rawValue, to: &body)
             body += prefix
         }
-        var record: [UInt8] = []
-        Self.append(UInt32(truncatingIfNeeded: body.count + 1), to: &record)  // a message is at most 4 KiB
-        record.append(kind)
-        return record + body
+        let length = UInt32(truncatingIfNeeded: body.count - 4)  // kind and body; a message is at most 4 KiB
+        withUnsafeBytes(of: length.littleEndian) { body.replaceSubrange(0..<4, with: $0) }
+        body[4] = kind
+        return body
     }
 
     /// The entries in `bytes`, and how many bytes they took: decoding stops at the

@@ -62,11 +62,9 @@ extension XenstoreEngine {
         {
             throw .ENOSPC
         }
-        connections[request.id]?.transactions[request.message.txID]?.tree = view.tree
-        connections[request.id]?.transactions[request.message.txID]?.touched = view.touched
-        connections[request.id]?.transactions[request.message.txID]?.dependencies = view.dependencies
-        connections[request.id]?.transactions[request.message.txID]?.log = view.log
-        connections[request.id]?.transactions[request.message.txID]?.triggers += view.triggers
+        // One access: each `connections[id]?.transactions[tx]?` chain moves the
+        // connection and the transaction out and back.
+        connections[request.id]?.transactions[request.message.txID]?.keep(view)
         return []
     }
 

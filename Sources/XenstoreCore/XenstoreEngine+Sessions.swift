@@ -148,9 +148,7 @@ extension XenstoreEngine {
         // The transaction's own nodes get the current generation: nobody else sees them.
         tree.replay(transaction.log, generation: generation)
         let current = store
-        connections[id]?.transactions[txID]?.base = current
-        connections[id]?.transactions[txID]?.tree = tree
-        connections[id]?.transactions[txID]?.syncedVersion = storeVersion
+        connections[id]?.transactions[txID]?.rebase(onto: current, tree: tree, version: storeVersion)
     }
 
     /// Whether the store changed under `transaction`: a node it read or wrote has

@@ -276,6 +276,23 @@ struct Transaction: Sendable {
     var lost = false
     /// Something it accessed changed after it accessed it: it commits with EAGAIN.
     var conflicted = false
+
+    /// Keeps what a successful request in the transaction did.
+    mutating func keep(_ view: StoreView) {
+        tree = view.tree
+        touched = view.touched
+        dependencies = view.dependencies
+        log = view.log
+        triggers += view.triggers
+    }
+
+    /// Catches up with `store`: the view becomes `tree`, the store with this
+    /// transaction's log replayed.
+    mutating func rebase(onto store: Tree, tree: Tree, version: UInt64) {
+        base = store
+        self.tree = tree
+        syncedVersion = version
+    }
 }
 
 struct Connection: Sendable {

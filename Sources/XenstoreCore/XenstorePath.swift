@@ -141,7 +141,14 @@ public struct XenstorePath: Hashable, Sendable, CustomStringConvertible {
             return XenstorePath(trusted: String(decoding: bytes, as: UTF8.self))
         }
         let relative = first != UInt8(ascii: "/")
-        let full = relative ? Array(base.utf8) + [UInt8(ascii: "/")] + bytes : bytes
+        var full = bytes
+        if relative {
+            full = []
+            full.reserveCapacity(base.utf8.count + 1 + bytes.count)
+            full += base.utf8
+            full.append(UInt8(ascii: "/"))
+            full += bytes
+        }
         guard full.count <= XenstoreInterface.absolutePathMax, let components = names(ofAbsolute: full) else {
             throw .EINVAL
         }
@@ -158,19 +165,23 @@ public struct XenstorePath: Hashable, Sendable, CustomStringConvertible {
     private static func names(ofAbsolute bytes: [UInt8]) -> [String]? {
         let slash = UInt8(ascii: "/")
         guard bytes.first == slash else { return nil }
-        var names: [String] = []
-        var start = 1
-        for index in 1..<bytes.count {
-            let byte = bytes[index]
-            guard isAllowed(byte) else { return nil }
-            guard byte == slash else { continue }
-            guard index > start else { return nil }
-            names.append(String(decoding: bytes[start..<index], as: UTF8.self))
-            start = index + 1
+        // SAFETY: the buffer is used only inside the closure, indexed within its count.
+        return bytes.withUnsafeBufferPointer { bytes -> [String]? in
+            var names: [String] = []
+            names.reserveCapacity(8)
+            var start = 1
+            for index in 1..<bytes.count {
+                let byte = bytes[index]
+                guard isAllowed(byte) else { return nil }
+                guard byte == slash else { continue }
+                guard index > start else { return nil }
+                names.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self))
+                start = index + 1
+            }
+            guard bytes.count > start else { return bytes.count == 1 ? [] : nil }
+            names.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[start...]), as: UTF8.self))
+            return names
         }
-        guard bytes.count > start else { return bytes.count == 1 ? [] : nil }
-        names.append(String(decoding: bytes[start...], as: UTF8.self))
-        return names
     }
 
     /// The domain path of `domid`: `/local/domain/<domid>`.

@@ -48,18 +48,30 @@ final class XenstoreSocketHandler: ChannelInboundHandler {
 }
 
 /// ``XenstoreEndpoint`` over a NIO channel; used on the channel's (the hub's) loop.
+///
+/// Messages written between two flushes are gathered into one buffer and handed to
+/// the channel once: one trip through the pipeline per batch, not two per message.
 final class SocketEndpoint: XenstoreEndpoint {
     private let channel: any Channel
+    private var pending: ByteBuffer?
+    /// Gathered bytes beyond which the endpoint reports itself not writable (NIO's
+    /// default high watermark), so the hub keeps the rest in its bounded queue.
+    static let gatherLimit = 64 * 1024
 
     init(channel: any Channel) { self.channel = channel }
 
-    var isWritable: Bool { channel.isWritable }
+    var isWritable: Bool { channel.isWritable && (pending?.readableBytes ?? 0) < Self.gatherLimit }
 
     func write(_ bytes: [UInt8]) {
-        channel.write(channel.allocator.buffer(bytes: bytes), promise: nil)
+        if pending == nil { pending = channel.allocator.buffer(capacity: bytes.count) }
+        pending?.writeBytes(bytes)
     }
 
-    func flush() { channel.flush() }
+    func flush() {
+        guard let pending else { return }
+        self.pending = nil
+        channel.writeAndFlush(pending, promise: nil)
+    }
 
     func setReading(_ enabled: Bool) {
         channel.setOption(ChannelOptions.autoRead, value: enabled).whenFailure { _ in }
