@@ -14,12 +14,67 @@ import XenstoreWire
 /// order is DIRECTORY order), so copying a tree is O(1) and mutating one path copies only
 /// the dictionaries along that path that are shared — the Swift spelling of oxenstored's
 /// immutable nodes. A transaction is therefore just a copy of the root.
-struct Node: Sendable {
-    var value: [UInt8]
-    var perms: XenstorePermissions
+///
+/// The fields sit in one reference-counted box, copied on write: every request walks
+/// the tree, and a step of a walk then copies one reference, not five (the value, the
+/// permissions and the three buffers of the child dictionary).
+struct Node: @unchecked Sendable {
+    // @unchecked: `Storage` is mutated only through `unique()`, i.e. when no other
+    // Node shares it, so no two threads ever see it change.
+    private final class Storage {
+        var value: [UInt8]
+        var perms: XenstorePermissions
+        var generation: UInt64
+        var children: OrderedDictionary<String, Node>
+
+        init(value: [UInt8], perms: XenstorePermissions, generation: UInt64, children: OrderedDictionary<String, Node>)
+        {
+            self.value = value
+            self.perms = perms
+            self.generation = generation
+            self.children = children
+        }
+    }
+
+    private var storage: Storage
+
+    init(value: [UInt8], perms: XenstorePermissions, generation: UInt64) {
+        storage = Storage(value: value, perms: perms, generation: generation, children: [:])
+    }
+
+    /// The box, copied first if another Node shares it.
+    private mutating func unique() -> Storage {
+        if !isKnownUniquelyReferenced(&storage) {
+            storage = Storage(
+                value: storage.value,
+                perms: storage.perms,
+                generation: storage.generation,
+                children: storage.children
+            )
+        }
+        return storage
+    }
+
+    var value: [UInt8] {
+        get { storage.value }
+        set { unique().value = newValue }
+    }
+
+    var perms: XenstorePermissions {
+        get { storage.perms }
+        set { unique().perms = newValue }
+    }
+
     /// The store generation at which this node's value, permissions or child list last changed.
-    var generation: UInt64
-    var children: OrderedDictionary<String, Node> = [:]
+    var generation: UInt64 {
+        get { storage.generation }
+        set { unique().generation = newValue }
+    }
+
+    var children: OrderedDictionary<String, Node> {
+        _read { yield storage.children }
+        _modify { yield &unique().children }
+    }
 
     /// cxenstored's record size: 24-byte header, 8 bytes per permission, the value, and each
     /// child name with its NUL.
