@@ -264,9 +264,7 @@ extension XenstoreEngine {
         var newPerms = found
         if !exists, let newOwner { newPerms.owner.domid = newOwner }
         let parentAfter = exists ? parentPerms : (newNodes == 1 ? found : newPerms)
-        view.triggers.append(
-            WatchTrigger(path: path, perms: [exists ? found : nil, newPerms, parentAfter].compactMap { $0 })
-        )
+        view.triggers.append(WatchTrigger(path: path, perms: .some(exists ? found : nil, newPerms, parentAfter)))
         return [request.ok] + (try commit(view, request))
     }
 
@@ -349,7 +347,7 @@ extension XenstoreEngine {
         changeTree(&view) { $0.setPerms(path, perms, generation: generation) }
         view.log.append(.setPerms(path, perms))
         let parentPerms = path.parent.flatMap { view.tree.node(at: $0)?.perms }
-        view.triggers.append(WatchTrigger(path: path, perms: [node.perms, perms, parentPerms].compactMap { $0 }))
+        view.triggers.append(WatchTrigger(path: path, perms: .some(node.perms, perms, parentPerms)))
         return [request.ok] + (try commit(view, request))
     }
 }

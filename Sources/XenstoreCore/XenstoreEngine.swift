@@ -136,8 +136,10 @@ public struct XenstoreEngine: Sendable {
 
     /// Handles one request from `id`. Unknown connections get nothing (a shell bug).
     public mutating func handle(_ request: XenstoreMessage, from id: ConnectionID) -> [XenstoreEffect] {
-        guard connections[id] != nil else { return [] }
-        if request.txID != 0 { catchUp(request.txID, of: id) }
+        if request.txID != 0 {
+            guard connections[id] != nil else { return [] }
+            catchUp(request.txID, of: id)
+        }
         guard let connection = connections[id] else { return [] }
         let context = RequestContext(message: request, id: id, connection: connection)
         do {
@@ -245,6 +247,18 @@ struct WatchTrigger: Sendable {
 
     init(special: String) {
         self.init(path: XenstorePath(trusted: special), perms: [])
+    }
+}
+
+extension Array where Element == XenstorePermissions {
+    /// The non-nil ones, in order, in one allocation (a trigger is made per change).
+    static func some(_ a: XenstorePermissions?, _ b: XenstorePermissions?, _ c: XenstorePermissions?) -> Self {
+        var result: Self = []
+        result.reserveCapacity(3)
+        if let a { result.append(a) }
+        if let b { result.append(b) }
+        if let c { result.append(c) }
+        return result
     }
 }
 

@@ -261,7 +261,10 @@ public final class XenstoreHub: @unchecked Sendable {
     public var connectionCount: Int { connections.count }
 
     private func apply(_ effects: [XenstoreEffect]) {
-        var touched: [ConnectionID] = []
+        // The connections to drain: most effects are one reply, so the first is
+        // kept apart and the array is made only for a second one.
+        var first: ConnectionID?
+        var others: [ConnectionID] = []
         for effect in effects {
             switch effect {
             case .send(let to, let message):
@@ -269,7 +272,7 @@ public final class XenstoreHub: @unchecked Sendable {
                 if !connection.outbound.enqueue(message) {
                     logger.debug("watch event dropped: queue full", metadata: ["connection": "\(to)"])
                 }
-                touched.append(to)
+                if first == nil { first = to } else if to != first { others.append(to) }
             case .introduceDomain(let domid, let frame, let port):
                 logger.info(
                     "domain introduced",
@@ -285,7 +288,8 @@ public final class XenstoreHub: @unchecked Sendable {
                 logger.info("\(line)")
             }
         }
-        for id in touched {
+        if let first, let connection = connections[first] { drain(connection) }
+        for id in others {
             if let connection = connections[id] { drain(connection) }
         }
     }
