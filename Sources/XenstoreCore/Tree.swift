@@ -22,10 +22,14 @@ struct Node: @unchecked Sendable {
     // @unchecked: `Storage` is mutated only through `unique()`, i.e. when no other
     // Node shares it, so no two threads ever see it change.
     private final class Storage {
-        var value: [UInt8]
-        var perms: XenstorePermissions
-        var generation: UInt64
-        var children: OrderedDictionary<String, Node>
+        // Not checked for exclusivity at run time: only this file's pure code opens
+        // accesses to these (no callback runs while one is open), a box is changed
+        // only while one Node holds it, and the check would cost more than the rest
+        // of a step of a walk.
+        @exclusivity(unchecked) var value: [UInt8]
+        @exclusivity(unchecked) var perms: XenstorePermissions
+        @exclusivity(unchecked) var generation: UInt64
+        @exclusivity(unchecked) var children: OrderedDictionary<String, Node>
 
         init(value: [UInt8], perms: XenstorePermissions, generation: UInt64, children: OrderedDictionary<String, Node>)
         {

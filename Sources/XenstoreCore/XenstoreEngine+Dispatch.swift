@@ -103,7 +103,7 @@ extension XenstoreEngine {
         let limit = quotas(for: connection.domid).effectivePathLength
         return try XenstorePath.resolve(
             bytes,
-            relativeTo: connection.basePath,
+            relativeTo: connection.domainPath,
             allowSpecial: allowSpecial,
             pathLimit: limit
         )

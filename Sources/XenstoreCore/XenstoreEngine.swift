@@ -378,11 +378,12 @@ struct Connection: Sendable {
         self.domid = domid
         self.privileged = privileged
         self.persistent = persistent
-        self.basePath = XenstorePath.domainPath(domid)
+        self.domainPath = XenstorePath(trusted: XenstorePath.domainPath(domid))
     }
 
     /// The base of relative paths (made once: every request with a path needs it).
-    let basePath: String
+    let domainPath: XenstorePath
+    var basePath: String { domainPath.rawValue }
 }
 
 struct RequestContext {

@@ -121,6 +121,7 @@ public struct XenstorePath: Hashable, Sendable, CustomStringConvertible {
     ///
     /// One pass over the bytes checks the characters and the slashes and splits the
     /// names: this runs for every request, so it builds nothing it does not return.
+    /// A relative path is checked and split on its own and put after `base`'s names.
     ///
     /// - Parameters:
     ///   - bytes: the path as sent, without its NUL.
@@ -129,7 +130,7 @@ public struct XenstorePath: Hashable, Sendable, CustomStringConvertible {
     ///   - pathLimit: the path quota (``Quotas/effectivePathLength``).
     public static func resolve(
         _ bytes: [UInt8],
-        relativeTo base: String,
+        relativeTo base: XenstorePath,
         allowSpecial: Bool,
         pathLimit: Int
     ) throws(XenstoreError) -> XenstorePath {
@@ -141,17 +142,22 @@ public struct XenstorePath: Hashable, Sendable, CustomStringConvertible {
             return XenstorePath(trusted: String(decoding: bytes, as: UTF8.self))
         }
         let relative = first != UInt8(ascii: "/")
+        var components: [String] = []
         var full = bytes
         if relative {
+            components.reserveCapacity(base.components.count + 8)
+            components += base.components
             full = []
-            full.reserveCapacity(base.utf8.count + 1 + bytes.count)
-            full += base.utf8
+            full.reserveCapacity(base.rawValue.utf8.count + 1 + bytes.count)
+            full += base.rawValue.utf8
             full.append(UInt8(ascii: "/"))
             full += bytes
+        } else {
+            components.reserveCapacity(8)
         }
-        guard full.count <= XenstoreInterface.absolutePathMax, let components = names(ofAbsolute: full) else {
-            throw .EINVAL
-        }
+        guard full.count <= XenstoreInterface.absolutePathMax,
+            appendNames(of: bytes, from: relative ? 0 : 1, to: &components)
+        else { throw .EINVAL }
         guard full.count - localPrefixLength(components) <= pathLimit else { throw .EINVAL }
         return XenstorePath(
             rawValue: String(decoding: full, as: UTF8.self),
@@ -160,27 +166,26 @@ public struct XenstorePath: Hashable, Sendable, CustomStringConvertible {
         )
     }
 
-    /// The names of an absolute path, or nil if it is malformed: a character outside
-    /// the allowed set, an empty name (`//`), or a trailing `/` on anything but `/`.
-    private static func names(ofAbsolute bytes: [UInt8]) -> [String]? {
+    /// Appends the names in `bytes` from index `first` on (after an absolute path's
+    /// leading `/`, or from the start of a relative one); false if they are malformed:
+    /// a character outside the allowed set, an empty name (`//`), or a trailing `/`
+    /// on anything but `/`.
+    private static func appendNames(of bytes: [UInt8], from first: Int, to names: inout [String]) -> Bool {
         let slash = UInt8(ascii: "/")
-        guard bytes.first == slash else { return nil }
         // SAFETY: the buffer is used only inside the closure, indexed within its count.
-        return bytes.withUnsafeBufferPointer { bytes -> [String]? in
-            var names: [String] = []
-            names.reserveCapacity(8)
-            var start = 1
-            for index in 1..<bytes.count {
+        return bytes.withUnsafeBufferPointer { bytes -> Bool in
+            var start = first
+            for index in first..<bytes.count {
                 let byte = bytes[index]
-                guard isAllowed(byte) else { return nil }
+                guard isAllowed(byte) else { return false }
                 guard byte == slash else { continue }
-                guard index > start else { return nil }
+                guard index > start else { return false }
                 names.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self))
                 start = index + 1
             }
-            guard bytes.count > start else { return bytes.count == 1 ? [] : nil }
+            guard bytes.count > start else { return bytes.count == 1 && first == 1 }
             names.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[start...]), as: UTF8.self))
-            return names
+            return true
         }
     }
 

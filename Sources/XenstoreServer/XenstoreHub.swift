@@ -203,7 +203,7 @@ public final class XenstoreHub: @unchecked Sendable {
         let messages = connection.decoder.feed(bytes)
         // A recorded prefix ends with its message: record that message even if it
         // changes nothing, so that a replay does not resume it.
-        var endsPrefix = ringPrefixes.removeValue(forKey: id) != nil
+        var endsPrefix = !ringPrefixes.isEmpty && ringPrefixes.removeValue(forKey: id) != nil
         for message in messages {
             if JournalEntry.matters(message) || endsPrefix { record(.request(id, message)) }
             endsPrefix = false

@@ -146,3 +146,60 @@ private func dump(_ engine: XenstoreEngine) -> [String] {
     visit("/")
     return lines
 }
+
+/// ``XenstorePath/resolve(_:relativeTo:allowSpecial:pathLimit:)`` checks and splits a
+/// path in one pass; this states the rules the slow, obvious way and compares.
+@Suite("Path properties")
+struct PathPropertyTests {
+    /// Path characters, the separators that make paths malformed, and a few that are
+    /// never allowed, so random strings hit every rule.
+    static let alphabet = Array("a/b/0/9/-_@/ !.\u{0}é".utf8)  // the first nine make paths
+
+    /// The rules of xenstore.txt and cxenstored's `is_valid_nodename`, written out.
+    static func reference(_ bytes: [UInt8], base: String, allowSpecial: Bool, limit: Int) -> (String, [String])? {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-/_@".utf8)
+        guard let first = bytes.first, bytes.allSatisfy(allowed.contains) else { return nil }
+        let text = String(decoding: bytes, as: UTF8.self)
+        func wellFormed(_ path: String) -> Bool { path == "/" || (!path.contains("//") && !path.hasSuffix("/")) }
+        if first == UInt8(ascii: "@") {
+            return allowSpecial && bytes.count <= 2048 && wellFormed(text) ? (text, [text]) : nil
+        }
+        let full = first == UInt8(ascii: "/") ? text : base + "/" + text
+        guard wellFormed(full), full.utf8.count <= 3072 else { return nil }
+        var counted = full.utf8.count
+        let parts = full.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count > 4, parts[1] == "local", parts[2] == "domain", (1...5).contains(parts[3].count),
+            parts[3].allSatisfy(\.isNumber)
+        {
+            counted -= "/local/domain/".count + parts[3].count + 1
+        }
+        guard counted <= limit else { return nil }
+        return (full, full.split(separator: "/").map(String.init))
+    }
+
+    @Test func resolvingAgreesWithTheRulesWrittenOut() async {
+        let input = Gen.uint64(in: 0...UInt64.max).array(of: 0...40)
+        await propertyCheck(count: 3000, input: input) { words in
+            // Mostly the well-formed characters (a valid path is rarely drawn otherwise),
+            // sometimes the whole alphabet; sometimes under this domain's home.
+            var bytes = words.map { word in
+                Self.alphabet[Int(word % UInt64(word & (1 << 50) != 0 ? Self.alphabet.count : 9))]
+            }
+            if (words.first ?? 0) & (1 << 41) != 0 { bytes = Array("/local/domain/7/".utf8) + bytes }
+            let allowSpecial = (words.first ?? 0) & (1 << 40) != 0
+            let limit = words.count.isMultiple(of: 3) ? 12 : 2048
+            let base = XenstorePath(trusted: "/local/domain/7")
+            let expected = Self.reference(bytes, base: base.rawValue, allowSpecial: allowSpecial, limit: limit)
+            let resolved = try? XenstorePath.resolve(
+                bytes,
+                relativeTo: base,
+                allowSpecial: allowSpecial,
+                pathLimit: limit
+            )
+            #expect(resolved?.rawValue == expected?.0, "\(String(decoding: bytes, as: UTF8.self).debugDescription)")
+            if let resolved, !resolved.isSpecial {
+                #expect(resolved.components == expected?.1)
+            }
+        }
+    }
+}
