@@ -161,7 +161,9 @@ public final class JournalFile {
             failed = "reserving \(wanted) bytes for the journal \(path) failed: \(String(cString: strerror(reserved)))"
             return
         }
-        guard let address = mmap(nil, wanted, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), address != MAP_FAILED else {
+        guard let address = mmap(nil, wanted, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0),
+            address != MAP_FAILED
+        else {
             failed = "mapping the journal \(path) failed: \(String(cString: strerror(errno)))"
             return
         }

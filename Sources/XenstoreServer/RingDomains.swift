@@ -13,6 +13,7 @@ import XenABI
 import XenHypervisor
 import XenRing
 import XenstoreCore
+import XenstoreWire
 
 #if canImport(Glibc)
 import Glibc
@@ -286,9 +287,9 @@ final class RingConnection: XenstoreEndpoint {
 
     var isWritable: Bool { !failed && pending.count - pendingStart < Self.pendingLimit }
 
-    func write(_ bytes: [UInt8]) {
+    func write(_ message: XenstoreMessage) {
         guard !failed else { return }
-        pending += bytes
+        message.encode(into: &pending)
     }
 
     func flush() { pushPending() }

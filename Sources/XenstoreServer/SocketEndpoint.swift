@@ -7,7 +7,9 @@
 //===----------------------------------------------------------------------===//
 
 import NIOCore
+import XenABI
 import XenstoreCore
+import XenstoreWire
 
 /// The Unix-socket transport: one NIO child channel per dom0 client.
 final class XenstoreSocketHandler: ChannelInboundHandler {
@@ -19,7 +21,7 @@ final class XenstoreSocketHandler: ChannelInboundHandler {
     init(hub: XenstoreHub) { self.hub = hub }
 
     func channelActive(context: ChannelHandlerContext) {
-        id = hub.attach(SocketEndpoint(channel: context.channel))
+        id = hub.attach(SocketEndpoint(context: context))
         context.fireChannelActive()
     }
 
@@ -53,24 +55,40 @@ final class XenstoreSocketHandler: ChannelInboundHandler {
 /// the channel once: one trip through the pipeline per batch, not two per message.
 final class SocketEndpoint: XenstoreEndpoint {
     private let channel: any Channel
+    /// The transport handler's place in the pipeline: replies start there, not at
+    /// the pipeline's tail (the handler is the pipeline's only one).
+    private let context: ChannelHandlerContext
     private var pending: ByteBuffer?
     /// Gathered bytes beyond which the endpoint reports itself not writable (NIO's
     /// default high watermark), so the hub keeps the rest in its bounded queue.
     static let gatherLimit = 64 * 1024
 
-    init(channel: any Channel) { self.channel = channel }
+    init(context: ChannelHandlerContext) {
+        self.context = context
+        self.channel = context.channel
+    }
 
     var isWritable: Bool { channel.isWritable && (pending?.readableBytes ?? 0) < Self.gatherLimit }
 
-    func write(_ bytes: [UInt8]) {
-        if pending == nil { pending = channel.allocator.buffer(capacity: bytes.count) }
-        pending?.writeBytes(bytes)
+    func write(_ message: XenstoreMessage) {
+        // Taken out while it grows, so that it stays uniquely referenced.
+        var buffer = pending.take() ?? channel.allocator.buffer(capacity: XenstoreHeader.size + message.payload.count)
+        // The header's four little-endian words, then the payload (as `encode(into:)`).
+        buffer.writeMultipleIntegers(
+            message.type.rawValue,
+            message.reqID,
+            message.txID,
+            UInt32(truncatingIfNeeded: message.payload.count),
+            endianness: .little
+        )
+        buffer.writeBytes(message.payload)
+        pending = buffer
     }
 
     func flush() {
         guard let pending else { return }
         self.pending = nil
-        channel.writeAndFlush(pending, promise: nil)
+        context.writeAndFlush(NIOAny(pending), promise: nil)
     }
 
     func setReading(_ enabled: Bool) {

@@ -19,8 +19,8 @@ public protocol XenstoreEndpoint: AnyObject {
     /// past its bound. The hub keeps the rest in the connection's ``OutboundQueue``,
     /// where identical unsent watch events coalesce.
     var isWritable: Bool { get }
-    /// Queues one encoded message for the peer.
-    func write(_ bytes: [UInt8])
+    /// Queues one message for the peer (the transport encodes it where it keeps it).
+    func write(_ message: XenstoreMessage)
     /// Pushes queued messages to the peer.
     func flush()
     /// Stops (or resumes) reading requests: backpressure on a client that does not
@@ -297,7 +297,7 @@ public final class XenstoreHub: @unchecked Sendable {
     private func drain(_ connection: Connection) {
         var wrote = false
         while connection.endpoint.isWritable, let message = connection.outbound.dequeue() {
-            connection.endpoint.write(message.encoded())
+            connection.endpoint.write(message)
             wrote = true
         }
         if wrote { connection.endpoint.flush() }

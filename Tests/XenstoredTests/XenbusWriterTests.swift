@@ -96,7 +96,7 @@ struct XenbusWriterTests {
         final class Endpoint: XenstoreEndpoint {
             var written: [UInt8] = []
             var isWritable: Bool { true }
-            func write(_ bytes: [UInt8]) { written += bytes }
+            func write(_ message: XenstoreMessage) { written += message.encoded() }
             func flush() {}
             func setReading(_ enabled: Bool) {}
             func close() {}
