@@ -18,7 +18,19 @@ struct StoreView {
     var touched: [XenstorePath: UInt64?]
     var dependencies: [XenstorePath: XenstorePermissions?] = [:]
     var log: [TreeOperation]
-    var triggers: [WatchTrigger] = []
+    /// The changes that may fire watches. Kept only if something can hear them:
+    /// inside a transaction (a watch may be set before it commits), or when some
+    /// connection holds a watch. Otherwise nobody would be told, so nothing is built.
+    private(set) var triggers: [WatchTrigger] = []
+    let keepsTriggers: Bool
+
+    mutating func changed(_ trigger: @autoclosure () -> WatchTrigger) {
+        if keepsTriggers { triggers.append(trigger()) }
+    }
+
+    mutating func changed(_ triggers: @autoclosure () -> [WatchTrigger]) {
+        if keepsTriggers { self.triggers += triggers() }
+    }
 
     /// Records that the request read or wrote `path` (only inside a transaction).
     mutating func touch(_ path: XenstorePath) {
@@ -44,10 +56,11 @@ extension XenstoreEngine {
                 base: transaction.base,
                 touched: transaction.touched,
                 dependencies: transaction.dependencies,
-                log: transaction.log
+                log: transaction.log,
+                keepsTriggers: true
             )
         }
-        return StoreView(tree: store, base: nil, touched: [:], log: [])
+        return StoreView(tree: store, base: nil, touched: [:], log: [], keepsTriggers: !watcherIDs.isEmpty)
     }
 
     /// Keeps a successful request's changes: in its transaction (events wait for commit), or
@@ -264,7 +277,7 @@ extension XenstoreEngine {
         var newPerms = found
         if !exists, let newOwner { newPerms.owner.domid = newOwner }
         let parentAfter = exists ? parentPerms : (newNodes == 1 ? found : newPerms)
-        view.triggers.append(WatchTrigger(path: path, perms: .some(exists ? found : nil, newPerms, parentAfter)))
+        view.changed(WatchTrigger(path: path, perms: .some(exists ? found : nil, newPerms, parentAfter)))
         return [request.ok] + (try commit(view, request))
     }
 
@@ -295,7 +308,7 @@ extension XenstoreEngine {
         guard canWrite(request.connection, found) else { throw .EACCES }
         let generation = nextGeneration()
         let removed = changeTree(&view) { $0.remove(path, generation: generation) }
-        view.triggers += removalTriggers(removed)
+        view.changed(removalTriggers(removed))
         if inTransaction {
             view.log.append(.remove(path))
             for entry in removed { view.touch(entry.path) }
@@ -347,7 +360,7 @@ extension XenstoreEngine {
         changeTree(&view) { $0.setPerms(path, perms, generation: generation) }
         view.log.append(.setPerms(path, perms))
         let parentPerms = path.parent.flatMap { view.tree.node(at: $0)?.perms }
-        view.triggers.append(WatchTrigger(path: path, perms: .some(node.perms, perms, parentPerms)))
+        view.changed(WatchTrigger(path: path, perms: .some(node.perms, perms, parentPerms)))
         return [request.ok] + (try commit(view, request))
     }
 }
