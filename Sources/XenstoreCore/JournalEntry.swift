@@ -45,13 +45,26 @@ public enum JournalEntry: Sendable, Hashable {
 
     /// `u32 length, u8 kind, body`, little-endian; `length` counts kind and body.
     public func encoded() -> [UInt8] {
-        // One array: the length is patched in once the body is known.
-        var body: [UInt8] = [0, 0, 0, 0, 0]
+        var record: [UInt8] = []
+        encode(into: &record)
+        return record
+    }
+
+    /// Replaces `record`'s contents by this entry's record, reusing its storage (the
+    /// daemon encodes one per request into the same buffer).
+    public func encode(into record: inout [UInt8]) {
+        // The length is patched in once the body is known.
+        record.removeAll(keepingCapacity: true)
+        record += [0, 0, 0, 0, 0]
         if case .request(_, let message) = self {
-            body.reserveCapacity(5 + 8 + XenstoreHeader.size + message.payload.count)
+            record.reserveCapacity(5 + 8 + XenstoreHeader.size + message.payload.count)
         }
+        Self.encodeBody(of: self, into: &record)
+    }
+
+    private static func encodeBody(of entry: JournalEntry, into body: inout [UInt8]) {
         let kind: UInt8
-        switch self {
+        switch entry {
         case .connect(let id, let domid, let privileged, let persistent):
             kind = 1
             Self.append(id.rawValue, to: &body)
@@ -86,7 +99,6 @@ public enum JournalEntry: Sendable, Hashable {
         let length = UInt32(truncatingIfNeeded: body.count - 4)  // kind and body; a message is at most 4 KiB
         withUnsafeBytes(of: length.littleEndian) { body.replaceSubrange(0..<4, with: $0) }
         body[4] = kind
-        return body
     }
 
     /// The entries in `bytes`, and how many bytes they took: decoding stops at the

@@ -86,8 +86,12 @@ public final class JournalFile {
     /// Appends one entry (before the daemon acts on it).
     func append(_ entry: JournalEntry) {
         guard failed == nil else { return }
-        write(entry.encoded())
+        entry.encode(into: &scratch)
+        write(scratch)
     }
+
+    /// Where each record is encoded before it is copied in, kept between appends.
+    private var scratch: [UInt8] = []
 
     /// Whether the journal has grown enough to be replaced by a snapshot.
     var wantsCompaction: Bool {

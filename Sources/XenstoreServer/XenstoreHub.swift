@@ -200,11 +200,11 @@ public final class XenstoreHub: @unchecked Sendable {
     public func received(_ bytes: some Sequence<UInt8>, from id: ConnectionID) {
         eventLoop.preconditionInEventLoop()
         guard let connection = connections[id] else { return }
-        let messages = connection.decoder.feed(bytes)
+        connection.decoder.append(bytes)
         // A recorded prefix ends with its message: record that message even if it
         // changes nothing, so that a replay does not resume it.
         var endsPrefix = !ringPrefixes.isEmpty && ringPrefixes.removeValue(forKey: id) != nil
-        for message in messages {
+        while case .message(let message) = connection.decoder.next() {
             if JournalEntry.matters(message) || endsPrefix { record(.request(id, message)) }
             endsPrefix = false
             guard let metrics else {
