@@ -167,22 +167,37 @@ extension XenstoreEngine {
         // client reads a big directory in hundreds of chunks.
         let start = Int(exactly: offset) ?? Int.max
         let budget = XenstoreInterface.payloadMax - reply.count - 1  // one NUL may end the listing
-        var position = 0  // where the current name starts in the full listing
+        let names = node.children.keys
+        // Where the current name starts in the full listing, and its index. A chunk
+        // that follows the last one outside a transaction, on an unchanged store,
+        // starts where that one stopped instead of walking the names before it.
+        var position = 0
+        var index = 0
+        if request.message.txID == 0, let cursor = listingCursor, cursor.path == path,
+            cursor.storeVersion == storeVersion, cursor.offset == start, cursor.index <= names.count
+        {
+            (position, index) = (cursor.offset, cursor.index)
+        }
         var chunk: [UInt8] = []
         var ended = true
-        for name in node.children.keys {
-            let length = name.utf8.count + 1
-            defer { position += length }
-            if position + length <= start { continue }
-            // From `start` on: a client's offset may fall inside a name.
-            let skip = max(start - position, 0)
-            guard chunk.count + length - skip <= budget else {
-                ended = false
-                break
+        while index < names.count {
+            let length = names[index].utf8.count + 1
+            if position + length > start {
+                // From `start` on: a client's offset may fall inside a name.
+                let skip = max(start - position, 0)
+                guard chunk.count + length - skip <= budget else {
+                    ended = false
+                    break
+                }
+                chunk += names[index].utf8.dropFirst(skip)
+                chunk.append(0)
             }
-            chunk += name.utf8.dropFirst(skip)
-            chunk.append(0)
+            position += length
+            index += 1
         }
+        listingCursor =
+            ended || request.message.txID != 0
+            ? nil : ListingCursor(path: path, storeVersion: storeVersion, offset: position, index: index)
         // Whole names only; a first name longer than the budget cannot go at all.
         if !ended && chunk.isEmpty { throw .E2BIG }
         reply += chunk

@@ -92,6 +92,10 @@ public struct XenstoreEngine: Sendable {
     var targets: [DomID: DomID] = [:]
     var pendingFeatures: [DomID: XenstoreServerFeatures] = [:]
     var domainQuotas: [DomID: Quotas] = [:]
+    /// Where the last DIRECTORY_PART chunk outside a transaction stopped (a client
+    /// reads a big directory chunk after chunk). Only a shortcut to the same answer:
+    /// it holds for that path on that store version alone.
+    var listingCursor: ListingCursor?
     var specialPerms: [String: XenstorePermissions] = [
         SpecialPath.introduceDomain: XenstorePermissions(owner: .dom0),
         SpecialPath.releaseDomain: XenstorePermissions(owner: .dom0),
@@ -213,6 +217,15 @@ public struct XenstoreEngine: Sendable {
 enum SpecialPath {
     static let introduceDomain = "@introduceDomain"
     static let releaseDomain = "@releaseDomain"
+}
+
+/// See ``XenstoreEngine/listingCursor``: the next name of `path`'s listing is the
+/// `index`th, starting at byte `offset`.
+struct ListingCursor: Sendable {
+    let path: XenstorePath
+    let storeVersion: UInt64
+    let offset: Int
+    let index: Int
 }
 
 struct DomainEntry: Sendable {

@@ -265,4 +265,35 @@ struct DomainTests {
         let after = h.ok(C.d0, .directoryPart, "/big\0" + "0\0")
         #expect(after.prefix { $0 != "\0" } != generation)
     }
+
+    /// Chunks read in order start where the last stopped (a shortcut the engine keeps);
+    /// a store that changed between two chunks must give what a fresh walk gives,
+    /// here with the first name gone, which moves every later name up by one.
+    @Test func aDirectoryPartAfterAChangeMatchesAFreshWalk() throws {
+        var h = Harness()
+        let names = (0..<300).map { "child-with-a-long-name-\($0)" }
+        for name in names { h.ok(C.d0, .write, "/big/\(name)\0") }
+        func chunk(_ offset: Int, tx: UInt32 = 0) -> [UInt8] {
+            let reply = Array(h.ok(C.d0, .directoryPart, "/big\0\(offset)\0", tx: tx).utf8)
+            return Array(reply[((reply.firstIndex(of: 0) ?? 0) + 1)...])
+        }
+        let first = chunk(0)
+        let second = chunk(first.count)
+        let whole = first + second.dropLast() == XenstorePayload.strings(names)
+        #expect(whole, "in-order chunks lost or repeated names")
+        // Again, with a change between the chunks.
+        let again = chunk(0)
+        h.ok(C.d0, .rm, "/big/\(names[0])\0")
+        let rest = chunk(again.count)
+        let fresh = XenstorePayload.strings(Array(names.dropFirst()))
+        let matches = rest.dropLast() == fresh[again.count...]
+        #expect(matches, "a chunk after a change skipped or repeated names")
+        // Inside a transaction, chunks walk the transaction's own view.
+        let tx = try #require(UInt32(h.ok(C.d0, .transactionStart, "\0").prefix { $0 != "\0" }))
+        h.ok(C.d0, .write, "/big/aaa\0", tx: tx)
+        let inside = chunk(0, tx: tx)
+        let insideRest = chunk(inside.count, tx: tx)
+        let seen = inside + insideRest.dropLast() == XenstorePayload.strings(Array(names.dropFirst()) + ["aaa"])
+        #expect(seen, "chunks in a transaction do not show its own view")
+    }
 }
