@@ -97,6 +97,7 @@ public enum JournalEntry: Sendable, Hashable {
             body += prefix
         }
         let length = UInt32(truncatingIfNeeded: body.count - 4)  // kind and body; a message is at most 4 KiB
+        // SAFETY: the bytes of a local integer, read only during the call.
         withUnsafeBytes(of: length.littleEndian) { body.replaceSubrange(0..<4, with: $0) }
         body[4] = kind
     }

@@ -32,6 +32,8 @@ public final class JournalFile {
     private(set) var size = 0
     private var snapshotSize = 0
     /// The shared mapping of the whole file (`capacity` bytes), nil once recording failed.
+    // SAFETY: valid from `reserve`'s mmap to `unmap`; written only by `write`, within
+    // `capacity`, on the one thread that owns this journal.
     private var mapping: UnsafeMutableRawPointer?
     private var capacity = 0
     /// The file is rewritten as a snapshot once it is this large and twice the last snapshot.
@@ -165,6 +167,8 @@ public final class JournalFile {
             failed = "reserving \(wanted) bytes for the journal \(path) failed: \(String(cString: strerror(reserved)))"
             return
         }
+        // SAFETY: the file is `wanted` bytes long and reserved on disk, so every page of
+        // the mapping is backed (no SIGBUS); the old mapping was unmapped above.
         guard let address = mmap(nil, wanted, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0),
             address != MAP_FAILED
         else {
@@ -176,6 +180,7 @@ public final class JournalFile {
     }
 
     private func unmap() {
+        // SAFETY: unmaps exactly what `reserve` mapped; `mapping` is cleared with it.
         if let mapping { munmap(mapping, capacity) }
         mapping = nil
         capacity = 0
