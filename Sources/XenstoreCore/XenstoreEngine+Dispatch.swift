@@ -38,8 +38,8 @@ extension XenstoreEngine {
     /// Checks type, privilege and transaction (in cxenstored's order), then runs the handler.
     mutating func dispatch(_ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
         guard let traits = OperationTraits.of(request.type) else { throw .ENOSYS }
-        if traits.requiresPrivilege && !request.connection.privileged { throw .EACCES }
-        if !traits.ignoresTransaction && request.message.txID != 0 && request.transaction == nil { throw .ENOENT }
+        if traits.requiresPrivilege && !request.caller.privileged { throw .EACCES }
+        if !traits.ignoresTransaction && request.message.txID != 0 && !request.inTransaction { throw .ENOENT }
 
         switch request.type {
         case .read: return try read(request)
@@ -74,20 +74,20 @@ extension XenstoreEngine {
 
     /// The access `connection` has under `perms`, and whether it counts as the owner.
     /// Privileged connections have everything; a SET_TARGET'd domain acts as itself and its target.
-    func access(_ connection: Connection, _ perms: XenstorePermissions) -> (access: XenstoreAccess, owner: Bool) {
-        if connection.privileged { return (.both, true) }
-        var ids = [connection.domid]
-        if let target = targets[connection.domid] { ids.append(target) }
+    func access(_ caller: Caller, _ perms: XenstorePermissions) -> (access: XenstoreAccess, owner: Bool) {
+        if caller.privileged { return (.both, true) }
+        var ids = [caller.domid]
+        if let target = targets[caller.domid] { ids.append(target) }
         if ids.contains(perms.owner.domid) { return (.both, true) }
         return (ids.reduce(XenstoreAccess.none) { $0.union(perms.access(for: $1)) }, false)
     }
 
-    func canRead(_ connection: Connection, _ perms: XenstorePermissions) -> Bool {
-        access(connection, perms).access.canRead
+    func canRead(_ caller: Caller, _ perms: XenstorePermissions) -> Bool {
+        access(caller, perms).access.canRead
     }
 
-    func canWrite(_ connection: Connection, _ perms: XenstorePermissions) -> Bool {
-        access(connection, perms).access.canWrite
+    func canWrite(_ caller: Caller, _ perms: XenstorePermissions) -> Bool {
+        access(caller, perms).access.canWrite
     }
 
     /// Resolves a path argument for `request`'s connection.
@@ -98,12 +98,12 @@ extension XenstoreEngine {
     ) throws(XenstoreError)
         -> XenstorePath
     {
-        let connection = request.connection
+        let caller = request.caller
         // Privileged connections too: cxenstored applies the path quota to everyone.
-        let limit = quotas(for: connection.domid).effectivePathLength
+        let limit = quotas(for: caller.domid).effectivePathLength
         return try XenstorePath.resolve(
             bytes,
-            relativeTo: connection.domainPath,
+            relativeTo: caller.domainPath,
             allowSpecial: allowSpecial,
             pathLimit: limit
         )
@@ -111,7 +111,7 @@ extension XenstoreEngine {
 
     /// Unprivileged connections are held to quotas; privileged ones are not.
     func limits(_ request: RequestContext) -> Quotas? {
-        request.connection.privileged ? nil : quotas(for: request.connection.domid)
+        request.caller.privileged ? nil : quotas(for: request.caller.domid)
     }
 
     /// Unprivileged connections of `domid` (quotas are per domain).
@@ -127,10 +127,10 @@ extension XenstoreEngine {
             for id in connections.keys where watcherIDs.contains(id) {
                 guard let connection = connections[id] else { continue }
                 let matched = connection.watches(matching: trigger)
-                guard !matched.isEmpty, mayObserve(connection, trigger) else { continue }
+                guard !matched.isEmpty, mayObserve(connection.caller, trigger) else { continue }
                 for watch in matched {
                     let event = XenstoreMessage.watchEvent(
-                        path: reportedPath(trigger.path, for: watch, connection),
+                        path: reportedPath(trigger.path, for: watch, connection.caller),
                         token: watch.token
                     )
                     // Events longer than the payload limit are dropped silently, as cxenstored does.
@@ -141,17 +141,17 @@ extension XenstoreEngine {
         return effects
     }
 
-    private func mayObserve(_ connection: Connection, _ trigger: WatchTrigger) -> Bool {
-        if connection.privileged { return true }
+    private func mayObserve(_ caller: Caller, _ trigger: WatchTrigger) -> Bool {
+        if caller.privileged { return true }
         if trigger.path.isSpecial {
-            return specialPerms[trigger.path.rawValue].map { canRead(connection, $0) } ?? false
+            return specialPerms[trigger.path.rawValue].map { canRead(caller, $0) } ?? false
         }
-        return trigger.perms.contains { canRead(connection, $0) }
+        return trigger.perms.contains { canRead(caller, $0) }
     }
 
     /// A relative watch hears relative paths (the domain path and its `/` stripped).
-    func reportedPath(_ path: XenstorePath, for watch: Watch, _ connection: Connection) -> String {
-        let prefix = connection.basePath + "/"
+    func reportedPath(_ path: XenstorePath, for watch: Watch, _ caller: Caller) -> String {
+        let prefix = caller.domainPath.rawValue + "/"
         guard watch.path.wasRelative, path.rawValue.hasPrefix(prefix) else { return path.rawValue }
         return String(path.rawValue.dropFirst(prefix.count))
     }

@@ -150,9 +150,9 @@ extension XenstoreEngine {
         let arguments = try optionalArguments(request.message.payload)
         let features: XenstoreServerFeatures
         if arguments.isEmpty {
-            features = serverFeatures(for: request.connection.domid)
+            features = serverFeatures(for: request.caller.domid)
         } else {
-            guard request.connection.privileged else { throw .EACCES }
+            guard request.caller.privileged else { throw .EACCES }
             guard arguments.count == 1 else { throw .EINVAL }
             let domid = try parseDomid(arguments[0])
             guard exists(domid) else { throw .ENOENT }

@@ -50,7 +50,7 @@ struct StoreView {
 
 extension XenstoreEngine {
     func view(for request: RequestContext) -> StoreView {
-        if let transaction = request.transaction {
+        if request.inTransaction, let transaction = connections[request.id]?.transactions[request.message.txID] {
             return StoreView(
                 tree: transaction.tree,
                 base: transaction.base,
@@ -69,7 +69,7 @@ extension XenstoreEngine {
     /// - Throws: ENOSPC if an unprivileged transaction now touches too many nodes.
     mutating func commit(_ view: StoreView, _ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
         // Outside a transaction the store already holds the change (changeTree).
-        guard request.transaction != nil else { return fire(view.triggers) }
+        guard request.inTransaction else { return fire(view.triggers) }
         // The nodes a transaction accessed, as cxenstored counts them: read, written, or relied on.
         if let limits = limits(request), (view.touched.count + view.dependencies.count).exceeds(limits.transactionNodes)
         {
@@ -89,7 +89,7 @@ extension XenstoreEngine {
 
     /// ``missing(_:in:_:)`` when the nearest existing ancestor's permissions are known.
     func missing(nearestPerms: XenstorePermissions, _ request: RequestContext) -> XenstoreError {
-        canRead(request.connection, nearestPerms) ? .ENOENT : .EACCES
+        canRead(request.caller, nearestPerms) ? .ENOENT : .EACCES
     }
 
     /// The node at `path`, which the caller must be allowed to read.
@@ -102,7 +102,7 @@ extension XenstoreEngine {
     {
         view.touch(path)
         guard let node = view.tree.node(at: path) else { throw missing(path, in: view.tree, request) }
-        guard canRead(request.connection, node.perms) else { throw .EACCES }
+        guard canRead(request.caller, node.perms) else { throw .EACCES }
         return node
     }
 
@@ -210,7 +210,7 @@ extension XenstoreEngine {
         let path = try resolve(XenstorePayload.singleArgument(request.message.payload), request, allowSpecial: true)
         if path.isSpecial {
             guard let perms = specialPerms[path.rawValue] else { throw .ENOENT }
-            guard canRead(request.connection, perms) else { throw .EACCES }
+            guard canRead(request.caller, perms) else { throw .EACCES }
             return [request.reply(perms.wire)]
         }
         try observe(path, request)
@@ -234,7 +234,7 @@ extension XenstoreEngine {
             (pathBytes, value) = try XenstorePayload.splitFirst(request.message.payload)
         }
         let path = try resolve(pathBytes, request)
-        let connection = request.connection
+        let caller = request.caller
         let limits = limits(request)
         let checksSize = limits.map { $0.nodeSize > 0 } ?? false
         var view = view(for: request)
@@ -251,12 +251,12 @@ extension XenstoreEngine {
             )
         }()
         let exists = depth == path.components.count
-        let newOwner = connection.privileged ? nil : connection.domid
-        guard canWrite(connection, found) else { throw .EACCES }
+        let newOwner = caller.privileged ? nil : caller.domid
+        guard canWrite(caller, found) else { throw .EACCES }
         if exists && mkdir { return [request.ok] + (try commit(view, request)) }
         let newNodes = path.components.count - depth
         if !exists {
-            if let limits, (view.tree.nodeCount(ownedBy: connection.domid) + newNodes).exceeds(limits.nodes) {
+            if let limits, (view.tree.nodeCount(ownedBy: caller.domid) + newNodes).exceeds(limits.nodes) {
                 throw .ENOSPC
             }
             if view.base != nil {
@@ -317,10 +317,10 @@ extension XenstoreEngine {
         guard depth == path.components.count else {
             // Only the parent's existence and permissions decide the answer.
             guard depth == path.components.count - 1 else { throw missing(nearestPerms: found, request) }
-            guard canRead(request.connection, found) else { throw .EACCES }
+            guard canRead(request.caller, found) else { throw .EACCES }
             return [request.ok] + (try commit(view, request))
         }
-        guard canWrite(request.connection, found) else { throw .EACCES }
+        guard canWrite(request.caller, found) else { throw .EACCES }
         let generation = nextGeneration()
         let removed = changeTree(&view) { $0.remove(path, generation: generation) }
         view.changed(removalTriggers(removed))
@@ -351,12 +351,12 @@ extension XenstoreEngine {
         guard let perms = XenstorePermissions(wire: rest) else { throw .EINVAL }
         let limits = limits(request)
         if let limits, perms.entries.count.exceeds(limits.permissions) { throw .ENOSPC }
-        let connection = request.connection
+        let caller = request.caller
 
         if path.isSpecial {
             guard let old = specialPerms[path.rawValue] else { throw .ENOENT }
-            guard access(connection, old).owner else { throw .EACCES }
-            if perms.owner.domid != old.owner.domid && !connection.privileged { throw .EPERM }
+            guard access(caller, old).owner else { throw .EACCES }
+            if perms.owner.domid != old.owner.domid && !caller.privileged { throw .EPERM }
             specialPerms[path.rawValue] = perms
             return [request.ok]
         }
@@ -364,8 +364,8 @@ extension XenstoreEngine {
         var view = view(for: request)
         view.touch(path)
         guard let node = view.tree.node(at: path) else { throw missing(path, in: view.tree, request) }
-        guard access(connection, node.perms).owner else { throw .EACCES }
-        if perms.owner.domid != node.perms.owner.domid && !connection.privileged { throw .EPERM }
+        guard access(caller, node.perms).owner else { throw .EACCES }
+        if perms.owner.domid != node.perms.owner.domid && !caller.privileged { throw .EPERM }
         if let limits, limits.nodeSize > 0,
             node.recordSize + 8 * (perms.entries.count - node.perms.entries.count) >= limits.nodeSize
         {

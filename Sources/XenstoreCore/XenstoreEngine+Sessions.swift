@@ -47,16 +47,16 @@ extension XenstoreEngine {
         let arguments = try XenstorePayload.arguments(request.message.payload, count: 2)
         let path = try resolve(arguments[0], request, allowSpecial: true)
         let token = arguments[1]
-        let connection = request.connection
-        if connection.hasWatch(path: path, token: token) { throw .EEXIST }
+        let caller = request.caller
+        if connections[request.id]?.hasWatch(path: path, token: token) == true { throw .EEXIST }
         if let limits = limits(request) {
-            let held = unprivilegedConnections(of: connection.domid).reduce(0) { $0 + $1.watches.count }
+            let held = unprivilegedConnections(of: caller.domid).reduce(0) { $0 + $1.watches.count }
             if held.exceeds(limits.watches) { throw .E2BIG }
         }
         let watch = Watch(path: path, token: token)
         connections[request.id]?.addWatch(watch)
         watcherIDs.insert(request.id)
-        let event = XenstoreMessage.watchEvent(path: reportedPath(path, for: watch, connection), token: token)
+        let event = XenstoreMessage.watchEvent(path: reportedPath(path, for: watch, caller), token: token)
         return [request.ok] + (event.fitsOnWire ? [.send(to: request.id, event)] : [])
     }
 
@@ -84,7 +84,7 @@ extension XenstoreEngine {
     /// domain already has more than the transaction quota open.
     mutating func transactionStart(_ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
         if request.message.txID != 0 { throw .EBUSY }
-        let connection = request.connection
+        guard let connection = connections[request.id] else { throw .ENOENT }
         if let limits = limits(request) {
             let open = unprivilegedConnections(of: connection.domid).reduce(0) { $0 + $1.transactions.count }
             if open.exceeds(limits.transactions) { throw .ENOSPC }
@@ -111,7 +111,8 @@ extension XenstoreEngine {
         case [UInt8(ascii: "F")]: commit = false
         default: throw .EINVAL
         }
-        guard let transaction = request.transaction else { throw .ENOENT }
+        guard request.inTransaction, let transaction = connections[request.id]?.transactions[request.message.txID]
+        else { throw .ENOENT }
         connections[request.id]?.transactions[request.message.txID] = nil
         guard commit else { return [request.ok] }
         if transaction.lost || transaction.conflicted || changedSinceAccessed(transaction) { throw .EAGAIN }
@@ -121,7 +122,7 @@ extension XenstoreEngine {
         // of the same domain may have committed since. Count again on the result,
         // or eleven transactions of 900 nodes each would all fit a quota of 1000.
         if let limits = limits(request) {
-            let domid = request.connection.domid
+            let domid = request.caller.domid
             let after = tree.nodeCount(ownedBy: domid)
             if after > store.nodeCount(ownedBy: domid), after.exceeds(limits.nodes) { throw .ENOSPC }
         }

@@ -144,8 +144,14 @@ public struct XenstoreEngine: Sendable {
             guard connections[id] != nil else { return [] }
             catchUp(request.txID, of: id)
         }
-        guard let connection = connections[id] else { return [] }
-        let context = RequestContext(message: request, id: id, connection: connection)
+        guard let index = connections.index(forKey: id) else { return [] }
+        let context = RequestContext(
+            message: request,
+            id: id,
+            caller: connections.values[index].caller,
+            inTransaction: request.txID != 0
+                && connections.values[index].transactions.index(forKey: request.txID) != nil
+        )
         do {
             return try dispatch(context)
         } catch {
@@ -322,9 +328,19 @@ struct Transaction: Sendable {
     }
 }
 
-struct Connection: Sendable {
+/// Who sent a request: all that permission checks and path resolution need of its
+/// connection (a request carries this, not a copy of the whole connection).
+struct Caller: Sendable {
     let domid: DomID
     let privileged: Bool
+    /// The base of relative paths (made once: every request with a path needs it).
+    let domainPath: XenstorePath
+}
+
+struct Connection: Sendable {
+    let caller: Caller
+    var domid: DomID { caller.domid }
+    var privileged: Bool { caller.privileged }
     /// A guest's ring: it survives a restart of the daemon.
     var persistent = false
     /// In registration order.
@@ -388,24 +404,25 @@ struct Connection: Sendable {
     }
 
     init(domid: DomID, privileged: Bool, persistent: Bool = false) {
-        self.domid = domid
-        self.privileged = privileged
+        self.caller = Caller(
+            domid: domid,
+            privileged: privileged,
+            domainPath: XenstorePath(trusted: XenstorePath.domainPath(domid))
+        )
         self.persistent = persistent
-        self.domainPath = XenstorePath(trusted: XenstorePath.domainPath(domid))
     }
 
-    /// The base of relative paths (made once: every request with a path needs it).
-    let domainPath: XenstorePath
-    var basePath: String { domainPath.rawValue }
+    var basePath: String { caller.domainPath.rawValue }
 }
 
 struct RequestContext {
     let message: XenstoreMessage
     let id: ConnectionID
-    let connection: Connection
+    let caller: Caller
+    /// The request names a transaction (tx_id ≠ 0) that its connection has open.
+    let inTransaction: Bool
 
     var type: XenstoreMessageType { message.type }
-    var transaction: Transaction? { message.txID == 0 ? nil : connection.transactions[message.txID] }
 
     func reply(_ payload: [UInt8]) -> XenstoreEffect { .send(to: id, .reply(to: message, payload: payload)) }
     var ok: XenstoreEffect { .send(to: id, .ok(replyingTo: message)) }
