@@ -311,10 +311,8 @@ extension XenstoreEngine {
                 )
             )
             for watch in connection.watches {
-                let base = connection.basePath + "/"
-                let path =
-                    watch.path.wasRelative && watch.path.rawValue.hasPrefix(base)
-                    ? String(watch.path.rawValue.dropFirst(base.count)) : watch.path.rawValue
+                // As the client sent it: relative again if it was.
+                let path = reportedPath(watch.path, for: watch, connection.caller)
                 entries.append(
                     .request(
                         id,

@@ -411,8 +411,6 @@ struct Connection: Sendable {
         )
         self.persistent = persistent
     }
-
-    var basePath: String { caller.domainPath.rawValue }
 }
 
 struct RequestContext {
