@@ -51,8 +51,12 @@ public final class XenstoreHub: @unchecked Sendable {
     /// Replies queued for a connection beyond which it is no longer read.
     public let maxQueuedMessages: Int
 
-    private var engine: XenstoreEngine
-    private var connections: [ConnectionID: Connection] = [:]
+    // SAFETY: these and `Connection`'s mutable fields are not checked for exclusivity at
+    // run time. Every access runs on `eventLoop` (one thread), each is a single call into
+    // pure code (the engine, a decoder, a queue) that cannot call back into the hub while
+    // the access is open, and the checks cost more than a request's dictionary work.
+    @exclusivity(unchecked) private var engine: XenstoreEngine
+    @exclusivity(unchecked) private var connections: [ConnectionID: Connection] = [:]
     private var nextID: UInt64 = 1
     /// Every input to the engine goes here first, so a restarted daemon can rebuild it.
     private let journal: JournalFile?
@@ -65,9 +69,12 @@ public final class XenstoreHub: @unchecked Sendable {
     private final class Connection {
         let endpoint: any XenstoreEndpoint
         let domid: DomID
-        var decoder = XenstoreDecoder()
-        var outbound = OutboundQueue()
-        var readingPaused = false
+        // SAFETY: unchecked for exclusivity, as the hub's own fields above.
+        @exclusivity(unchecked) var decoder = XenstoreDecoder()
+        @exclusivity(unchecked) var outbound = OutboundQueue()
+        @exclusivity(unchecked) var readingPaused = false
+        /// False once ``XenstoreHub/detach(_:)`` forgot it.
+        @exclusivity(unchecked) var attached = true
 
         init(endpoint: any XenstoreEndpoint, domid: DomID) {
             self.endpoint = endpoint
@@ -172,6 +179,7 @@ public final class XenstoreHub: @unchecked Sendable {
     /// it had taken from its ring but not finished.
     public func reattach(_ endpoint: any XenstoreEndpoint, id: ConnectionID, domid: DomID) -> [UInt8] {
         eventLoop.preconditionInEventLoop()
+        connections[id]?.attached = false
         connections[id] = Connection(endpoint: endpoint, domid: domid)
         return ringPrefixes[id] ?? []
     }
@@ -179,7 +187,8 @@ public final class XenstoreHub: @unchecked Sendable {
     /// Forgets a peer: its watches and transactions go with it.
     public func detach(_ id: ConnectionID) {
         eventLoop.preconditionInEventLoop()
-        guard connections.removeValue(forKey: id) != nil else { return }
+        guard let connection = connections.removeValue(forKey: id) else { return }
+        connection.attached = false
         ringPrefixes[id] = nil
         record(.disconnect(id))
         engine.disconnect(id)
@@ -208,7 +217,7 @@ public final class XenstoreHub: @unchecked Sendable {
             if JournalEntry.matters(message) || endsPrefix { record(.request(id, message)) }
             endsPrefix = false
             guard let metrics else {
-                apply(engine.handle(message, from: id))
+                apply(engine.handle(message, from: id), requester: (id, connection))
                 continue
             }
             let start = ContinuousClock.now
@@ -219,7 +228,7 @@ public final class XenstoreHub: @unchecked Sendable {
                 nanoseconds: took.components.seconds * 1_000_000_000 + took.components.attoseconds / 1_000_000_000,
                 effects: effects
             )
-            apply(effects)
+            apply(effects, requester: (id, connection))
         }
         if journal?.wantsCompaction == true { compact() }
         if case .failed(let error) = connection.decoder.state {
@@ -260,19 +269,25 @@ public final class XenstoreHub: @unchecked Sendable {
 
     public var connectionCount: Int { connections.count }
 
-    private func apply(_ effects: [XenstoreEffect]) {
+    /// Carries out effects. `requester` is the connection whose request produced them,
+    /// already looked up: most effects are its one reply.
+    private func apply(_ effects: [XenstoreEffect], requester: (id: ConnectionID, connection: Connection)? = nil) {
         // The connections to drain: most effects are one reply, so the first is
         // kept apart and the array is made only for a second one.
-        var first: ConnectionID?
-        var others: [ConnectionID] = []
+        var first: Connection?
+        var others: [Connection] = []
         for effect in effects {
             switch effect {
             case .send(let to, let message):
-                guard let connection = connections[to] else { continue }
+                guard let connection = to == requester?.id ? requester?.connection : connections[to] else { continue }
                 if !connection.outbound.enqueue(message) {
                     logger.debug("watch event dropped: queue full", metadata: ["connection": "\(to)"])
                 }
-                if first == nil { first = to } else if to != first { others.append(to) }
+                if first == nil {
+                    first = connection
+                } else if connection !== first {
+                    others.append(connection)
+                }
             case .introduceDomain(let domid, let frame, let port):
                 logger.info(
                     "domain introduced",
@@ -288,10 +303,9 @@ public final class XenstoreHub: @unchecked Sendable {
                 logger.info("\(line)")
             }
         }
-        if let first, let connection = connections[first] { drain(connection) }
-        for id in others {
-            if let connection = connections[id] { drain(connection) }
-        }
+        // A connection detached meanwhile (an effect released its domain) is not drained.
+        if let first, first.attached { drain(first) }
+        for connection in others where connection.attached { drain(connection) }
     }
 
     private func drain(_ connection: Connection) {
