@@ -58,7 +58,16 @@ final class SocketEndpoint: XenstoreEndpoint {
     /// The transport handler's place in the pipeline: replies start there, not at
     /// the pipeline's tail (the handler is the pipeline's only one).
     private let context: ChannelHandlerContext
-    private var pending: ByteBuffer?
+    // SAFETY: unchecked for exclusivity: used on the channel's loop only, and no
+    // access stays open across a call out of this class.
+    @exclusivity(unchecked) private var pending: ByteBuffer?
+    /// The last flushed buffer, kept to gather the next batch into: the channel has
+    /// written it by then (at once, on a socket that takes it), so it is ours alone
+    /// again and `clear()` reuses it instead of allocating. (If the channel still holds
+    /// it, `clear()` allocates fresh storage: never a copy, never a change to its bytes.)
+    @exclusivity(unchecked) private var spare: ByteBuffer?
+    /// The largest buffer kept as ``spare``, so one burst does not pin its memory.
+    static let spareLimit = 16 * 1024
     /// Gathered bytes beyond which the endpoint reports itself not writable (NIO's
     /// default high watermark), so the hub keeps the rest in its bounded queue.
     static let gatherLimit = 64 * 1024
@@ -72,22 +81,34 @@ final class SocketEndpoint: XenstoreEndpoint {
 
     func write(_ message: XenstoreMessage) {
         // Taken out while it grows, so that it stays uniquely referenced.
-        var buffer = pending.take() ?? channel.allocator.buffer(capacity: XenstoreHeader.size + message.payload.count)
-        // The header's four little-endian words, then the payload (as `encode(into:)`).
-        buffer.writeMultipleIntegers(
-            message.type.rawValue,
-            message.reqID,
-            message.txID,
-            UInt32(truncatingIfNeeded: message.payload.count),
-            endianness: .little
-        )
-        buffer.writeBytes(message.payload)
+        var buffer: ByteBuffer
+        if let gathered = pending.take() {
+            buffer = gathered
+        } else if var reused = spare.take() {
+            reused.clear()
+            buffer = reused
+        } else {
+            buffer = channel.allocator.buffer(capacity: XenstoreHeader.size + message.payload.count)
+        }
+        let size = XenstoreHeader.size + message.payload.count
+        // SAFETY: NIO hands a region of at least `size` writable bytes, used only inside
+        // the closure; exactly `size` are written (header, then payload) and reported.
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { destination in
+            message.storeHeader(into: destination)
+            message.payload.withUnsafeBytes { payload in
+                UnsafeMutableRawBufferPointer(rebasing: destination[XenstoreHeader.size..<size]).copyMemory(
+                    from: payload
+                )
+            }
+            return size
+        }
         pending = buffer
     }
 
     func flush() {
         guard let pending else { return }
         self.pending = nil
+        spare = pending.capacity <= Self.spareLimit ? pending : nil
         context.writeAndFlush(NIOAny(pending), promise: nil)
     }
 

@@ -60,13 +60,27 @@ public struct XenstoreMessage: Hashable, Sendable, CustomStringConvertible {
     /// Appends the header and payload to `buffer`.
     public func encode(into buffer: inout [UInt8]) {
         buffer.reserveCapacity(buffer.count + XenstoreHeader.size + payload.count)
+        var header: (UInt64, UInt64) = (0, 0)
+        // SAFETY: the tuple is 16 contiguous bytes, used only inside the closure.
+        withUnsafeMutableBytes(of: &header) { header in
+            storeHeader(into: header)
+            buffer.append(contentsOf: header)
+        }
+        buffer.append(contentsOf: payload)
+    }
+
+    /// Stores the 16-byte header, fields little-endian, at the start of `destination`
+    /// (which must hold at least ``XenstoreHeader/size`` bytes): the one spelling of the
+    /// header layout that every encoder uses.
+    public func storeHeader(into destination: UnsafeMutableRawBufferPointer) {
+        precondition(destination.count >= XenstoreHeader.size, "no room for a xenstore header")
         // The length always fits: an Array's count is far below UInt32.max in any
         // message this package builds, and a longer one is a caller bug we clamp rather than trap on.
         let length = UInt32(exactly: payload.count) ?? UInt32.max
-        for field in [type.rawValue, reqID, txID, length] {
-            appendLittleEndian(field, to: &buffer)
-        }
-        buffer.append(contentsOf: payload)
+        destination.storeBytes(of: type.rawValue.littleEndian, toByteOffset: XenstoreHeader.typeOffset, as: UInt32.self)
+        destination.storeBytes(of: reqID.littleEndian, toByteOffset: XenstoreHeader.reqIDOffset, as: UInt32.self)
+        destination.storeBytes(of: txID.littleEndian, toByteOffset: XenstoreHeader.txIDOffset, as: UInt32.self)
+        destination.storeBytes(of: length.littleEndian, toByteOffset: XenstoreHeader.lenOffset, as: UInt32.self)
     }
 
     public var description: String {
@@ -109,12 +123,4 @@ extension XenstoreMessage {
         let name = payload.last == 0 ? payload.dropLast() : payload[...]
         return XenstoreError(wireName: String(decoding: name, as: UTF8.self))
     }
-}
-
-@inline(__always)
-func appendLittleEndian(_ value: UInt32, to buffer: inout [UInt8]) {
-    buffer.append(UInt8(truncatingIfNeeded: value))  // truncation selects one byte: intended
-    buffer.append(UInt8(truncatingIfNeeded: value >> 8))
-    buffer.append(UInt8(truncatingIfNeeded: value >> 16))
-    buffer.append(UInt8(truncatingIfNeeded: value >> 24))
 }
