@@ -143,27 +143,32 @@ public struct XenstorePath: Hashable, Sendable, CustomStringConvertible {
         }
         let relative = first != UInt8(ascii: "/")
         var components: [String] = []
-        var full = bytes
+        let baseLength = relative ? base.rawValue.utf8.count + 1 : 0
+        let length = baseLength + bytes.count
         if relative {
             components.reserveCapacity(base.components.count + 8)
             components += base.components
-            full = []
-            full.reserveCapacity(base.rawValue.utf8.count + 1 + bytes.count)
-            full += base.rawValue.utf8
-            full.append(UInt8(ascii: "/"))
-            full += bytes
         } else {
             components.reserveCapacity(8)
         }
-        guard full.count <= XenstoreInterface.absolutePathMax,
+        guard length <= XenstoreInterface.absolutePathMax,
             appendNames(of: bytes, from: relative ? 0 : 1, to: &components)
         else { throw .EINVAL }
-        guard full.count - localPrefixLength(components) <= pathLimit else { throw .EINVAL }
-        return XenstorePath(
-            rawValue: String(decoding: full, as: UTF8.self),
-            components: components,
-            wasRelative: relative
-        )
+        guard length - localPrefixLength(components) <= pathLimit else { throw .EINVAL }
+        // The text written once into the string's own storage (checked above: ASCII).
+        let rawValue = String(unsafeUninitializedCapacity: length) { text in
+            // SAFETY: `text` has room for `length` bytes: the base's, a slash and `bytes`;
+            // only that many are written and their count is returned.
+            var written = 0
+            if relative {
+                written = text.initialize(fromContentsOf: base.rawValue.utf8)
+                text[written] = UInt8(ascii: "/")
+                written += 1
+            }
+            written += UnsafeMutableBufferPointer(rebasing: text[written...]).initialize(fromContentsOf: bytes)
+            return written
+        }
+        return XenstorePath(rawValue: rawValue, components: components, wasRelative: relative)
     }
 
     /// Appends the names in `bytes` from index `first` on (after an absolute path's
