@@ -211,9 +211,12 @@ struct Tree: Sendable {
 
     /// Removes the subtree at `path` (which must exist and not be `/`).
     ///
+    /// - Parameter listing: whether to return the removed nodes. Their paths are built
+    ///   one by one, so a caller that neither fires watches nor logs a transaction
+    ///   passes false and gets `[]`.
     /// - Returns: every removed node, pre-order (the subtree root first).
     @discardableResult
-    mutating func remove(_ path: XenstorePath, generation: UInt64) -> [RemovedNode] {
+    mutating func remove(_ path: XenstorePath, generation: UInt64, listing: Bool = true) -> [RemovedNode] {
         let components = path.components
         guard let name = components.last else { return [] }
         let detached = Tree.mutate(&root, components.dropLast()) { parent -> (Node, XenstorePermissions)? in
@@ -222,15 +225,30 @@ struct Tree: Sendable {
             return (child, parent.perms)
         }
         guard let (subtree, parentPerms) = detached ?? nil else { return [] }
+        // Removed nodes per owner, counted apart: a subtree mostly has one owner, so
+        // the dictionary is changed once, not once per node.
+        var owners: [(domid: DomID, count: Int)] = []
+        func count(_ owner: DomID) {
+            if let index = owners.firstIndex(where: { $0.domid == owner }) {
+                owners[index].count += 1
+            } else {
+                owners.append((owner, 1))
+            }
+        }
         var removed: [RemovedNode] = []
         func visit(_ node: Node, _ path: XenstorePath, _ parentPerms: XenstorePermissions) {
+            count(node.perms.owner.domid)
             removed.append(RemovedNode(path: path, perms: node.perms, parentPerms: parentPerms))
             for (name, child) in node.children { visit(child, path.appending(name), node.perms) }
         }
-        visit(subtree, path, parentPerms)
-        for entry in removed {
-            ownerCounts[entry.perms.owner.domid, default: 0] -= 1
-            if ownerCounts[entry.perms.owner.domid] == 0 { ownerCounts[entry.perms.owner.domid] = nil }
+        func visitUnlisted(_ node: Node) {
+            count(node.perms.owner.domid)
+            for child in node.children.values { visitUnlisted(child) }
+        }
+        if listing { visit(subtree, path, parentPerms) } else { visitUnlisted(subtree) }
+        for (owner, count) in owners {
+            let left = ownerCounts[owner, default: 0] - count
+            ownerCounts[owner] = left == 0 ? nil : left
         }
         return removed
     }

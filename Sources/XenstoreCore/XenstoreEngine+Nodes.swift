@@ -322,7 +322,9 @@ extension XenstoreEngine {
         }
         guard canWrite(request.caller, found) else { throw .EACCES }
         let generation = nextGeneration()
-        let removed = changeTree(&view) { $0.remove(path, generation: generation) }
+        // The removed nodes are needed for watch events and a transaction's log only.
+        let listing = view.keepsTriggers || inTransaction
+        let removed = changeTree(&view) { $0.remove(path, generation: generation, listing: listing) }
         view.changed(removalTriggers(removed))
         if inTransaction {
             view.log.append(.remove(path))

@@ -111,6 +111,7 @@ public struct XenstoreEngine: Sendable {
     /// in place. A write outside a transaction thus copies no node that only the
     /// store holds (a directory of 100,000 children is not copied to add one).
     /// Callers check everything first: nothing may fail once `body` ran.
+    @discardableResult
     mutating func changeTree<R>(_ view: inout StoreView, _ body: (inout Tree) -> R) -> R {
         if view.base != nil { return body(&view.tree) }
         view.tree = Tree.placeholder  // let go of the view's reference: the store's nodes are unique again
