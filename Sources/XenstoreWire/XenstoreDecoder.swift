@@ -47,9 +47,12 @@ public struct XenstoreDecoder: Sendable {
         case failed(XenstoreDecodingError)
     }
 
-    private var buffer: [UInt8] = []
-    private var readIndex = 0
-    private var failure: XenstoreDecodingError?
+    // Internal but usable from inlinable code: `append` is inlined into its callers so
+    // that it is specialised for their byte type (unspecialised, it cost more than the
+    // rest of a request's decoding).
+    @usableFromInline var buffer: [UInt8] = []
+    @usableFromInline var readIndex = 0
+    @usableFromInline var failure: XenstoreDecodingError?
 
     public init() {}
 
@@ -63,6 +66,7 @@ public struct XenstoreDecoder: Sendable {
     public var buffered: Int { buffer.count - readIndex }
 
     /// Adds bytes to the stream without decoding them; call ``next()`` to take messages out.
+    @inlinable
     public mutating func append(_ bytes: some Sequence<UInt8>) {
         guard failure == nil else { return }
         if readIndex > 0 && readIndex == buffer.count {

@@ -112,6 +112,7 @@ extension XenstoreMessage {
     }
 
     /// An unsolicited WATCH_EVENT (`path NUL token NUL`, req_id = tx_id = 0).
+    @inlinable
     public static func watchEvent(path: some StringProtocol, token: [UInt8]) -> XenstoreMessage {
         XenstoreMessage(type: .watchEvent, payload: XenstorePayload.watchEvent(path: path, token: token))
     }

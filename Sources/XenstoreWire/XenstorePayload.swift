@@ -44,12 +44,21 @@ public enum XenstorePayload {
         Array(error.name.utf8) + [0]
     }
 
-    /// `path NUL token NUL`.
+    /// `path NUL token NUL`. Inlinable, as the ones below: a generic function called
+    /// from another module runs unspecialised unless its body is visible there.
+    @inlinable
     public static func watchEvent(path: some StringProtocol, token: [UInt8]) -> [UInt8] {
-        Array(path.utf8) + [0] + token + [0]
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(path.utf8.count + token.count + 2)
+        bytes.append(contentsOf: path.utf8)
+        bytes.append(0)
+        bytes += token
+        bytes.append(0)
+        return bytes
     }
 
     /// Each string followed by NUL (DIRECTORY names, GET_PERMS entries, argument lists).
+    @inlinable
     public static func strings(_ strings: some Sequence<some StringProtocol>) -> [UInt8] {
         var bytes: [UInt8] = []
         for string in strings {
@@ -60,8 +69,13 @@ public enum XenstorePayload {
     }
 
     /// One string followed by NUL (GET_DOMAIN_PATH, TRANSACTION_START, decimal answers).
+    @inlinable
     public static func string(_ string: some StringProtocol) -> [UInt8] {
-        Array(string.utf8) + [0]
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(string.utf8.count + 1)
+        bytes.append(contentsOf: string.utf8)
+        bytes.append(0)
+        return bytes
     }
 
     /// The single argument of a one-argument request: the payload minus its final NUL.
