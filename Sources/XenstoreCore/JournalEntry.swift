@@ -53,13 +53,39 @@ public enum JournalEntry: Sendable, Hashable {
     /// Replaces `record`'s contents by this entry's record, reusing its storage (the
     /// daemon encodes one per request into the same buffer).
     public func encode(into record: inout [UInt8]) {
-        // The length is patched in once the body is known.
         record.removeAll(keepingCapacity: true)
-        record += [0, 0, 0, 0, 0]
-        if case .request(_, let message) = self {
-            record.reserveCapacity(5 + 8 + XenstoreHeader.size + message.payload.count)
+        if case .request(let id, let message) = self {
+            // The daemon's one record per request, stored field by field into space made
+            // once (the same bytes as `encodeBody`, which the tests compare).
+            let size = 5 + 8 + XenstoreHeader.size + message.payload.count
+            record.append(contentsOf: repeatElement(0, count: size))
+            // SAFETY: the record's `size` bytes, used only inside the closure; every
+            // store and the payload copy end within them.
+            record.withUnsafeMutableBytes { bytes in
+                bytes.storeBytes(of: UInt32(truncatingIfNeeded: size - 4).littleEndian, as: UInt32.self)
+                bytes[4] = Self.requestKind
+                bytes.storeBytes(of: id.rawValue.littleEndian, toByteOffset: 5, as: UInt64.self)
+                message.storeHeader(into: UnsafeMutableRawBufferPointer(rebasing: bytes[13...]))
+                message.payload.withUnsafeBytes { payload in
+                    UnsafeMutableRawBufferPointer(rebasing: bytes[(13 + XenstoreHeader.size)...]).copyMemory(
+                        from: payload
+                    )
+                }
+            }
+            return
         }
+        // The length is patched in once the body is known.
+        record += [0, 0, 0, 0, 0]
         Self.encodeBody(of: self, into: &record)
+    }
+
+    private static let requestKind: UInt8 = 3
+
+    /// The general encoder (every kind); `encode(into:)` writes requests itself.
+    static func encodedByBody(_ entry: JournalEntry) -> [UInt8] {
+        var record: [UInt8] = [0, 0, 0, 0, 0]
+        encodeBody(of: entry, into: &record)
+        return record
     }
 
     private static func encodeBody(of entry: JournalEntry, into body: inout [UInt8]) {
@@ -74,7 +100,7 @@ public enum JournalEntry: Sendable, Hashable {
             kind = 2
             Self.append(id.rawValue, to: &body)
         case .request(let id, let message):
-            kind = 3
+            kind = requestKind
             Self.append(id.rawValue, to: &body)
             message.encode(into: &body)
         case .domainShutdown(let domid):

@@ -127,6 +127,26 @@ struct JournalTests {
         #expect(JournalEntry.decode(bytes + [0xFF, 0xFF, 0xFF, 0x7F, 1]).entries == entries)
     }
 
+    /// A request's record, which the daemon writes field by field, is the general
+    /// encoder's record, and decodes back to the request (payloads empty to full, ids
+    /// and header words across their range, a record buffer reused from a bigger one).
+    @Test func aRequestRecordIsTheGeneralEncoding() {
+        var generator = SystemRandomNumberGenerator()
+        var record = [UInt8](repeating: 0xAA, count: 5000)
+        for payloadCount in [0, 1, 2, 17, 4095, 4096] {
+            let message = XenstoreMessage(
+                type: XenstoreMessageType(rawValue: UInt32.random(in: 0...30, using: &generator)),
+                reqID: UInt32.random(in: 0...UInt32.max, using: &generator),
+                txID: UInt32.random(in: 0...UInt32.max, using: &generator),
+                payload: (0..<payloadCount).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            )
+            let entry = JournalEntry.request(ConnectionID(UInt64.random(in: 0...UInt64.max)), message)
+            entry.encode(into: &record)
+            #expect(record == JournalEntry.encodedByBody(entry))
+            #expect(JournalEntry.decode(record).entries == [entry])
+        }
+    }
+
     /// A ring connection's message prefix lasts until its message, the connection or
     /// an explicit end; the engine's state does not depend on it.
     @Test func ringPrefixesEndWithTheirMessage() {
