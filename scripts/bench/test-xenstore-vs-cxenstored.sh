@@ -12,7 +12,10 @@
 # Both daemons start fresh (cxenstored through cxenstored-without-xen.sh) and serve
 # only their sockets. Prints each round's wall time and daemon CPU time, the best
 # of the rounds for each and their ratio, then test-xenstore's per-test averages
-# from each daemon's best round. Not a test and not run by CI (docs/TESTING.md).
+# from each daemon's best round. Then the floor beneath both (read-round-trip.c): as
+# many round trips as a test-xenstore run makes, against a server that does nothing,
+# and one READ at a time against each daemon. Not a test and not run by CI
+# (docs/TESTING.md).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 iterations=500 rounds=3 placement=same
@@ -27,9 +30,9 @@ done
 shift $((OPTIND - 1))
 conch=${1:-.build/release/conch}
 case $placement in
-same) daemon=(taskset -c 0) client=(taskset -c 0) ;;
-split) daemon=(taskset -c 1) client=(taskset -c 0) ;;
-free) daemon=() client=() ;;
+same) daemon=(taskset -c 0) client=(taskset -c 0) server_cpu=(0) ;;
+split) daemon=(taskset -c 1) client=(taskset -c 0) server_cpu=(1) ;;
+free) daemon=() client=() server_cpu=() ;;
 *) echo "placement: same, split or free" >&2; exit 2 ;;
 esac
 . "$here/cxenstored-without-xen.sh" --env
@@ -43,16 +46,19 @@ for _ in $(seq 100); do [ -S "$work/cx/socket" ] && [ -S "$work/co/socket" ] && 
 [ -S "$work/cx/socket" ] && [ -S "$work/co/socket" ] || { echo "a daemon did not start" >&2; exit 1; }
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+writes() { awk '/^syscw/ {print $2}' "/proc/$1/io"; }
 declare -A best best_round
 echo "test-xenstore -i $iterations, $rounds rounds, placement $placement"
 for round in $(seq "$rounds"); do
     for name in cxenstored conch; do
         if [ $name = cxenstored ]; then pid=$cx socket=$work/cx/socket; else pid=$co socket=$work/co/socket; fi
-        before=$(ticks $pid) start=$(date +%s%N)
+        before=$(ticks $pid) writes_before=$(writes $pid) start=$(date +%s%N)
         XENSTORED_PATH=$socket "${client[@]}" "$XEN_TOOLS/test-xenstore" -i "$iterations" >"$work/$name.$round" 2>&1 \
             || { echo "test-xenstore failed against $name: $(tail -n 3 "$work/$name.$round")" >&2; exit 1; }
         wall=$((($(date +%s%N) - start) / 1000000))
         cpu=$((($(ticks $pid) - before) * 1000 / $(getconf CLK_TCK)))
+        # conch writes each reply with one write(2) here: its count is the run's requests.
+        [ $name = conch ] && requests=$(($(writes $pid) - writes_before))
         printf 'round %d  %-10s  wall %5d ms  daemon CPU %5d ms\n' "$round" $name $wall $cpu
         if [ -z "${best[$name]:-}" ] || [ $wall -lt "${best[$name]}" ]; then best[$name]=$wall best_round[$name]=$round; fi
     done
@@ -67,3 +73,22 @@ paste -d'\n' "$work/cxenstored.${best_round[cxenstored]}" "$work/conch.${best_ro
       match($0, /avg: [0-9]+/); value = substr($0, RSTART + 5, RLENGTH - 5) / 1000 }
     NR % 2 == 1 { cx = value; next }
     { printf "| %s | %.1f | %.1f | %.2f |\n", name, cx, value, value / cx }'
+
+compiler=$(command -v cc || command -v gcc || command -v clang) || { echo "no C compiler for the floor" >&2; exit 0; }
+"$compiler" -O2 -o "$work/read-round-trip" "$here/read-round-trip.c"
+echo
+echo "The floor: $requests round trips (one test-xenstore run's requests), best of $rounds"
+for name in floor cxenstored conch; do
+    case $name in
+    floor) arguments=(--floor "$requests" "${server_cpu[@]}") ;;
+    cxenstored) arguments=("$work/cx/socket" "$requests") ;;
+    conch) arguments=("$work/co/socket" "$requests") ;;
+    esac
+    fastest=
+    for _ in $(seq "$rounds"); do
+        line=$("${client[@]}" "$work/read-round-trip" "${arguments[@]}")
+        milliseconds=$(echo "$line" | sed -E 's/.* in ([0-9]+) ms.*/\1/')
+        if [ -z "$fastest" ] || [ "$milliseconds" -lt "$fastest" ]; then fastest=$milliseconds fastest_line=$line; fi
+    done
+    echo "  $fastest_line"
+done
