@@ -10,7 +10,7 @@ import XenABI
 import XenstoreWire
 
 /// The tree a request works on: the store, or its transaction's copy. Handlers mutate a
-/// `StoreView` and ``XenstoreEngine/commit(_:_:)`` keeps it only if the request succeeded.
+/// `StoreView` and ``XenstoreEngine/commit(_:_:reply:)`` keeps it only if the request succeeded.
 struct StoreView {
     var tree: Tree
     /// The transaction's snapshot, nil outside transactions.
@@ -64,12 +64,19 @@ extension XenstoreEngine {
     }
 
     /// Keeps a successful request's changes: in its transaction (events wait for commit), or
-    /// in the store (events fire now).
+    /// in the store (events fire now); then answers: `reply` first, then any events.
     ///
     /// - Throws: ENOSPC if an unprivileged transaction now touches too many nodes.
-    mutating func commit(_ view: StoreView, _ request: RequestContext) throws(XenstoreError) -> [XenstoreEffect] {
+    mutating func commit(
+        _ view: StoreView,
+        _ request: RequestContext,
+        reply: XenstoreEffect
+    ) throws(XenstoreError) -> [XenstoreEffect] {
         // Outside a transaction the store already holds the change (changeTree).
-        guard request.inTransaction else { return fire(view.triggers) }
+        guard request.inTransaction else {
+            let events = fire(view.triggers)
+            return events.isEmpty ? [reply] : [reply] + events
+        }
         // The nodes a transaction accessed, as cxenstored counts them: read, written, or relied on.
         if let limits = limits(request), (view.touched.count + view.dependencies.count).exceeds(limits.transactionNodes)
         {
@@ -78,7 +85,7 @@ extension XenstoreEngine {
         // One access: each `connections[id]?.transactions[tx]?` chain moves the
         // connection and the transaction out and back.
         connections[request.id]?.transactions[request.message.txID]?.keep(view)
-        return []
+        return [reply]
     }
 
     /// The error for a missing node that does not leak existence: ENOENT only if the caller
@@ -139,7 +146,7 @@ extension XenstoreEngine {
         try observe(path, request)
         var view = view(for: request)
         let node = try readable(path, &view, request)
-        return [request.reply(node.value)] + (try commit(view, request))
+        return try commit(view, request, reply: request.reply(node.value))
     }
 
     /// DIRECTORY `path|` → child names each followed by NUL; E2BIG if that exceeds 4096 bytes.
@@ -149,7 +156,7 @@ extension XenstoreEngine {
         var view = view(for: request)
         let listing = try readable(path, &view, request).listing
         guard listing.count <= XenstoreInterface.payloadMax else { throw .E2BIG }
-        return [request.reply(listing)] + (try commit(view, request))
+        return try commit(view, request, reply: request.reply(listing))
     }
 
     /// DIRECTORY_PART `path|offset|` → `generation|` then the names from byte `offset` of the
@@ -202,7 +209,7 @@ extension XenstoreEngine {
         if !ended && chunk.isEmpty { throw .E2BIG }
         reply += chunk
         if ended { reply.append(0) }
-        return [request.reply(reply)] + (try commit(view, request))
+        return try commit(view, request, reply: request.reply(reply))
     }
 
     /// GET_PERMS `path|` → each permission string followed by NUL, owner first.
@@ -216,7 +223,7 @@ extension XenstoreEngine {
         try observe(path, request)
         var view = view(for: request)
         let node = try readable(path, &view, request)
-        return [request.reply(node.perms.wire)] + (try commit(view, request))
+        return try commit(view, request, reply: request.reply(node.perms.wire))
     }
 
     // MARK: WRITE, MKDIR
@@ -253,7 +260,7 @@ extension XenstoreEngine {
         let exists = depth == path.components.count
         let newOwner = caller.privileged ? nil : caller.domid
         guard canWrite(caller, found) else { throw .EACCES }
-        if exists && mkdir { return [request.ok] + (try commit(view, request)) }
+        if exists && mkdir { return try commit(view, request, reply: request.ok) }
         let newNodes = path.components.count - depth
         if !exists {
             if let limits, (view.tree.nodeCount(ownedBy: caller.domid) + newNodes).exceeds(limits.nodes) {
@@ -293,7 +300,7 @@ extension XenstoreEngine {
         if !exists, let newOwner { newPerms.owner.domid = newOwner }
         let parentAfter = exists ? parentPerms : (newNodes == 1 ? found : newPerms)
         view.changed(WatchTrigger(path: path, perms: .some(exists ? found : nil, newPerms, parentAfter)))
-        return [request.ok] + (try commit(view, request))
+        return try commit(view, request, reply: request.ok)
     }
 
     // MARK: RM
@@ -318,7 +325,7 @@ extension XenstoreEngine {
             // Only the parent's existence and permissions decide the answer.
             guard depth == path.components.count - 1 else { throw missing(nearestPerms: found, request) }
             guard canRead(request.caller, found) else { throw .EACCES }
-            return [request.ok] + (try commit(view, request))
+            return try commit(view, request, reply: request.ok)
         }
         guard canWrite(request.caller, found) else { throw .EACCES }
         let generation = nextGeneration()
@@ -330,7 +337,7 @@ extension XenstoreEngine {
             view.log.append(.remove(path))
             for entry in removed { view.touch(entry.path) }
         }
-        return [request.ok] + (try commit(view, request))
+        return try commit(view, request, reply: request.ok)
     }
 
     /// Events for a removed subtree (pre-order list from ``Tree/remove(_:generation:)``):
@@ -378,6 +385,6 @@ extension XenstoreEngine {
         view.log.append(.setPerms(path, perms))
         let parentPerms = path.parent.flatMap { view.tree.node(at: $0)?.perms }
         view.changed(WatchTrigger(path: path, perms: .some(node.perms, perms, parentPerms)))
-        return [request.ok] + (try commit(view, request))
+        return try commit(view, request, reply: request.ok)
     }
 }

@@ -205,7 +205,10 @@ public struct XenstoreEngine: Sendable {
     }
 
     /// The quotas in force for `domid`.
-    public func quotas(for domid: DomID) -> Quotas { domainQuotas[domid] ?? quotas }
+    public func quotas(for domid: DomID) -> Quotas {
+        // Most stores have no per-domain quotas: skip hashing the domid for every request.
+        domainQuotas.isEmpty ? quotas : domainQuotas[domid] ?? quotas
+    }
 
     /// The connections currently registered, in registration order.
     public var connectionIDs: [ConnectionID] { Array(connections.keys) }
