@@ -228,7 +228,7 @@ struct Tree: Sendable {
         // Removed nodes per owner, counted apart: a subtree mostly has one owner, so
         // the dictionary is changed once, not once per node.
         var owners: [(domid: DomID, count: Int)] = []
-        func count(_ owner: DomID) {
+        func countRemoval(of owner: DomID) {
             if let index = owners.firstIndex(where: { $0.domid == owner }) {
                 owners[index].count += 1
             } else {
@@ -237,12 +237,12 @@ struct Tree: Sendable {
         }
         var removed: [RemovedNode] = []
         func visit(_ node: Node, _ path: XenstorePath, _ parentPerms: XenstorePermissions) {
-            count(node.perms.owner.domid)
+            countRemoval(of: node.perms.owner.domid)
             removed.append(RemovedNode(path: path, perms: node.perms, parentPerms: parentPerms))
             for (name, child) in node.children { visit(child, path.appending(name), node.perms) }
         }
         func visitUnlisted(_ node: Node) {
-            count(node.perms.owner.domid)
+            countRemoval(of: node.perms.owner.domid)
             for child in node.children.values { visitUnlisted(child) }
         }
         if listing { visit(subtree, path, parentPerms) } else { visitUnlisted(subtree) }

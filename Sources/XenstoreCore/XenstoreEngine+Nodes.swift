@@ -340,7 +340,7 @@ extension XenstoreEngine {
         return try commit(view, request, reply: request.ok)
     }
 
-    /// Events for a removed subtree (pre-order list from ``Tree/remove(_:generation:)``):
+    /// Events for a removed subtree (pre-order list from ``Tree/remove(_:generation:listing:)``):
     /// the subtree root's for every watch on it or above, then an exact-match event
     /// for each descendant.
     func removalTriggers(_ removed: [Tree.RemovedNode]) -> [WatchTrigger] {
