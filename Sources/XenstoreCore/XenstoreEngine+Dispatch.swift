@@ -124,7 +124,7 @@ extension XenstoreEngine {
         var effects: [XenstoreEffect] = []
         guard !triggers.isEmpty, !watcherIDs.isEmpty else { return [] }
         for trigger in triggers {
-            for id in connections.keys where watcherIDs.contains(id) {
+            for id in watcherIDs {
                 guard let connection = connections[id] else { continue }
                 let matched = connection.watches(matching: trigger)
                 guard !matched.isEmpty, mayObserve(connection.caller, trigger) else { continue }

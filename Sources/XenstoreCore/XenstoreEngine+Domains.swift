@@ -126,7 +126,7 @@ extension XenstoreEngine {
     /// Problems with the store's invariants, for CONTROL `check` and tests.
     func invariantViolations() -> [String] {
         var problems = store.invariantViolations(generation: generation)
-        let watching = Set(connections.filter { !$0.value.watches.isEmpty }.map(\.key))
+        let watching = connections.filter { !$0.value.watches.isEmpty }.map(\.key)
         if watching != watcherIDs { problems.append("watcher index \(watcherIDs) != \(watching)") }
         for connection in connections.values {
             for transaction in connection.transactions.values {

@@ -55,7 +55,7 @@ extension XenstoreEngine {
         }
         let watch = Watch(path: path, token: token)
         connections[request.id]?.addWatch(watch)
-        watcherIDs.insert(request.id)
+        addWatcher(request.id)
         let event = XenstoreMessage.watchEvent(path: reportedPath(path, for: watch, caller), token: token)
         return [request.ok] + (event.fitsOnWire ? [.send(to: request.id, event)] : [])
     }
@@ -65,14 +65,14 @@ extension XenstoreEngine {
         let arguments = try XenstorePayload.arguments(request.message.payload, count: 2)
         let path = try resolve(arguments[0], request, allowSpecial: true)
         guard connections[request.id]?.removeWatch(path: path, token: arguments[1]) == true else { throw .ENOENT }
-        if connections[request.id]?.watches.isEmpty ?? true { watcherIDs.remove(request.id) }
+        if connections[request.id]?.watches.isEmpty ?? true { removeWatcher(request.id) }
         return [request.ok]
     }
 
     /// RESET_WATCHES (payload ignored) → OK; drops the caller's watches and transactions.
     mutating func resetWatches(_ request: RequestContext) -> [XenstoreEffect] {
         connections[request.id]?.removeAllWatches()
-        watcherIDs.remove(request.id)
+        removeWatcher(request.id)
         connections[request.id]?.transactions = [:]
         return [request.ok]
     }

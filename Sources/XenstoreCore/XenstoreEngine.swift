@@ -85,9 +85,10 @@ public struct XenstoreEngine: Sendable {
     var storeVersion: UInt64 = 0
     var generation: UInt64 = 1
     var connections: OrderedDictionary<ConnectionID, Connection> = [:]
-    /// Connections holding at least one watch: ``fire(_:)`` looks only at these, so a
-    /// thousand guests without watches cost nothing per change.
-    var watcherIDs: Set<ConnectionID> = []
+    /// Connections holding at least one watch, in ``connections``' order: ``fire(_:)``
+    /// goes through these alone, so a thousand guests without watches cost nothing per
+    /// change. Kept by ``addWatcher(_:)`` and ``removeWatcher(_:)``.
+    private(set) var watcherIDs: [ConnectionID] = []
     var domains: [DomID: DomainEntry] = [:]
     var targets: [DomID: DomID] = [:]
     var pendingFeatures: [DomID: XenstoreServerFeatures] = [:]
@@ -130,13 +131,37 @@ public struct XenstoreEngine: Sendable {
     ///   restarted xenstored serves again); a snapshot keeps it.
     public mutating func connect(_ id: ConnectionID, domid: DomID, privileged: Bool, persistent: Bool = false) {
         connections[id] = Connection(domid: domid, privileged: privileged, persistent: persistent)
-        watcherIDs.remove(id)
+        removeWatcher(id)
     }
 
     /// Forgets a connection with its watches and open transactions. Nothing is sent to anyone.
     public mutating func disconnect(_ id: ConnectionID) {
         connections.removeValue(forKey: id)
-        watcherIDs.remove(id)
+        removeWatcher(id)
+    }
+
+    /// Adds `id` (a connection that now holds a watch) to ``watcherIDs`` where its
+    /// place in ``connections`` puts it. A connection's place never changes while it
+    /// is registered, so the list stays in that order as others come and go.
+    mutating func addWatcher(_ id: ConnectionID) {
+        guard let place = connections.index(forKey: id), !watcherIDs.contains(id) else { return }
+        // Binary search for the first watcher registered after `id`.
+        var low = 0
+        var high = watcherIDs.count
+        while low < high {
+            let middle = (low + high) / 2
+            if let other = connections.index(forKey: watcherIDs[middle]), other < place {
+                low = middle + 1
+            } else {
+                high = middle
+            }
+        }
+        watcherIDs.insert(id, at: low)
+    }
+
+    /// Takes `id` out of ``watcherIDs`` (it holds no watch any more, or is gone).
+    mutating func removeWatcher(_ id: ConnectionID) {
+        if let index = watcherIDs.firstIndex(of: id) { watcherIDs.remove(at: index) }
     }
 
     /// Handles one request from `id`. Unknown connections get nothing (a shell bug).
