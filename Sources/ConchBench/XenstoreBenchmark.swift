@@ -283,12 +283,14 @@ extension XenstoreBenchmark {
         public var watchers: Int
         public var watchedWrites: Int
         public var nodes: Int
+        public var idleConnections: Int
 
-        public init(operationsPerClient: Int, watchers: Int, watchedWrites: Int, nodes: Int) {
+        public init(operationsPerClient: Int, watchers: Int, watchedWrites: Int, nodes: Int, idleConnections: Int) {
             self.operationsPerClient = operationsPerClient
             self.watchers = watchers
             self.watchedWrites = watchedWrites
             self.nodes = nodes
+            self.idleConnections = idleConnections
         }
     }
 
@@ -322,7 +324,8 @@ extension XenstoreBenchmark {
                 operationsPerClient: options.operationsPerClient,
                 watchers: options.watchers,
                 watchedWrites: options.watchedWrites,
-                nodes: options.nodes
+                nodes: options.nodes,
+                idleConnections: options.idleConnections
             )
             let object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(figures)) as? [String: Double]
             return object ?? [:]
@@ -358,9 +361,21 @@ extension XenstoreBenchmark {
             mixRatio: mix.ratio(),
             scale: scale == nil
                 ? nil
-                : scalePairs.mapValues {
-                    .init(conch: $0.subject(places: 3), other: $0.baseline(places: 3), ratio: $0.ratio())
-                },
+                : Dictionary(
+                    uniqueKeysWithValues: scalePairs.map { key, pairs in
+                        // Seconds to the microsecond (a small store's listing takes less than
+                        // a millisecond); rates to a tenth.
+                        let places = key.hasSuffix("_s") ? 6 : 1
+                        return (
+                            key,
+                            XenstoreComparisonResult.ScaleFigure(
+                                conch: pairs.subject(places: places),
+                                other: pairs.baseline(places: places),
+                                ratio: pairs.ratio()
+                            )
+                        )
+                    }
+                ),
             pairs: pairs,
             operationsPerMeasurement: operations
         )
@@ -411,6 +426,10 @@ public struct XenstoreScaleFigures: Sendable, Codable {
     public var nodesCreateSeconds: Double
     public var nodesListSeconds: Double
     public var nodesRemoveSeconds: Double
+    /// Writes per second from one connection while `idleConnections` others are open
+    /// and hold nothing, and one more holds a watch elsewhere: what a change costs on
+    /// a host with many guests' connections, of which few watch.
+    public var writesBesideIdlePerSecond: Double
 
     enum CodingKeys: String, CodingKey {
         case clients16OpsPerSecond = "clients16_ops_per_s"
@@ -419,6 +438,7 @@ public struct XenstoreScaleFigures: Sendable, Codable {
         case nodesCreateSeconds = "nodes_create_s"
         case nodesListSeconds = "nodes_list_s"
         case nodesRemoveSeconds = "nodes_remove_s"
+        case writesBesideIdlePerSecond = "writes_beside_idle_per_s"
     }
 }
 
@@ -430,7 +450,8 @@ extension XenstoreBenchmark {
         operationsPerClient: Int,
         watchers: Int,
         watchedWrites: Int,
-        nodes: Int
+        nodes: Int,
+        idleConnections: Int
     ) async throws -> XenstoreScaleFigures {
         let base = "/local/domain/0/conch-bench-scale-\(getpid())"
         let clock = ContinuousClock()
@@ -521,15 +542,31 @@ extension XenstoreBenchmark {
         started = clock.now
         try await writer.remove(parent)
         let removeSeconds = started.duration(to: .now).seconds
+
+        // Writes beside `idleConnections` connections that hold nothing and one that
+        // watches elsewhere: a daemon that looks at every connection for every change
+        // slows down with them; one that looks only at watchers does not.
+        raiseDescriptorLimit()
+        var idle: [XenstoreClient] = []
+        for _ in 0..<idleConnections { idle.append(try await XenstoreClient.connect(socketPath: socket)) }
+        let watcher = try await XenstoreClient.connect(socketPath: socket)
+        _ = try await watcher.watch(base + "/elsewhere", token: "elsewhere")
+        let besideIdleWrites = max(1, operationsPerClient / 4)
+        started = clock.now
+        for round in 0..<besideIdleWrites { try await writer.write(base + "/beside-idle", "\(round)") }
+        let besideIdle = Double(besideIdleWrites) / started.duration(to: .now).seconds
+        watcher.close()
+        for client in idle { client.close() }
         try await writer.remove(base)
 
         return XenstoreScaleFigures(
             clients16OpsPerSecond: rounded(clients16),
             clients64OpsPerSecond: rounded(clients64),
             watchEventsPerSecond: rounded(eventsPerSecond),
-            nodesCreateSeconds: rounded(createSeconds, places: 3),
-            nodesListSeconds: rounded(listSeconds, places: 3),
-            nodesRemoveSeconds: rounded(removeSeconds, places: 3)
+            nodesCreateSeconds: rounded(createSeconds, places: 6),
+            nodesListSeconds: rounded(listSeconds, places: 6),
+            nodesRemoveSeconds: rounded(removeSeconds, places: 6),
+            writesBesideIdlePerSecond: rounded(besideIdle)
         )
     }
 }

@@ -102,9 +102,10 @@ struct XenstoreBench: AsyncParsableCommand {
             in --pairs interleaved pairs, and reports each operation's p50 on both and their \
             ratio (conch ÷ other; below 1, conch is faster). --scale adds, in the same pairs: \
             16 and 64 connections at once cycling read, write, directory and a read-modify-write \
-            transaction; 20 writes under a subtree with --watchers watches on it (events/s); and \
-            --nodes children of one node created (pipelined), listed and removed. It writes only \
-            under /local/domain/0/conch-bench-*<pid>, and removes that.
+            transaction; 20 writes under a subtree with --watchers watches on it (events/s); \
+            --nodes children of one node created (pipelined), listed and removed; and writes \
+            per second beside --idle-connections connections that hold nothing (and one watch \
+            elsewhere). It writes only under /local/domain/0/conch-bench-*<pid>, and removes that.
             """
     )
 
@@ -129,9 +130,15 @@ struct XenstoreBench: AsyncParsableCommand {
     @Option(help: "With --scale: nodes created, listed and removed.")
     var nodes = 100_000
 
+    @Option(help: "With --scale: connections open beside the writes, holding nothing.")
+    var idleConnections = 1000
+
     func validate() throws {
         guard operations >= 100, pairs >= 1 else {
             throw ValidationError("--operations must be at least 100 and --pairs at least 1")
+        }
+        guard (0...100_000).contains(idleConnections) else {
+            throw ValidationError("--idle-connections must be between 0 and 100000")
         }
     }
 
@@ -146,7 +153,13 @@ struct XenstoreBench: AsyncParsableCommand {
                 operations: operations,
                 pairs: pairs,
                 scale: scale
-                    ? .init(operationsPerClient: operations, watchers: watchers, watchedWrites: 20, nodes: nodes)
+                    ? .init(
+                        operationsPerClient: operations,
+                        watchers: watchers,
+                        watchedWrites: 20,
+                        nodes: nodes,
+                        idleConnections: idleConnections
+                    )
                     : nil,
                 progress: { line in if !json { print(line) } }
             )
@@ -162,7 +175,7 @@ struct XenstoreBench: AsyncParsableCommand {
             print("whole mix: conch ÷ other = \(result.mixRatio.text)")
             for (key, figure) in (result.scale ?? [:]).sorted(by: { $0.key < $1.key }) {
                 print(
-                    key.padding(toLength: 20, withPad: " ", startingAt: 0)
+                    key.padding(toLength: 25, withPad: " ", startingAt: 0)
                         + " conch \(figure.conch.text)  other \(figure.other.text)  conch ÷ other \(figure.ratio.text)"
                 )
             }

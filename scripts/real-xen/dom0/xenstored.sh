@@ -9,8 +9,8 @@
 #     against conch xenstored, alternating (figures: seconds each, the ratio).
 #  3. `conch bench xenstore --against` cxenstored's socket: each operation's
 #     p50 on both daemons, in interleaved pairs, and the scale figures at sizes
-#     TCG can carry (--watchers 100 --nodes 1000; the full sizes are measured
-#     without Xen, scripts/bench/cxenstored-without-xen.sh).
+#     TCG can carry (--watchers 100 --nodes 1000 --idle-connections 100; the
+#     full sizes are measured without Xen, scripts/bench/cxenstored-without-xen.sh).
 . /rig/rig.sh
 rig_dom0_up
 
@@ -118,12 +118,14 @@ fi
 if [ "$against_operations" -gt 0 ]; then
     rig_start_bench_xenstored cxenstored
     conch bench xenstore --against /run/xenstored/socket --operations "$against_operations" --pairs 3 \
-        --scale --watchers 100 --nodes 1000 --json \
+        --scale --watchers 100 --nodes 1000 --idle-connections 100 --json \
         >/var/log/rig/bench-against.json 2>/var/log/rig/bench-against.err \
         || rig_fail "bench xenstore --against cxenstored failed: $(tail -n 3 /var/log/rig/bench-against.err)"
     rig_stop_xenstored "$RIG_BENCH_PID"
     rig_check "the comparison names every operation" grep -q '"tx_rmw"' /var/log/rig/bench-against.json
     rig_check "the comparison has the scale figures" grep -q '"watch_events_per_s"' /var/log/rig/bench-against.json
+    rig_check "the comparison has writes beside idle connections" \
+        grep -q '"writes_beside_idle_per_s"' /var/log/rig/bench-against.json
     rig_figure bench_xenstore_against_cxenstored "$(cat /var/log/rig/bench-against.json)"
 fi
 rig_pass
