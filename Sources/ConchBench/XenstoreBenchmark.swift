@@ -548,15 +548,15 @@ extension XenstoreBenchmark {
         // slows down with them; one that looks only at watchers does not.
         raiseDescriptorLimit()
         var idle: [XenstoreClient] = []
+        defer { for client in idle { client.close() } }
         for _ in 0..<idleConnections { idle.append(try await XenstoreClient.connect(socketPath: socket)) }
         let watcher = try await XenstoreClient.connect(socketPath: socket)
+        defer { watcher.close() }
         _ = try await watcher.watch(base + "/elsewhere", token: "elsewhere")
         let besideIdleWrites = max(1, operationsPerClient / 4)
         started = clock.now
         for round in 0..<besideIdleWrites { try await writer.write(base + "/beside-idle", "\(round)") }
         let besideIdle = Double(besideIdleWrites) / started.duration(to: .now).seconds
-        watcher.close()
-        for client in idle { client.close() }
         try await writer.remove(base)
 
         return XenstoreScaleFigures(
