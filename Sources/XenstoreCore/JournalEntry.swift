@@ -57,20 +57,15 @@ public enum JournalEntry: Sendable, Hashable {
         if case .request(let id, let message) = self {
             // The daemon's one record per request, stored field by field into space made
             // once (the same bytes as `encodeBody`, which the tests compare).
-            let size = 5 + 8 + XenstoreHeader.size + message.payload.count
+            let size = 5 + 8 + message.encodedCount
             record.append(contentsOf: repeatElement(0, count: size))
             // SAFETY: the record's `size` bytes, used only inside the closure; every
-            // store and the payload copy end within them.
+            // store and the message end within them.
             record.withUnsafeMutableBytes { bytes in
                 bytes.storeBytes(of: UInt32(truncatingIfNeeded: size - 4).littleEndian, as: UInt32.self)
                 bytes[4] = Self.requestKind
                 bytes.storeBytes(of: id.rawValue.littleEndian, toByteOffset: 5, as: UInt64.self)
-                message.storeHeader(into: UnsafeMutableRawBufferPointer(rebasing: bytes[13...]))
-                message.payload.withUnsafeBytes { payload in
-                    UnsafeMutableRawBufferPointer(rebasing: bytes[(13 + XenstoreHeader.size)...]).copyMemory(
-                        from: payload
-                    )
-                }
+                message.store(into: UnsafeMutableRawBufferPointer(rebasing: bytes[13...]))
             }
             return
         }

@@ -88,19 +88,13 @@ final class SocketEndpoint: XenstoreEndpoint {
             reused.clear()
             buffer = reused
         } else {
-            buffer = channel.allocator.buffer(capacity: XenstoreHeader.size + message.payload.count)
+            buffer = channel.allocator.buffer(capacity: message.encodedCount)
         }
-        let size = XenstoreHeader.size + message.payload.count
-        // SAFETY: NIO hands a region of at least `size` writable bytes, used only inside
-        // the closure; exactly `size` are written (header, then payload) and reported.
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { destination in
-            message.storeHeader(into: destination)
-            message.payload.withUnsafeBytes { payload in
-                UnsafeMutableRawBufferPointer(rebasing: destination[XenstoreHeader.size..<size]).copyMemory(
-                    from: payload
-                )
-            }
-            return size
+        // SAFETY: NIO hands a region of at least `encodedCount` writable bytes, used only
+        // inside the closure; exactly that many are written and reported.
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: message.encodedCount) { destination in
+            message.store(into: destination)
+            return message.encodedCount
         }
         pending = buffer
     }

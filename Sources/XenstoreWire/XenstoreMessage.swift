@@ -59,21 +59,20 @@ public struct XenstoreMessage: Hashable, Sendable, CustomStringConvertible {
 
     /// Appends the header and payload to `buffer`.
     public func encode(into buffer: inout [UInt8]) {
-        buffer.reserveCapacity(buffer.count + XenstoreHeader.size + payload.count)
-        var header: (UInt64, UInt64) = (0, 0)
-        // SAFETY: the tuple is 16 contiguous bytes, used only inside the closure.
-        withUnsafeMutableBytes(of: &header) { header in
-            storeHeader(into: header)
-            buffer.append(contentsOf: header)
-        }
-        buffer.append(contentsOf: payload)
+        let start = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: encodedCount))
+        // SAFETY: the `encodedCount` bytes just appended, used only inside the closure.
+        buffer.withUnsafeMutableBytes { bytes in store(into: UnsafeMutableRawBufferPointer(rebasing: bytes[start...])) }
     }
 
-    /// Stores the 16-byte header, fields little-endian, at the start of `destination`
-    /// (which must hold at least ``XenstoreHeader/size`` bytes): the one spelling of the
-    /// header layout that every encoder uses.
-    public func storeHeader(into destination: UnsafeMutableRawBufferPointer) {
-        precondition(destination.count >= XenstoreHeader.size, "no room for a xenstore header")
+    /// Bytes on the wire: the header plus the payload.
+    public var encodedCount: Int { XenstoreHeader.size + payload.count }
+
+    /// Stores the message at the start of `destination` (which must hold at least
+    /// ``encodedCount`` bytes): the header, fields little-endian, then the payload. The
+    /// one encoder: `encode(into:)`, the socket transport and the journal all use it.
+    public func store(into destination: UnsafeMutableRawBufferPointer) {
+        precondition(destination.count >= encodedCount, "no room for a xenstore message")
         // The length always fits: an Array's count is far below UInt32.max in any
         // message this package builds, and a longer one is a caller bug we clamp rather than trap on.
         let length = UInt32(exactly: payload.count) ?? UInt32.max
@@ -81,6 +80,10 @@ public struct XenstoreMessage: Hashable, Sendable, CustomStringConvertible {
         destination.storeBytes(of: reqID.littleEndian, toByteOffset: XenstoreHeader.reqIDOffset, as: UInt32.self)
         destination.storeBytes(of: txID.littleEndian, toByteOffset: XenstoreHeader.txIDOffset, as: UInt32.self)
         destination.storeBytes(of: length.littleEndian, toByteOffset: XenstoreHeader.lenOffset, as: UInt32.self)
+        // SAFETY: the payload's bytes, read only during the copy into the checked room.
+        payload.withUnsafeBytes { payload in
+            UnsafeMutableRawBufferPointer(rebasing: destination[XenstoreHeader.size...]).copyMemory(from: payload)
+        }
     }
 
     public var description: String {
